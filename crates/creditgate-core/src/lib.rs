@@ -6,6 +6,7 @@ pub mod clock;
 pub mod ids;
 pub mod keys;
 pub mod ledger;
+pub mod metering;
 pub mod money;
 pub mod pricing;
 pub mod usage;

@@ -1,0 +1,168 @@
+//! Admission: authenticate, read and parse the body, estimate the worst case and place the hold.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use creditgate_core::ids::TransferId;
+use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
+use creditgate_core::pricing::{self, HoldEstimate};
+use serde_json::{json, Value};
+
+use super::keep_alive::refresh_period;
+use super::{read_body, Admitted};
+use crate::error::ApiError;
+use crate::App;
+
+/// What the request asked for, read from its body (which is forwarded unchanged).
+pub(super) struct Parsed {
+    pub(super) model: String,
+    pub(super) max_tokens: u64,
+    pub(super) stream: bool,
+}
+
+fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
+    let obj = body
+        .as_object()
+        .ok_or_else(|| ApiError::invalid_request("The request body must be a JSON object."))?;
+    let model = obj
+        .get("model")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ApiError::invalid_request("model: Field required"))?
+        .to_owned();
+    let max_tokens = obj
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .ok_or_else(|| ApiError::invalid_request("max_tokens: must be a non-negative integer"))?;
+    let stream = match obj.get("stream") {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(_) => return Err(ApiError::invalid_request("stream: must be a boolean")),
+    };
+    Ok(Parsed {
+        model,
+        max_tokens,
+        stream,
+    })
+}
+
+pub(super) async fn admit(
+    app: Arc<App>,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+    request_id: &str,
+) -> Result<Response, ApiError> {
+    let now = app.clock.now();
+    let key = crate::auth::authenticate(&headers, &app.db, &app.keys, now).await?;
+    let bytes = read_body(body, app.cfg.max_body_bytes).await?;
+    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
+        ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
+    })?;
+    let parsed = parse_request(&body)?;
+    let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let first_output = if parsed.stream {
+        app.cfg.first_slice_tokens.min(parsed.max_tokens)
+    } else {
+        parsed.max_tokens
+    };
+    let amount = estimate.with_output(first_output).map_err(|_| {
+        ApiError::invalid_request(format!(
+            "max_tokens: {} is too large to be priced",
+            parsed.max_tokens
+        ))
+    })?;
+    let policy = app.disconnect_policy(&key.org).await?;
+    let transfer_id =
+        TransferId::parse(request_id).map_err(|e| ApiError::internal(e.to_string()))?;
+
+    let hold = app
+        .db
+        .reserve(HoldRequest {
+            transfer_id: transfer_id.clone(),
+            org: key.org.clone(),
+            amount,
+            timeout_ms: app.cfg.hold_timeout_ms,
+            scope: Some(key.scope()),
+            limits: Vec::new(),
+            // The usage record of a request in flight: what `GET /v1/requests/{id}` shows
+            // until the settle attaches the receipt.
+            memo: Some(
+                json!({"model": parsed.model, "key_id": key.id, "stream": parsed.stream})
+                    .to_string(),
+            ),
+        })
+        .await
+        .map_err(|e| refusal(e, &estimate, parsed.stream, &app.cfg.credit_unit.name))?;
+
+    let job = Admitted {
+        app: app.clone(),
+        key,
+        request_id: transfer_id,
+        held: hold.amount,
+        estimate,
+        parsed,
+        policy,
+        started: std::time::Instant::now(),
+        refreshes: std::sync::atomic::AtomicU32::new(0),
+        next_refresh: std::sync::Mutex::new(
+            tokio::time::Instant::now() + refresh_period(app.cfg.hold_timeout_ms),
+        ),
+    };
+    let path = uri
+        .path_and_query()
+        .map_or("/v1/messages", |p| p.as_str())
+        .to_owned();
+    Ok(job.run(path, headers, bytes).await)
+}
+
+/// Turns a refused hold into the client's answer: 402 with the numbers and the largest
+/// `max_tokens` that would fit.
+pub(super) fn refusal(
+    err: LedgerError,
+    estimate: &HoldEstimate,
+    stream: bool,
+    unit: &str,
+) -> ApiError {
+    match err {
+        LedgerError::Insufficient { available, needed } => {
+            let fits = estimate.max_affordable_output(available);
+            let what = if stream {
+                "to start this stream"
+            } else {
+                "for this request"
+            };
+            ApiError::billing(format!(
+                "Your credit balance is too low: {available} {unit} available, {needed} {unit} \
+                 needed {what}. The largest max_tokens that would fit is {fits}."
+            ))
+        }
+        LedgerError::LimitExceeded {
+            scope,
+            remaining,
+            needed,
+            cap,
+        } => ApiError::billing(format!(
+            "The spend limit of {scope} ({cap} {unit}) is reached: {remaining} {unit} left, \
+             {needed} {unit} needed."
+        )),
+        other => other.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_request_rejects_bad_fields() {
+        assert!(parse_request(&json!({"model": "m", "max_tokens": 5})).is_ok());
+        assert!(parse_request(&json!({"max_tokens": 5})).is_err());
+        assert!(parse_request(&json!({"model": "m", "max_tokens": -1})).is_err());
+        assert!(parse_request(&json!({"model": "m", "max_tokens": "5"})).is_err());
+        assert!(parse_request(&json!({"model": "m", "max_tokens": 5, "stream": "yes"})).is_err());
+        assert!(parse_request(&json!([1])).is_err());
+    }
+}

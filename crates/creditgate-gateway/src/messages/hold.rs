@@ -1,0 +1,106 @@
+//! Hold growth: a stream's hold covers its output slice by slice, and the exact input once
+//! `message_start` tells it.
+
+use creditgate_core::ids::TransferId;
+use creditgate_core::ledger::{ExtendHoldRequest, LedgerError, LedgerStore};
+use creditgate_core::metering;
+use creditgate_core::money::NanoCredits;
+
+use super::Admitted;
+use crate::sse::UsageTally;
+
+/// The progressive reservation of one stream.
+pub(super) struct ProgressiveHold {
+    pub(super) held: NanoCredits,
+    /// Output tokens the hold covers.
+    pub(super) covered: u64,
+    /// Exact input cost above the estimate, learned at `message_start`.
+    pub(super) input_correction: NanoCredits,
+    pub(super) grown: u32,
+}
+
+impl Admitted {
+    /// The hold as admission placed it: the first slice of output.
+    pub(super) fn first_slice(&self) -> ProgressiveHold {
+        ProgressiveHold {
+            held: self.held,
+            covered: self.app.cfg.first_slice_tokens.min(self.parsed.max_tokens),
+            input_correction: NanoCredits::ZERO,
+            grown: 0,
+        }
+    }
+
+    /// At `message_start` the exact input replaces the estimate: if the estimate was low, the
+    /// hold grows by the difference before anything more passes.
+    pub(super) async fn correct_input(
+        &self,
+        tally: &UsageTally,
+        hold: &mut ProgressiveHold,
+    ) -> Result<(), LedgerError> {
+        let Some(usage) = tally.final_usage() else {
+            return Ok(());
+        };
+        let Some(cost) = metering::input_cost(
+            &self.app.book,
+            &self.parsed.model,
+            &usage,
+            &self.app.pricing,
+        ) else {
+            return Ok(());
+        };
+        let estimated = self.estimate.input_side();
+        if cost > estimated {
+            hold.input_correction = cost.checked_sub(estimated)?;
+            let covered = hold.covered;
+            return self.grow_to(hold, covered).await;
+        }
+        Ok(())
+    }
+
+    /// Grows the hold slice by slice until it covers `output` tokens (never past `max_tokens`).
+    pub(super) async fn cover(
+        &self,
+        hold: &mut ProgressiveHold,
+        output: u64,
+    ) -> Result<(), LedgerError> {
+        let max = self.parsed.max_tokens;
+        if output <= hold.covered || hold.covered >= max {
+            return Ok(());
+        }
+        let mut target = hold.covered;
+        while target < output {
+            target = target.saturating_add(self.app.cfg.slice_tokens);
+        }
+        self.grow_to(hold, target.min(max)).await
+    }
+
+    /// Makes the hold cover the input side plus `target` output tokens.
+    async fn grow_to(&self, hold: &mut ProgressiveHold, target: u64) -> Result<(), LedgerError> {
+        let need = self
+            .estimate
+            .with_output(target)
+            .map_err(|e| LedgerError::InvalidAmount(e.to_string()))?
+            .checked_add(hold.input_correction)?;
+        let extra = need.checked_sub(hold.held)?;
+        if extra.is_positive() {
+            hold.grown += 1;
+            let transfer_id =
+                TransferId::parse(&format!("{}:grow:{}", self.request_id, hold.grown))
+                    .map_err(|e| LedgerError::InvalidAmount(e.to_string()))?;
+            let grown = self
+                .app
+                .db
+                .extend_hold(ExtendHoldRequest {
+                    transfer_id,
+                    hold: self.request_id.clone(),
+                    amount: extra,
+                    timeout_ms: self.app.cfg.hold_timeout_ms,
+                    limits: Vec::new(),
+                })
+                .await?;
+            hold.held = grown.amount;
+        }
+        hold.covered = target;
+        Ok(())
+    }
+}

@@ -1,0 +1,139 @@
+//! `POST /v1/messages`: admit (hold), forward, meter, settle — as JSON or as a stream.
+//!
+//! Every admitted request ends in exactly one settle of its hold (possibly of zero, for a free
+//! outcome), carrying the receipt. Each request runs in its own task, from admission to
+//! settlement, so a client that hangs up can change what is charged only through the disconnect
+//! policy, never by cancelling a hold placement or a settlement.
+//!
+//! The parts, in the order a request meets them: `admission` (authenticate, parse, estimate,
+//! place the hold), `forward` (send upstream, a complete JSON answer), `stream` (the pump that
+//! passes events through), `hold` (growing a stream's hold slice by slice), `keep_alive`
+//! (pushing the hold's expiry forward while the request is alive), `settle` (the one settlement,
+//! with retries) and `receipt` (what the ledger and the client are told). The charging rules
+//! themselves are in [`creditgate_core::metering`].
+
+mod admission;
+mod forward;
+mod hold;
+mod keep_alive;
+mod receipt;
+mod settle;
+mod stream;
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Uri};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use creditgate_core::ids::TransferId;
+use creditgate_core::keys::ApiKeyRecord;
+use creditgate_core::money::NanoCredits;
+use creditgate_core::pricing::HoldEstimate;
+use creditgate_core::usage::ReceiptStatus;
+
+use crate::config::DisconnectPolicy;
+use crate::error::ApiError;
+use crate::App;
+
+use admission::Parsed;
+
+/// A fresh request id, also the hold's transfer id: `req_cg_` + 24 hex characters.
+pub fn new_request_id() -> String {
+    format!("req_cg_{}", hex::encode(rand::random::<[u8; 12]>()))
+}
+
+/// Reads a request body up to `limit` bytes; more is 413.
+pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
+    axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::too_large(format!(
+            "Request body exceeds the maximum size of {limit} bytes."
+        ))
+    })
+}
+
+pub async fn create(
+    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let request_id = new_request_id();
+    // Admission runs in its own task too: a client that hangs up while its hold is being placed
+    // must not leave the hold without the task that settles it.
+    let id = request_id.clone();
+    let admission =
+        tokio::spawn(async move { admission::admit(app, &uri, headers, body, &id).await });
+    match admission.await {
+        Ok(Ok(resp)) => resp,
+        Ok(Err(err)) => err.with_request_id(&request_id).into_response(),
+        Err(_) => ApiError::internal("The request task failed.")
+            .with_request_id(&request_id)
+            .into_response(),
+    }
+}
+
+/// An admitted request: it holds credits and must settle exactly once.
+struct Admitted {
+    app: Arc<App>,
+    key: ApiKeyRecord,
+    request_id: TransferId,
+    held: NanoCredits,
+    estimate: HoldEstimate,
+    parsed: Parsed,
+    policy: DisconnectPolicy,
+    started: std::time::Instant,
+    /// Keep-alive extensions made so far (each needs its own transfer id).
+    refreshes: std::sync::atomic::AtomicU32,
+    /// When the hold's expiry is next pushed forward (shared by every wait of the request).
+    next_refresh: std::sync::Mutex<tokio::time::Instant>,
+}
+
+/// What a settlement told the client.
+struct Settled {
+    charged: NanoCredits,
+    available: Option<NanoCredits>,
+    status: ReceiptStatus,
+}
+
+impl Admitted {
+    /// Forwards the request and answers as JSON or as a stream, settling the hold either way.
+    async fn run(self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        let sent = self
+            .keep_alive(self.app.upstream.send(Method::POST, &path, &headers, body))
+            .await;
+        let resp = match sent {
+            Ok(resp) => resp,
+            Err(err) => {
+                self.settle_with_retries(ReceiptStatus::Free, None, "upstream unreachable")
+                    .await;
+                return ApiError::upstream_unreachable(err.to_string())
+                    .with_request_id(self.request_id.as_str())
+                    .into_response();
+            }
+        };
+        let is_sse = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("text/event-stream"));
+        if self.parsed.stream && resp.status().is_success() && is_sse {
+            self.stream(resp).await
+        } else {
+            self.json(resp).await
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_ids_are_valid_transfer_ids() {
+        let id = new_request_id();
+        assert!(id.starts_with("req_cg_"));
+        assert!(TransferId::parse(&id).is_ok());
+        assert!(TransferId::parse(&format!("{id}:grow:12")).is_ok());
+    }
+}

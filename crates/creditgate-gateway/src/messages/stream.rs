@@ -1,0 +1,197 @@
+//! The stream pump: upstream bytes pass through to the client as whole events while usage is
+//! read and the hold grows ahead of the output; when the stream ends it is settled once.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use creditgate_core::ledger::LedgerError;
+use creditgate_core::metering::StreamEnd;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use super::admission::refusal;
+use super::forward::{copy_response_headers, header_value};
+use super::hold::ProgressiveHold;
+use super::Admitted;
+use crate::config::{DisconnectPolicy, STREAM_BUFFER_CHUNKS};
+use crate::error::ApiError;
+use crate::sse::{SseEvent, SseScanner, UsageTally};
+
+/// How a stream's pump loop ended.
+enum Ending {
+    Eof,
+    Broken(String),
+    DrainTimeout,
+    ClientGone,
+    Cut(LedgerError),
+}
+
+/// A stream in progress: what was read, what is held, whether the client is still there.
+struct Pumping {
+    scanner: SseScanner,
+    tally: UsageTally,
+    hold: ProgressiveHold,
+    client_gone: bool,
+    /// Set when the client left under `drain`: the upstream is read until then, no longer.
+    drain_deadline: Option<Instant>,
+}
+
+impl Admitted {
+    /// A stream: bytes pass through as whole events while usage is read and the hold grows.
+    pub(super) async fn stream(self, resp: reqwest::Response) -> Response {
+        let mut out_headers = HeaderMap::new();
+        copy_response_headers(resp.headers(), &mut out_headers);
+        out_headers.insert("request-id", header_value(self.request_id.as_str()));
+        let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER_CHUNKS);
+        tokio::spawn(self.pump(resp, tx));
+        let body = futures_util::stream::unfold(rx, |mut rx| async move {
+            rx.recv()
+                .await
+                .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
+        });
+        (StatusCode::OK, out_headers, Body::from_stream(body)).into_response()
+    }
+
+    /// Runs in its own task: relays the stream until it ends, then settles it exactly once.
+    async fn pump(mut self, mut resp: reqwest::Response, tx: mpsc::Sender<Bytes>) {
+        let mut run = Pumping {
+            scanner: SseScanner::default(),
+            tally: UsageTally::default(),
+            hold: self.first_slice(),
+            client_gone: false,
+            drain_deadline: None,
+        };
+        let ending = loop {
+            let chunk = match self.next_chunk(&mut resp, run.drain_deadline).await {
+                Ok(chunk) => chunk,
+                Err(ending) => break ending,
+            };
+            let events = match run.scanner.push(&chunk) {
+                Ok(ev) => ev,
+                Err(err) => break Ending::Broken(err.to_string()),
+            };
+            let (batch, cut) = self.meter_events(events, chunk.len(), &mut run).await;
+            if !batch.is_empty() && !run.client_gone && tx.send(Bytes::from(batch)).await.is_err() {
+                run.client_gone = true;
+                match self.policy {
+                    DisconnectPolicy::Cancel => break Ending::ClientGone,
+                    DisconnectPolicy::Drain => {
+                        run.drain_deadline = Some(
+                            Instant::now() + Duration::from_millis(self.app.cfg.drain_timeout_ms),
+                        );
+                    }
+                }
+            }
+            if let Some(err) = cut {
+                break Ending::Cut(err);
+            }
+        };
+        drop(resp);
+        self.held = run.hold.held;
+        self.finish(ending, &run, &tx).await;
+    }
+
+    /// The next upstream chunk (keeping the hold alive meanwhile), or how the stream ended.
+    async fn next_chunk(
+        &self,
+        resp: &mut reqwest::Response,
+        drain_deadline: Option<Instant>,
+    ) -> Result<Bytes, Ending> {
+        let next = match drain_deadline {
+            Some(deadline) => {
+                match tokio::time::timeout_at(deadline, self.keep_alive(resp.chunk())).await {
+                    Ok(r) => r,
+                    Err(_) => return Err(Ending::DrainTimeout),
+                }
+            }
+            None => self.keep_alive(resp.chunk()).await,
+        };
+        match next {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => Err(Ending::Eof),
+            Err(err) => Err(Ending::Broken(err.to_string())),
+        }
+    }
+
+    /// Reads each event's usage and grows the hold before the event is passed on; returns the
+    /// bytes to pass on and, if the hold could not grow, why (the events after it are not sent).
+    async fn meter_events(
+        &self,
+        events: Vec<SseEvent>,
+        capacity: usize,
+        run: &mut Pumping,
+    ) -> (Vec<u8>, Option<LedgerError>) {
+        let mut batch = Vec::with_capacity(capacity);
+        for ev in events {
+            let had_start = run.tally.saw_message_start;
+            run.tally.observe(&ev);
+            if !had_start && run.tally.saw_message_start {
+                if let Err(e) = self.correct_input(&run.tally, &mut run.hold).await {
+                    return (batch, Some(e));
+                }
+            }
+            // Hold the output before passing on the event that carries it.
+            if let Err(e) = self.cover(&mut run.hold, run.tally.output_estimate).await {
+                return (batch, Some(e));
+            }
+            batch.extend_from_slice(&ev.raw);
+        }
+        (batch, None)
+    }
+
+    /// Settles the ended stream and, if the client is still there, tells it what went wrong
+    /// (as an SSE error event) and what the stream cost.
+    async fn finish(&self, ending: Ending, run: &Pumping, tx: &mpsc::Sender<Bytes>) {
+        let (end, client_error) = self.classify(ending, &run.tally);
+        let usage = if end.is_complete() {
+            run.tally.final_usage()
+        } else {
+            run.tally.partial_usage()
+        };
+        let settled = self
+            .settle_with_retries(end.status(), usage, &end.note())
+            .await;
+        if run.client_gone {
+            return;
+        }
+        if let Some(err) = client_error {
+            let _ = tx.send(Bytes::from(err.sse_event())).await;
+        }
+        let _ = tx.send(Bytes::from(self.stream_summary(&settled))).await;
+    }
+
+    /// What the ending means for the charge, and the error the client should see, if any.
+    fn classify(&self, ending: Ending, tally: &UsageTally) -> (StreamEnd, Option<ApiError>) {
+        match ending {
+            Ending::Eof if tally.saw_message_stop => (StreamEnd::Complete, None),
+            Ending::Eof if tally.error.is_some() => (StreamEnd::ErrorEvent, None),
+            Ending::Eof => (
+                StreamEnd::EndedEarly,
+                Some(ApiError::upstream_unreachable(
+                    "The upstream stream ended early.",
+                )),
+            ),
+            Ending::Broken(reason) => (
+                StreamEnd::ConnectionLost(reason),
+                Some(ApiError::upstream_unreachable(
+                    "The upstream connection was lost.",
+                )),
+            ),
+            Ending::DrainTimeout => (StreamEnd::DrainTimeout, None),
+            Ending::ClientGone => (StreamEnd::ClientLeft, None),
+            Ending::Cut(err) => (
+                StreamEnd::CreditRanOut,
+                Some(refusal(
+                    err,
+                    &self.estimate,
+                    true,
+                    &self.app.cfg.credit_unit.name,
+                )),
+            ),
+        }
+    }
+}

@@ -52,17 +52,22 @@ pub enum StartError {
     Upstream(String),
 }
 
+/// The built-in price book extended by the operator's `prices_file`, if any.
+pub fn price_book(cfg: &Config) -> Result<PriceBook, StartError> {
+    let mut book = PriceBook::builtin();
+    if let Some(path) = &cfg.prices_file {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| StartError::Prices(format!("{path}: {e}")))?;
+        let extra = PriceBook::from_toml(&text).map_err(|e| StartError::Prices(e.to_string()))?;
+        book.extend(extra)
+            .map_err(|e| StartError::Prices(e.to_string()))?;
+    }
+    Ok(book)
+}
+
 impl App {
     pub fn new(cfg: Config, db: Database, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
-        let mut book = PriceBook::builtin();
-        if let Some(path) = &cfg.prices_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| StartError::Prices(format!("{path}: {e}")))?;
-            let extra =
-                PriceBook::from_toml(&text).map_err(|e| StartError::Prices(e.to_string()))?;
-            book.extend(extra)
-                .map_err(|e| StartError::Prices(e.to_string()))?;
-        }
+        let book = price_book(&cfg)?;
         let pricing = PricingConfig {
             multiplier: cfg.price_multiplier,
             credit_unit: cfg.credit_unit.clone(),

@@ -104,18 +104,40 @@ impl Database {
     }
 }
 
-/// The URL without a password, for messages.
+/// The URL without a password, for messages: neither the one in the user info
+/// (`user:secret@host`) nor a query parameter (`?password=…`, `sslpassword=…`).
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let userinfo = &url[scheme_end + 3..at];
+            let userinfo = &base[scheme_end + 3..at];
             match userinfo.split_once(':') {
-                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
-                None => url.to_owned(),
+                Some((user, _)) => format!("{}{user}:***{}", &base[..scheme_end + 3], &base[at..]),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        // A parameter name may be percent-encoded (`pass%77ord`): hide those values too.
+        let params: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((name, _))
+                    if name.to_ascii_lowercase().contains("pass") || name.contains('%') =>
+                {
+                    format!("{name}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
     }
+    out
 }
 
 macro_rules! delegate {
@@ -213,5 +235,17 @@ mod tests {
         );
         assert_eq!(redact("postgres://app@db/cg"), "postgres://app@db/cg");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact("postgres://app@db/cg?sslmode=require&password=s3cret"),
+            "postgres://app@db/cg?sslmode=require&password=***"
+        );
+        assert_eq!(
+            redact("postgres://db/cg?user=app&PassWord=a@b&sslpassword=k&pass%77ord=x"),
+            "postgres://db/cg?user=app&PassWord=***&sslpassword=***&pass%77ord=***"
+        );
+        assert_eq!(
+            redact("postgres://app:s3cret@db/cg?password=two"),
+            "postgres://app:***@db/cg?password=***"
+        );
     }
 }

@@ -1,5 +1,6 @@
 //! The `creditgate` binary: command-line parsing and dispatch; each command lives in its own module.
 
+mod config_cmd;
 mod credits;
 mod database;
 mod keys;
@@ -40,6 +41,10 @@ struct Cli {
 enum Command {
     /// Run the gateway (production): `--config creditgate.toml`.
     Serve(serve::ServeArgs),
+    /// Check a configuration without starting: `config check --config creditgate.toml`.
+    Config(config_cmd::ConfigArgs),
+    /// Print a fresh random secret (for `admin_key`).
+    Secret,
     /// Run a self-contained demo: throwaway database, simulated upstream, 1,000 credits.
     Demo(serve::DemoArgs),
     /// Run the simulated Anthropic upstream alone (for benchmarks).
@@ -72,6 +77,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let url = cli.database_url().to_owned();
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Config(args) => config_cmd::run(args, cli.json),
+        Command::Secret => config_cmd::secret(cli.json),
         Command::Demo(args) => serve::demo(args, cli.json).await,
         Command::UpstreamSim(args) => serve::upstream_sim(args).await,
         Command::Keys(args) => keys::run(&open_database(&url).await?, args, cli.json).await,

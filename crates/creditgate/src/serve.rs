@@ -1,7 +1,7 @@
 //! `creditgate serve`, `creditgate demo` and `creditgate upstream-sim`: the long-running commands.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -21,6 +21,10 @@ pub struct ServeArgs {
     /// Configuration file (TOML); `CREDITGATE_*` variables override it.
     #[arg(long, short)]
     config: Option<PathBuf>,
+    /// Address to listen on, overriding `listen` and `CREDITGATE_LISTEN`; port 0 picks a free
+    /// port (printed on start).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
 }
 
 #[derive(Debug, Args)]
@@ -58,14 +62,40 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
     })
 }
 
-pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let cfg = Config::load(args.config.as_deref(), |k| std::env::var(k).ok())?;
+/// Everything `serve` checks before it opens the database or listens: the file, the
+/// `CREDITGATE_*` overrides, production secrets, the price book. `config check` runs exactly this.
+pub fn preflight(config: Option<&Path>, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+    let mut cfg = Config::load(config, |k| std::env::var(k).ok())?;
+    if let Some(addr) = listen {
+        cfg.listen = addr;
+    }
     cfg.check_production()?;
+    creditgate_gateway::price_book(&cfg)?;
+    Ok(cfg)
+}
+
+/// Binds `addr`; an address in use says which and how to pick another.
+pub async fn bind(addr: SocketAddr) -> anyhow::Result<tokio::net::TcpListener> {
+    tokio::net::TcpListener::bind(addr).await.map_err(|err| {
+        if err.kind() == std::io::ErrorKind::AddrInUse {
+            anyhow::anyhow!(
+                "cannot listen on {addr}: the address is already in use (is another creditgate \
+                 running?). Stop it, or pick another address: `--listen 127.0.0.1:0` takes a free \
+                 port and prints it"
+            )
+        } else {
+            anyhow::anyhow!("cannot listen on {addr}: {err}")
+        }
+    })
+}
+
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let cfg = preflight(args.config.as_deref(), args.listen)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Database::connect(&cfg.database_url, clock.clone())
         .await
         .with_context(|| format!("opening {}", creditgate_storage::redact(&cfg.database_url)))?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, database = %creditgate_storage::redact(&cfg.database_url), "creditgate serving");
     eprintln!("creditgate listening on http://{addr}");
@@ -131,7 +161,7 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
     })
     .await?;
     let (key, secret) = crate::keys::create_key(&db, &org, "demo key", None).await?;
-    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    let listener = bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
     let app = App::new(cfg, db, clock)?;
@@ -180,7 +210,7 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
 }
 
 pub async fn upstream_sim(args: SimArgs) -> anyhow::Result<()> {
-    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let listener = bind(args.listen).await?;
     let addr = listener.local_addr()?;
     let shutdown = shutdown_signal()?;
     println!("{}", json!({"base_url": format!("http://{addr}")}));

@@ -11,6 +11,11 @@ use creditgate_core::money::{CreditUnit, Decimal};
 use creditgate_storage::redact;
 use serde::Deserialize;
 
+mod checks;
+mod effective;
+
+pub use effective::Setting;
+
 /// Largest request body accepted (Anthropic's own limit for Messages is 32 MB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
 /// Largest non-streaming upstream response read into memory.
@@ -112,6 +117,9 @@ pub enum ConfigError {
     },
     #[error("invalid config: {0}")]
     Invalid(String),
+    /// Values `serve` will not run with (placeholders, missing secrets), one line each.
+    #[error("the config is not ready to serve:\n  - {}", .0.join("\n  - "))]
+    NotServable(Vec<String>),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -206,7 +214,11 @@ impl Config {
         let admin_key = pick("CREDITGATE_ADMIN_KEY", raw.admin_key);
         if let Some(k) = &admin_key {
             if k.len() < 32 {
-                return Err(invalid("admin_key must be at least 32 characters".into()));
+                return Err(invalid(
+                    "admin_key must be at least 32 characters; `creditgate secret` prints a \
+                     fresh random one"
+                        .into(),
+                ));
             }
         }
         let upstream_base_url = pick("CREDITGATE_UPSTREAM_BASE_URL", raw.upstream.base_url)
@@ -318,23 +330,6 @@ impl Config {
             default_disconnect_policy,
         })
     }
-
-    /// Checks what `serve` (production) needs beyond what the demo needs.
-    pub fn check_production(&self) -> Result<(), ConfigError> {
-        if self.admin_key.is_none() {
-            return Err(ConfigError::Invalid(
-                "admin_key (or CREDITGATE_ADMIN_KEY) is required: a fresh install has no default \
-                 secret"
-                    .into(),
-            ));
-        }
-        if self.upstream_api_keys.is_empty() {
-            return Err(ConfigError::Invalid(
-                "upstream.api_keys (or CREDITGATE_UPSTREAM_API_KEYS) needs at least one key".into(),
-            ));
-        }
-        Ok(())
-    }
 }
 
 #[cfg(test)]
@@ -343,11 +338,14 @@ mod tests {
 
     #[test]
     fn the_example_config_parses() {
-        let text = include_str!("../../../creditgate.example.toml");
+        let text = include_str!("../../../../creditgate.example.toml");
         let cfg = Config::from_toml(text).unwrap();
         assert_eq!(cfg.credit_unit.usd.to_string(), "0.005");
         assert_eq!(cfg.price_multiplier.to_string(), "0.7");
-        assert!(cfg.check_production().is_ok());
+        assert!(
+            cfg.check_production().is_err(),
+            "the example's secrets are placeholders"
+        );
         assert!(
             !format!("{cfg:?}").contains("sk-ant-"),
             "secrets must not be printed"

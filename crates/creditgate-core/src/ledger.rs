@@ -177,7 +177,8 @@ pub struct HoldRequest {
 }
 
 /// Grow an active hold by `amount` (progressive streaming holds), under the same conditions as
-/// placing one; also pushes its expiry to at least now + `timeout_ms`.
+/// placing one; also pushes its expiry to at least now + `timeout_ms`. An extension by zero is
+/// a keep-alive: it needs no available credit and checks no limit (the credit is already held).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExtendHoldRequest {
     pub transfer_id: TransferId,

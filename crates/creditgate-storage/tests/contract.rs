@@ -28,6 +28,7 @@ contract!(
     sixty_four_holds_against_ten_on_two_replicas,
     spend_limits_cover_holds_and_charges_by_scope_path,
     extend_grows_a_hold_under_the_same_rules,
+    keep_alive_needs_no_available_credit,
     refund_claws_back_the_remainder_once,
     adjustments_in_both_directions,
     i64_edges_are_errors_not_wraps,
@@ -582,6 +583,45 @@ async fn extend_grows_a_hold_under_the_same_rules(h: Harness) {
     assert_clean(db).await;
 }
 
+/// Extending a live hold by zero only pushes its expiry: it needs no available credit, so an
+/// organization in debt (or at a spend limit) keeps the holds of its requests in flight.
+async fn keep_alive_needs_no_available_credit(h: Harness) {
+    let db = &h.db;
+    funded(db, "o", 1_000).await;
+    db.reserve(hold_req("o", "h1", 100)).await.unwrap();
+    let mut second = hold_req("o", "h2", 100);
+    second.timeout_ms = 1_000;
+    db.reserve(second).await.unwrap();
+    db.settle(settle_req("h1", "s1", 1_500)).await.unwrap();
+    assert!(db.balance(&org("o")).await.unwrap().available < nc(0));
+    h.clock.advance(900);
+    let ext = |id: &str, amount: i64| ExtendHoldRequest {
+        transfer_id: tid(id),
+        hold: tid("h2"),
+        amount: nc(amount),
+        timeout_ms: 1_000,
+        limits: vec![SpendLimit {
+            scope: "key:k".into(),
+            since: START,
+            cap: nc(0),
+        }],
+    };
+    let kept = db.extend_hold(ext("k1", 0)).await.unwrap();
+    assert_eq!(kept.amount, nc(100));
+    assert_eq!(kept.expires_at, START.plus_millis(1_900));
+    assert!(matches!(
+        db.extend_hold(ext("k2", 1)).await,
+        Err(LedgerError::Insufficient { .. })
+    ));
+    h.clock.advance(900);
+    assert!(
+        db.expire_holds().await.unwrap().is_empty(),
+        "the kept hold is alive"
+    );
+    assert_eq!(db.balance(&org("o")).await.unwrap().held, nc(100));
+    assert_clean(db).await;
+}
+
 async fn refund_claws_back_the_remainder_once(h: Harness) {
     let db = &h.db;
     funded(db, "o", 1_000).await;
@@ -768,6 +808,21 @@ async fn journal_tables_are_append_only(h: Harness) {
         "UPDATE charges SET charged = 0",
         "DELETE FROM charges",
     ];
+    // TRUNCATE skips row triggers; SQLite has no TRUNCATE (its `DELETE` without `WHERE` runs
+    // the delete triggers above).
+    let truncates = [
+        "TRUNCATE transfers",
+        "TRUNCATE entries",
+        "TRUNCATE lots",
+        "TRUNCATE holds",
+        "TRUNCATE hold_extensions",
+        "TRUNCATE hold_resolutions",
+        "TRUNCATE charges",
+        "TRUNCATE lot_refunds",
+    ];
+    let attempts = attempts
+        .iter()
+        .chain(truncates.iter().filter(|_| h.backend == Backend::Postgres));
     for sql in attempts {
         let refused = match h.backend {
             Backend::Sqlite => {

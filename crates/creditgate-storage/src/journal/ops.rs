@@ -170,7 +170,11 @@ pub(crate) async fn extend_hold<J: Journal>(
             resolution: HoldResolution::Expired,
         });
     }
-    admit(j, &org, &state, req.amount, &req.limits, now).await?;
+    // Growing needs available credit; a keep-alive (zero) only pushes the expiry of credit
+    // already held, so an organization in debt never loses the hold of a live request.
+    if req.amount.is_positive() {
+        admit(j, &org, &state, req.amount, &req.limits, now).await?;
+    }
     let mut hold = row.hold;
     hold.amount = hold.amount.checked_add(req.amount)?;
     hold.expires_at = hold.expires_at.max(now.plus_millis(req.timeout_ms));

@@ -687,14 +687,23 @@ impl Journal for PgJournal<'_, '_> {
     }
 }
 
-/// Runs one shared ledger operation in its own read-committed transaction (the operation locks
-/// its organization's row first), trying again when it lost a race to another replica.
+/// Runs one shared ledger operation in its own transaction, trying again when it lost a race
+/// to another replica (a serialization failure, a deadlock, a transfer id inserted
+/// concurrently). The isolation level is stated, not inherited from the database's default:
+/// READ COMMITTED, so that every statement after the organization's row lock (which the
+/// operation takes first) sees the holds committed by whoever held the lock before. Under
+/// REPEATABLE READ the snapshot predates the lock and admission over-admits.
 macro_rules! in_transaction {
     ($store:expr, |$j:ident, $now:ident| $op:expr) => {{
         let mut attempt = 1;
         loop {
             let mut client = $store.client().await?;
-            let tx = client.transaction().await.map_err(pg_error)?;
+            let tx = client
+                .build_transaction()
+                .isolation_level(IsolationLevel::ReadCommitted)
+                .start()
+                .await
+                .map_err(pg_error)?;
             let $now = $store.clock().now();
             let journal = &mut PgJournal::new(&tx);
             let result = {
@@ -720,11 +729,22 @@ macro_rules! in_transaction {
             };
             match outcome {
                 Ok(value) => break Ok(value),
-                Err((true, _)) if attempt < MAX_ATTEMPTS => attempt += 1,
+                Err((true, _)) if attempt < MAX_ATTEMPTS => {
+                    retry_pause(attempt).await;
+                    attempt += 1;
+                }
                 Err((_, e)) => break Err(e),
             }
         }
     }};
+}
+
+/// A short, jittered pause before trying a lost race again, longer after each attempt, so that
+/// transactions that deadlocked do not meet again at once.
+async fn retry_pause(attempt: u32) {
+    let base = 2u64 << attempt.min(6);
+    let jitter = rand::random::<u64>() % base;
+    tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
 }
 
 /// Runs one shared read in a read-only repeatable-read transaction (a consistent snapshot).

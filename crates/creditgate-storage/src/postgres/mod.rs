@@ -34,6 +34,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_gateway",
         include_str!("../../migrations/postgres/0002_gateway.sql"),
     ),
+    (
+        3,
+        "0003_no_truncate",
+        include_str!("../../migrations/postgres/0003_no_truncate.sql"),
+    ),
 ];
 
 /// Connections per process.
@@ -41,8 +46,8 @@ pub const POOL_SIZE: usize = 16;
 /// How long an operation waits for a free pooled connection, and for a new one to open.
 pub const POOL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often an operation is tried when it lost a race to another replica (a transfer id
-/// inserted concurrently, a serialisation failure).
-pub(crate) const MAX_ATTEMPTS: u32 = 3;
+/// inserted concurrently, a serialization failure, a deadlock).
+pub(crate) const MAX_ATTEMPTS: u32 = 5;
 /// Key of the advisory lock that serialises migrations across replicas starting together.
 const MIGRATION_LOCK: i64 = 0x6372_6564_6974; // "credit"
 

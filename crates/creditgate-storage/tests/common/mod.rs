@@ -111,7 +111,7 @@ fn announce_postgres_skipped() {
     });
 }
 
-async fn admin_exec(admin_url: &str, sql: &str) {
+pub async fn admin_exec(admin_url: &str, sql: &str) {
     let (client, conn) = tokio_postgres::connect(admin_url, tokio_postgres::NoTls)
         .await
         .expect("connect to the Postgres admin URL");

@@ -42,6 +42,7 @@ pub(crate) struct Directives {
     pub overrun: Option<u64>,
     pub output_tokens: Option<u64>,
     pub thinking_tokens: Option<u64>,
+    pub thinking_shown: Option<u64>,
     pub web_search: Option<u64>,
     pub chunk_tokens: Option<u64>,
     pub hostile: Option<Hostile>,
@@ -104,6 +105,7 @@ impl Directives {
             "overrun" => self.overrun = Some(number()?),
             "output_tokens" => self.output_tokens = Some(at_most(MAX_GENERATED_TOKENS)?),
             "thinking_tokens" => self.thinking_tokens = Some(at_most(MAX_GENERATED_TOKENS)?),
+            "thinking_shown" => self.thinking_shown = Some(at_most(MAX_GENERATED_TOKENS)?),
             "web_search" => self.web_search = Some(at_most(MAX_WEB_SEARCHES)?),
             "chunk_tokens" => {
                 let n = at_most(MAX_GENERATED_TOKENS)?;

@@ -107,8 +107,10 @@ fn words(seed: u64, count: u64) -> String {
 pub(crate) enum Block {
     Thinking {
         seed: u64,
+        /// Thinking tokens billed.
         tokens: u64,
-        omitted: bool,
+        /// Thinking tokens shown as text: all of them, a summary of fewer, or none (omitted).
+        shown: u64,
         signature: String,
     },
     ServerToolUse {
@@ -131,15 +133,11 @@ impl Block {
         match self {
             Block::Thinking {
                 seed,
-                tokens,
-                omitted,
+                shown,
                 signature,
+                ..
             } => {
-                let text: String = if *omitted {
-                    String::new()
-                } else {
-                    Chunks::new(*seed, *tokens, chunk_tokens).collect()
-                };
+                let text: String = Chunks::new(*seed, *shown, chunk_tokens).collect();
                 json!({"type": "thinking", "thinking": text, "signature": signature})
             }
             Block::ServerToolUse { id, query } => json!({
@@ -380,10 +378,15 @@ impl Reply {
         if let (Some(tokens), Some(request)) = (thinking_tokens, thinking) {
             if max_tokens > 0 {
                 let signature_seed = rng.next();
+                let shown = if request.omitted {
+                    0
+                } else {
+                    directives.thinking_shown.unwrap_or(tokens).min(tokens)
+                };
                 blocks.push(Block::Thinking {
                     seed: rng.next(),
                     tokens,
-                    omitted: request.omitted,
+                    shown,
                     signature: hex::encode(Sha256::digest(signature_seed.to_le_bytes())),
                 });
             }

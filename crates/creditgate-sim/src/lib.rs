@@ -80,7 +80,8 @@
 //! **Thinking**: `thinking: {"type": "enabled", "budget_tokens": B}` gives `min(B, 64)` thinking
 //! tokens, `{"type": "adaptive"}` gives 24, `thinking_tokens=N` overrides either (and is ignored
 //! without thinking). A `thinking` block (thinking text in the same word scheme, and a
-//! signature) comes first; with `"display": "omitted"` its text is empty but its tokens count.
+//! signature) comes first; with `"display": "omitted"` its text is empty but its tokens count, and
+//! with `thinking_shown=N` only N of them are shown (a summary) but all count.
 //! `usage.output_tokens_details.thinking_tokens` reports the thinking tokens.
 //!
 //! **max_tokens**: thinking is served first, then the text, and together they never exceed
@@ -162,6 +163,7 @@
 //! | `overrun=N` | report `output_tokens` = produced + N, even beyond `max_tokens` |
 //! | `output_tokens=N` | text length in tokens (still capped by `max_tokens`) |
 //! | `thinking_tokens=N` | thinking length when thinking is on |
+//! | `thinking_shown=N` | summarized thinking: only the first N thinking tokens are shown (streamed and in the JSON block), all of them are billed, as the real API bills the full reasoning behind a summary |
 //! | `web_search=N` | number of searches when the web search tool is present |
 //! | `chunk_tokens=N` | words per streamed delta (at least 1) |
 //! | `hostile=negative\|huge\|missing\|string` | every integer of the final usage (JSON `usage`, last `message_delta`'s `usage`, nested ones included) becomes −5, 10^15, is left out, or becomes the string `"12"`; `message_start` is untouched |

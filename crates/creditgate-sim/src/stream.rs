@@ -84,20 +84,17 @@ fn block_frames(
     let deltas: Box<dyn Iterator<Item = Frame> + Send> = match block {
         Block::Thinking {
             seed,
-            tokens,
-            omitted,
+            shown,
             signature,
-        } => {
-            let words = if omitted { 0 } else { tokens };
-            Box::new(
-                Chunks::new(seed, words, chunk_tokens)
-                    .map(|t| json!({"type": "thinking_delta", "thinking": t}))
-                    .chain(std::iter::once(
-                        json!({"type": "signature_delta", "signature": signature}),
-                    ))
-                    .map(delta),
-            )
-        }
+            ..
+        } => Box::new(
+            Chunks::new(seed, shown, chunk_tokens)
+                .map(|t| json!({"type": "thinking_delta", "thinking": t}))
+                .chain(std::iter::once(
+                    json!({"type": "signature_delta", "signature": signature}),
+                ))
+                .map(delta),
+        ),
         Block::ServerToolUse { query, .. } => {
             let input = json!({"query": query}).to_string();
             Box::new(

@@ -441,6 +441,28 @@ async fn thinking_comes_first_and_counts_as_output() {
         64
     );
 
+    // summarized thinking: a summary of 6 tokens is shown, all 400 are billed
+    let mut summarized = request("[[sim thinking_tokens=400 thinking_shown=6]]", 4096);
+    summarized["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});
+    let message = app.message(&summarized).await;
+    let shown = message["content"][0]["thinking"].as_str().unwrap();
+    assert_eq!(shown.split_whitespace().count(), 6);
+    assert_eq!(
+        message["usage"]["output_tokens_details"]["thinking_tokens"],
+        400
+    );
+    let events = app.stream(&summarized).await;
+    assert_eq!(
+        delta_text(&events, "thinking_delta", "thinking")
+            .split_whitespace()
+            .count(),
+        6
+    );
+    assert_eq!(
+        final_usage(&events)["output_tokens_details"]["thinking_tokens"],
+        400
+    );
+
     // thinking eats the whole budget: no text block, stopped by max_tokens
     let mut tight = request("tight", 30);
     tight["thinking"] = json!({"type": "enabled", "budget_tokens": 1024});

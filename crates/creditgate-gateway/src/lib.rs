@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod messages;
 pub mod models;
+pub mod spool;
 pub mod sse;
 pub mod upstream;
 
@@ -27,8 +28,10 @@ use creditgate_core::pricing::{PriceBook, PricingConfig};
 use creditgate_storage::Database;
 
 use crate::auth::{KeyCache, TtlCache};
+use crate::config::SPOOL_RETRY_INTERVAL_MS;
 use crate::config::{Config, DisconnectPolicy, KEY_CACHE_TTL_MS};
 use crate::error::ApiError;
+use crate::spool::Spool;
 use crate::upstream::Upstream;
 
 /// Everything a request needs, shared by all of them.
@@ -41,6 +44,8 @@ pub struct App {
     pub keys: KeyCache,
     /// Organizations' disconnect policies, read at most once per TTL per replica.
     pub policies: TtlCache<OrganizationId, DisconnectPolicy>,
+    /// Settlements the database could not take, until it takes them.
+    pub spool: Spool,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -50,6 +55,8 @@ pub enum StartError {
     Prices(String),
     #[error("upstream client: {0}")]
     Upstream(String),
+    #[error("{0}")]
+    Spool(#[from] spool::SpoolError),
 }
 
 /// The built-in price book extended by the operator's `prices_file`, if any.
@@ -79,6 +86,7 @@ impl App {
             Duration::from_millis(cfg.upstream_idle_timeout_ms),
         )
         .map_err(|e| StartError::Upstream(e.to_string()))?;
+        let spool = Spool::open(&cfg.spool_path)?;
         Ok(Arc::new(Self {
             cfg,
             db,
@@ -87,6 +95,7 @@ impl App {
             upstream,
             keys: KeyCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
             policies: TtlCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
+            spool,
             clock,
         }))
     }
@@ -135,6 +144,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
+    let spool = tokio::spawn(apply_spool_forever(app.clone()));
     // Nagle's algorithm meeting delayed ACKs costs tens of milliseconds per small write.
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         if let Err(error) = stream.set_nodelay(true) {
@@ -145,7 +155,32 @@ pub async fn serve(
         .with_graceful_shutdown(shutdown)
         .await;
     sweeper.abort();
+    spool.abort();
     result
+}
+
+/// Offers the spooled settlements to the database every [`SPOOL_RETRY_INTERVAL_MS`] (at once
+/// on start: a restart applies what the last run spooled).
+async fn apply_spool_forever(app: Arc<App>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(SPOOL_RETRY_INTERVAL_MS));
+    loop {
+        tick.tick().await;
+        if app.spool.depth() == 0 {
+            continue;
+        }
+        match app.spool.apply(&app.db).await {
+            Ok(done) if done.applied + done.refused > 0 => {
+                tracing::info!(
+                    applied = done.applied,
+                    refused = done.refused,
+                    remaining = done.remaining,
+                    "settlement spool applied"
+                )
+            }
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "settlement spool failed"),
+        }
+    }
 }
 
 async fn sweep_forever(app: Arc<App>) {

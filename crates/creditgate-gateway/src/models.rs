@@ -151,10 +151,22 @@ async fn count_tokens_inner(
     Ok(out)
 }
 
-/// Ready when the database answers.
+/// Ready when the database answers. Either way the answer carries the settlement spool's depth
+/// (settlements waiting for the database) in `x-creditgate-spool-depth`, and in the body when
+/// ready.
 pub async fn ready(State(app): State<Arc<App>>) -> Response {
-    match app.db.organizations().await {
-        Ok(_) => (StatusCode::OK, "ready").into_response(),
+    let depth = app.spool.depth();
+    let mut resp = match app.db.organizations().await {
+        Ok(_) => (
+            StatusCode::OK,
+            axum::Json(serde_json::json!({"status": "ready", "spool_depth": depth})),
+        )
+            .into_response(),
         Err(e) => ApiError::from(e).into_response(),
-    }
+    };
+    resp.headers_mut().insert(
+        "x-creditgate-spool-depth",
+        axum::http::HeaderValue::from(depth),
+    );
+    resp
 }

@@ -107,9 +107,8 @@ fn words(seed: u64, count: u64) -> String {
 pub(crate) enum Block {
     Thinking {
         seed: u64,
-        /// Thinking tokens billed.
-        tokens: u64,
-        /// Thinking tokens shown as text: all of them, a summary of fewer, or none (omitted).
+        /// Thinking tokens shown as text: all of those billed (`usage`), a summary of fewer,
+        /// or none (omitted).
         shown: u64,
         signature: String,
     },
@@ -385,7 +384,6 @@ impl Reply {
                 };
                 blocks.push(Block::Thinking {
                     seed: rng.next(),
-                    tokens,
                     shown,
                     signature: hex::encode(Sha256::digest(signature_seed.to_le_bytes())),
                 });

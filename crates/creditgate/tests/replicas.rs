@@ -106,7 +106,8 @@ struct Replica {
 }
 
 impl Replica {
-    fn start(config: &std::path::Path) -> Self {
+    /// Starts `creditgate serve` with `config` and its own settlement spool file.
+    fn start(config: &std::path::Path, spool: &std::path::Path) -> Self {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_creditgate"));
         cmd.arg("serve")
             .arg("--config")
@@ -119,6 +120,7 @@ impl Replica {
                 cmd.env_remove(name);
             }
         }
+        cmd.env("CREDITGATE_SPOOL_PATH", spool);
         let mut child = cmd.spawn().expect("start creditgate serve");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
@@ -232,7 +234,9 @@ disconnect_policy = "drain"
     let db = Database::connect(&database.url, clock.clone())
         .await
         .expect("connect to the test database");
-    let local = App::new(Config::from_toml(&config_text).unwrap(), db, clock).unwrap();
+    let mut local_config = Config::from_toml(&config_text).unwrap();
+    local_config.spool_path = dir.join("local.spool");
+    let local = App::new(local_config, db, clock).unwrap();
     let org = OrganizationId::parse(&format!("org_{}", random_hex(6))).unwrap();
     local
         .db
@@ -272,7 +276,10 @@ disconnect_policy = "drain"
         .await
         .unwrap();
 
-    let replicas = [Replica::start(&config_path), Replica::start(&config_path)];
+    let replicas = [
+        Replica::start(&config_path, &dir.join("a.spool")),
+        Replica::start(&config_path, &dir.join("b.spool")),
+    ];
     let bases: Vec<String> = replicas
         .iter()
         .map(|r| format!("http://{}", r.address))

@@ -5,7 +5,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use creditgate_core::money::{CreditUnit, Decimal};
 use creditgate_storage::redact;
@@ -37,6 +37,12 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 pub const STREAM_BUFFER_CHUNKS: usize = 16;
 /// How often the background sweeper expires stale holds and expired lots.
 pub const DEFAULT_SWEEP_INTERVAL_MS: u64 = 30_000;
+/// How often pending spooled settlements are offered to the database again.
+pub const SPOOL_RETRY_INTERVAL_MS: u64 = 1_000;
+/// The settlement spool of a Postgres deployment when `spool_path` is not set (in the working
+/// directory). Replicas on one host must each set their own.
+pub const DEFAULT_POSTGRES_SPOOL: &str = "creditgate-settlements.spool";
+
 /// How long a cached API key lookup (or organization setting) is trusted by a replica: a key
 /// revoked with the CLI stops working within this time.
 pub const KEY_CACHE_TTL_MS: u64 = 5_000;
@@ -73,6 +79,8 @@ impl DisconnectPolicy {
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
+    /// The local file where settlements the database cannot take wait (PRODUCT.md §13).
+    pub spool_path: PathBuf,
     pub admin_key: Option<String>,
     pub upstream_base_url: String,
     pub upstream_api_keys: Vec<String>,
@@ -95,6 +103,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("database_url", &redact(&self.database_url))
+            .field("spool_path", &self.spool_path)
             .field("admin_key", &self.admin_key.as_ref().map(|_| "<redacted>"))
             .field("upstream_base_url", &self.upstream_base_url)
             .field(
@@ -127,6 +136,7 @@ pub enum ConfigError {
 struct RawConfig {
     listen: Option<String>,
     database_url: Option<String>,
+    spool_path: Option<String>,
     admin_key: Option<String>,
     #[serde(default)]
     upstream: RawUpstream,
@@ -211,6 +221,9 @@ impl Config {
             .map_err(|_| invalid("listen must be an address like 127.0.0.1:8080".into()))?;
         let database_url = pick("CREDITGATE_DATABASE_URL", raw.database_url)
             .unwrap_or_else(|| "sqlite://creditgate.db".to_owned());
+        let spool_path = pick("CREDITGATE_SPOOL_PATH", raw.spool_path)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| default_spool_path(&database_url));
         let admin_key = pick("CREDITGATE_ADMIN_KEY", raw.admin_key);
         if let Some(k) = &admin_key {
             if k.len() < 32 {
@@ -297,6 +310,7 @@ impl Config {
         Ok(Self {
             listen,
             database_url,
+            spool_path,
             admin_key,
             upstream_base_url,
             upstream_api_keys,
@@ -329,6 +343,14 @@ impl Config {
             )?,
             default_disconnect_policy,
         })
+    }
+}
+
+/// Beside the SQLite file (`<file>.spool`); for Postgres, [`DEFAULT_POSTGRES_SPOOL`].
+fn default_spool_path(database_url: &str) -> PathBuf {
+    match database_url.strip_prefix("sqlite://") {
+        Some(file) => PathBuf::from(format!("{}.spool", file.split('?').next().unwrap_or(file))),
+        None => PathBuf::from(DEFAULT_POSTGRES_SPOOL),
     }
 }
 

@@ -141,8 +141,9 @@ impl TestApp {
             .upstream_base_url
             .clone()
             .unwrap_or_else(|| format!("http://{sim_addr}"));
-        let cfg = Config::from_toml(&config_toml(&setup, &database_url, &base_url))
+        let mut cfg = Config::from_toml(&config_toml(&setup, &database_url, &base_url))
             .expect("test config parses");
+        cfg.spool_path = dir.0.join("settlements.spool");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let db = Database::connect(&database_url, clock.clone())
             .await

@@ -33,6 +33,11 @@ impl Config {
                 json!(redact(&self.database_url)),
             ),
             s(
+                "spool_path",
+                "CREDITGATE_SPOOL_PATH",
+                json!(self.spool_path.display().to_string()),
+            ),
+            s(
                 "admin_key",
                 "CREDITGATE_ADMIN_KEY",
                 self.admin_key.as_deref().map_or(Value::Null, secret),

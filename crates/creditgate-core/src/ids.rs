@@ -78,6 +78,23 @@ id_type!(
     TransferId,
     "transfer"
 );
+/// Prefix of the ids the gateway gives requests (and their holds).
+pub const REQUEST_ID_PREFIX: &str = "req_cg_";
+
+impl TransferId {
+    /// A request's id, which is also its hold's transfer id: `req_cg_` + 24 hex characters of
+    /// `random` (the caller supplies the randomness; the core does no I/O).
+    pub fn for_request(random: [u8; 12]) -> Self {
+        Self(format!("{REQUEST_ID_PREFIX}{}", hex::encode(random)))
+    }
+
+    /// The id of a later transfer of the same operation, e.g. `req_cg_…:grow:3` or
+    /// `req_cg_…:settle`: `part` is appended after a colon, so replays stay idempotent.
+    pub fn child(&self, part: &str) -> Result<Self, IdError> {
+        Self::parse(&format!("{}:{part}", self.0))
+    }
+}
+
 id_type!(
     /// An API key's public id (not the secret), e.g. `key_…`.
     ApiKeyId,
@@ -101,5 +118,17 @@ mod tests {
         ] {
             assert!(OrganizationId::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn request_ids_and_their_children_are_valid() {
+        let id = TransferId::for_request([0xab; 12]);
+        assert_eq!(id.as_str(), "req_cg_abababababababababababab");
+        assert_eq!(TransferId::parse(id.as_str()), Ok(id.clone()));
+        assert_eq!(
+            id.child("grow:12").unwrap().as_str(),
+            format!("{id}:grow:12")
+        );
+        assert!(id.child(&"x".repeat(MAX_ID_LEN)).is_err());
     }
 }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use creditgate_core::clock::Timestamp;
@@ -14,16 +13,13 @@ use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
 use serde_json::{json, Value};
 
+use crate::auth::ApiKeyCaller;
 use crate::error::ApiError;
 use crate::App;
 
 /// Lots expiring within this many days are listed as `expiring_soon`.
 const EXPIRING_SOON_DAYS: i64 = 30;
 const DAY_MS: i64 = 86_400_000;
-
-async fn caller(app: &App, headers: &HeaderMap) -> Result<ApiKeyRecord, ApiError> {
-    crate::auth::authenticate(headers, &app.db, &app.keys, app.clock.now()).await
-}
 
 fn respond(result: Result<Value, ApiError>) -> Response {
     match result {
@@ -32,12 +28,11 @@ fn respond(result: Result<Value, ApiError>) -> Response {
     }
 }
 
-pub async fn credits(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    respond(credits_json(&app, &headers).await)
+pub async fn credits(State(app): State<Arc<App>>, ApiKeyCaller(key): ApiKeyCaller) -> Response {
+    respond(credits_json(&app, &key).await)
 }
 
-async fn credits_json(app: &App, headers: &HeaderMap) -> Result<Value, ApiError> {
-    let key = caller(app, headers).await?;
+async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
     let b = app.db.balance(&key.org).await?;
     let now = app.clock.now();
     let soon = now.plus_millis(EXPIRING_SOON_DAYS * DAY_MS);
@@ -76,12 +71,11 @@ async fn credits_json(app: &App, headers: &HeaderMap) -> Result<Value, ApiError>
     }))
 }
 
-pub async fn key(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
-    respond(key_json(&app, &headers).await)
+pub async fn key(State(app): State<Arc<App>>, ApiKeyCaller(key): ApiKeyCaller) -> Response {
+    respond(key_json(&app, &key).await)
 }
 
-async fn key_json(app: &App, headers: &HeaderMap) -> Result<Value, ApiError> {
-    let key = caller(app, headers).await?;
+async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
     let now = app.clock.now();
     let scope = key.scope();
     let day = Timestamp::from_millis(now.millis() - now.millis().rem_euclid(DAY_MS));
@@ -114,14 +108,13 @@ async fn key_json(app: &App, headers: &HeaderMap) -> Result<Value, ApiError> {
 
 pub async fn request(
     State(app): State<Arc<App>>,
+    ApiKeyCaller(key): ApiKeyCaller,
     Path(id): Path<String>,
-    headers: HeaderMap,
 ) -> Response {
-    respond(request_json(&app, &headers, &id).await)
+    respond(request_json(&app, &key, &id).await)
 }
 
-async fn request_json(app: &App, headers: &HeaderMap, id: &str) -> Result<Value, ApiError> {
-    let key = caller(app, headers).await?;
+async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, ApiError> {
     let not_found = || ApiError::not_found(format!("No request {id}"));
     let id = TransferId::parse(id).map_err(|_| not_found())?;
     let rec = app.db.receipt(&key.org, &id).await?.ok_or_else(not_found)?;

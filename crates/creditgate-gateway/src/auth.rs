@@ -1,15 +1,27 @@
-//! Who is calling: the gateway key from `x-api-key` or `Authorization: Bearer`, looked up by hash.
+//! Who is calling: each kind of credential of the API (its §1 in the project's API document) is
+//! an axum extractor that a handler names in its arguments, and that answers 401 itself.
+//!
+//! Today there is one: [`ApiKeyCaller`], the gateway key from `x-api-key` or
+//! `Authorization: Bearer`, looked up by hash. The organization admin key (`sk-cg-admin-…` in
+//! `x-api-key`), the member session (the `cg_session` cookie, with `x-csrf-token` on writes) and
+//! the operator key (`Authorization: Bearer` with the configured admin key) belong beside it here,
+//! each as its own extractor type implementing `FromRequestParts<Arc<App>>` with `ApiError` as
+//! the rejection: a credential of the wrong kind is 401 `authentication_error`, the right kind
+//! without the role 403 `permission_error`. A handler's signature then says who may call it.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::HeaderMap;
 use creditgate_core::clock::Timestamp;
 use creditgate_core::keys::{ApiKeyRecord, ApiKeySecret};
 use creditgate_storage::Database;
 
 use crate::error::ApiError;
+use crate::App;
 
 /// Most entries one cache of one replica holds; a full cache is cleared.
 const CACHE_CAPACITY: usize = 10_000;
@@ -61,9 +73,24 @@ fn presented_secret(headers: &HeaderMap) -> Option<&str> {
     scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
 }
 
-/// Authenticates a request. Every failure is the same 401 (no hint which part was wrong), and
+/// A caller presenting a usable API key (`sk-cg-…`): the inference routes and the key's own
+/// account views.
+#[derive(Debug, Clone)]
+pub struct ApiKeyCaller(pub ApiKeyRecord);
+
+impl FromRequestParts<Arc<App>> for ApiKeyCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
+        authenticate(&parts.headers, &app.db, &app.keys, app.clock.now())
+            .await
+            .map(Self)
+    }
+}
+
+/// Authenticates a request by API key. Every failure is the same 401 (no hint which part was wrong), and
 /// nothing is written.
-pub async fn authenticate(
+async fn authenticate(
     headers: &HeaderMap,
     db: &Database,
     cache: &KeyCache,

@@ -1,8 +1,15 @@
 //! The one table that maps what went wrong to an HTTP status and Anthropic's error envelope.
+//!
+//! Domain errors (`LedgerError`, `PricingError`) become an [`ApiError`] only here; a caller that
+//! knows more (the credit unit, what a hold was for) passes it as a [`Refusal`] and gets the same
+//! sentence with those details in. Nothing here logs or creates request ids: the request-id
+//! middleware (`crate::request_id`) does both for every error answer.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use creditgate_core::ledger::LedgerError;
+use creditgate_core::money::NanoCredits;
+use creditgate_core::pricing::PricingError;
 
 /// An error answered by the gateway itself (not passed through from the upstream).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +21,20 @@ pub struct ApiError {
     pub request_id: Option<String>,
     /// Seconds for a `retry-after` header (rate limits).
     pub retry_after: Option<u64>,
+    /// What went wrong inside, for the log only (never sent to the client).
+    pub detail: Option<String>,
+}
+
+/// What the caller of a refused ledger operation knows that the error does not: the words
+/// [`ApiError::from_ledger`] adds to the one sentence each error gets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Refusal<'a> {
+    /// The credit unit's name, written after every amount.
+    pub unit: Option<&'a str>,
+    /// What the credit was needed for ("for this request", "to start this stream").
+    pub purpose: Option<&'a str>,
+    /// The largest `max_tokens` the available credit would cover.
+    pub fits: Option<u64>,
 }
 
 impl ApiError {
@@ -24,6 +45,7 @@ impl ApiError {
             message: message.into(),
             request_id: None,
             retry_after: None,
+            detail: None,
         }
     }
 
@@ -64,6 +86,12 @@ impl ApiError {
         self
     }
 
+    /// Adds what went wrong inside, for the log (the client sees only `message`).
+    pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
+        self.detail = Some(detail.into());
+        self
+    }
+
     /// The JSON body: `{"type":"error","error":{"type":…,"message":…},"request_id":…}`.
     pub fn body(&self) -> serde_json::Value {
         serde_json::json!({
@@ -84,11 +112,7 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
-    fn into_response(mut self) -> Response {
-        // Every error we answer carries a request id, even those raised before one was assigned.
-        if self.request_id.is_none() {
-            self.request_id = Some(crate::messages::new_request_id());
-        }
+    fn into_response(self) -> Response {
         let mut resp = (self.status, axum::Json(self.body())).into_response();
         let headers = resp.headers_mut();
         if let Some(id) = self
@@ -107,26 +131,46 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert("retry-after", HeaderValue::from(secs));
         }
+        // The request-id middleware completes the answer (its id, the log) from this copy.
+        resp.extensions_mut().insert(self);
         resp
     }
 }
 
-impl From<LedgerError> for ApiError {
-    fn from(err: LedgerError) -> Self {
+impl ApiError {
+    /// The table for ledger errors, worded with what the caller knows (`Refusal::default()`
+    /// when it knows nothing more).
+    pub fn from_ledger(err: LedgerError, known: &Refusal<'_>) -> Self {
+        let amount = |n: &NanoCredits| match known.unit {
+            Some(unit) => format!("{n} {unit}"),
+            None => n.to_string(),
+        };
         match &err {
-            LedgerError::Insufficient { available, needed } => Self::billing(format!(
-                "Your credit balance is too low: {available} available, {needed} needed."
-            )),
+            LedgerError::Insufficient { available, needed } => {
+                let purpose = known.purpose.map(|p| format!(" {p}")).unwrap_or_default();
+                let fits = known.fits.map_or(String::new(), |n| {
+                    format!(" The largest max_tokens that would fit is {n}.")
+                });
+                Self::billing(format!(
+                    "Your credit balance is too low: {} available, {} needed{purpose}.{fits}",
+                    amount(available),
+                    amount(needed),
+                ))
+            }
             LedgerError::LimitExceeded {
                 scope,
                 remaining,
                 needed,
-                ..
+                cap,
             } => Self::billing(format!(
-                "The spend limit of {scope} is reached: {remaining} left, {needed} needed."
+                "The spend limit of {scope} ({}) is reached: {} left, {} needed.",
+                amount(cap),
+                amount(remaining),
+                amount(needed),
             )),
             LedgerError::Unavailable(_) => {
                 Self::unavailable("The billing database is unavailable; nothing was forwarded.")
+                    .with_detail(err.to_string())
             }
             LedgerError::UnknownOrganization(_)
             | LedgerError::UnknownHold(_)
@@ -144,10 +188,22 @@ impl From<LedgerError> for ApiError {
             | LedgerError::InvalidRequest(_)
             | LedgerError::Money(_) => Self::invalid_request(err.to_string()),
             LedgerError::Corrupt(_) => {
-                tracing::error!(error = %err, "ledger corruption detected");
-                Self::internal("Internal ledger error.")
+                Self::internal("Internal ledger error.").with_detail(err.to_string())
             }
         }
+    }
+}
+
+impl From<LedgerError> for ApiError {
+    fn from(err: LedgerError) -> Self {
+        Self::from_ledger(err, &Refusal::default())
+    }
+}
+
+/// A request the price book cannot price (unknown model, missing fields) is the client's error.
+impl From<PricingError> for ApiError {
+    fn from(err: PricingError) -> Self {
+        Self::invalid_request(err.to_string())
     }
 }
 
@@ -179,5 +235,42 @@ mod tests {
             ApiError::too_large("x").sse_event(),
             "event: error\ndata: {\"error\":{\"message\":\"x\",\"type\":\"request_too_large\"},\"type\":\"error\"}\n\n"
         );
+    }
+
+    /// A refusal at admission and the plain mapping are the same sentence, with the caller's
+    /// details added.
+    #[test]
+    fn refusals_add_details_to_the_same_wording() {
+        let err = || LedgerError::Insufficient {
+            available: NanoCredits::from_nanos(1_500_000_000),
+            needed: NanoCredits::from_nanos(2_000_000_000),
+        };
+        let known = Refusal {
+            unit: Some("credits"),
+            purpose: Some("for this request"),
+            fits: Some(42),
+        };
+        assert_eq!(
+            ApiError::from_ledger(err(), &known).message,
+            "Your credit balance is too low: 1.5 credits available, 2 credits needed for this \
+             request. The largest max_tokens that would fit is 42."
+        );
+        let limit = || LedgerError::LimitExceeded {
+            scope: "key:k1".into(),
+            cap: NanoCredits::from_nanos(3_000_000_000),
+            remaining: NanoCredits::from_nanos(1_000_000_000),
+            needed: NanoCredits::from_nanos(2_000_000_000),
+        };
+        assert_eq!(
+            ApiError::from(limit()).message,
+            "The spend limit of key:k1 (3) is reached: 1 left, 2 needed."
+        );
+        assert_eq!(
+            ApiError::from_ledger(limit(), &known).message,
+            "The spend limit of key:k1 (3 credits) is reached: 1 credits left, 2 credits needed."
+        );
+        let corrupt = ApiError::from(LedgerError::Corrupt("hash mismatch".into()));
+        assert_eq!(corrupt.status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(!corrupt.message.contains("hash") && corrupt.detail.is_some());
     }
 }

@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod messages;
 pub mod models;
+pub mod request_id;
 pub mod spool;
 pub mod sse;
 pub mod upstream;
@@ -132,6 +133,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(models::ready))
         .fallback(|| async { ApiError::not_found("Not found.") })
+        .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(app)
 }
 

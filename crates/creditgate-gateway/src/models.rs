@@ -13,8 +13,9 @@ use creditgate_core::ledger::LedgerStore;
 use creditgate_core::pricing::ModelPrice;
 use serde_json::{json, Value};
 
+use crate::auth::ApiKeyCaller;
 use crate::error::ApiError;
-use crate::messages::{new_request_id, read_body};
+use crate::messages::read_body;
 use crate::App;
 
 /// Page size bounds of `GET /v1/models`, as Anthropic's.
@@ -40,13 +41,9 @@ fn model_json(m: &ModelPrice) -> Value {
 
 pub async fn list(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _caller: ApiKeyCaller,
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
-    let now = app.clock.now();
-    if let Err(e) = crate::auth::authenticate(&headers, &app.db, &app.keys, now).await {
-        return e.into_response();
-    }
     let limit = match q.get("limit").map(|l| l.parse::<usize>()) {
         None => MODELS_DEFAULT_LIMIT,
         Some(Ok(l)) if (1..=MODELS_MAX_LIMIT).contains(&l) => l,
@@ -83,13 +80,9 @@ pub async fn list(
 
 pub async fn get(
     State(app): State<Arc<App>>,
-    headers: HeaderMap,
+    _caller: ApiKeyCaller,
     Path(id): Path<String>,
 ) -> Response {
-    let now = app.clock.now();
-    if let Err(e) = crate::auth::authenticate(&headers, &app.db, &app.keys, now).await {
-        return e.into_response();
-    }
     match app.book.resolve(&id) {
         Ok(m) if m.status().is_served() => Json(model_json(m)).into_response(),
         _ => ApiError::not_found(format!("model: {id}")).into_response(),
@@ -99,14 +92,14 @@ pub async fn get(
 /// Free: authenticated, checked against the price book, forwarded with the upstream key.
 pub async fn count_tokens(
     State(app): State<Arc<App>>,
+    _caller: ApiKeyCaller,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = new_request_id();
     match count_tokens_inner(&app, &uri, &headers, body).await {
         Ok(resp) => resp,
-        Err(e) => e.with_request_id(&request_id).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
@@ -116,7 +109,6 @@ async fn count_tokens_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    crate::auth::authenticate(headers, &app.db, &app.keys, app.clock.now()).await?;
     let bytes = read_body(body, app.cfg.max_body_bytes).await?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
@@ -125,9 +117,7 @@ async fn count_tokens_inner(
         .get("model")
         .and_then(Value::as_str)
         .ok_or_else(|| ApiError::invalid_request("model: Field required"))?;
-    app.book
-        .resolve(model)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    app.book.resolve(model)?;
     let path = uri
         .path_and_query()
         .map_or("/v1/messages/count_tokens", |p| p.as_str());

@@ -5,14 +5,15 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use creditgate_core::ids::TransferId;
+use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
 use creditgate_core::pricing::{self, HoldEstimate};
 use serde_json::{json, Value};
 
 use super::keep_alive::refresh_period;
 use super::{read_body, Admitted};
-use crate::error::ApiError;
+use crate::error::{ApiError, Refusal};
+use crate::request_id::RequestId;
 use crate::App;
 
 /// What the request asked for, read from its body (which is forwarded unchanged).
@@ -49,20 +50,18 @@ fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
 
 pub(super) async fn admit(
     app: Arc<App>,
+    key: ApiKeyRecord,
     uri: &Uri,
     headers: HeaderMap,
     body: Body,
-    request_id: &str,
+    request_id: &RequestId,
 ) -> Result<Response, ApiError> {
-    let now = app.clock.now();
-    let key = crate::auth::authenticate(&headers, &app.db, &app.keys, now).await?;
     let bytes = read_body(body, app.cfg.max_body_bytes).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;
     let parsed = parse_request(&body)?;
-    let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)
-        .map_err(|e| ApiError::invalid_request(e.to_string()))?;
+    let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)?;
     let first_output = if parsed.stream {
         app.cfg.first_slice_tokens.min(parsed.max_tokens)
     } else {
@@ -75,8 +74,7 @@ pub(super) async fn admit(
         ))
     })?;
     let policy = app.disconnect_policy(&key.org).await?;
-    let transfer_id =
-        TransferId::parse(request_id).map_err(|e| ApiError::internal(e.to_string()))?;
+    let transfer_id = request_id.transfer_id().clone();
 
     let hold = app
         .db
@@ -126,30 +124,25 @@ pub(super) fn refusal(
     stream: bool,
     unit: &str,
 ) -> ApiError {
-    match err {
-        LedgerError::Insufficient { available, needed } => {
-            let fits = estimate.max_affordable_output(available);
-            let what = if stream {
-                "to start this stream"
-            } else {
-                "for this request"
-            };
-            ApiError::billing(format!(
-                "Your credit balance is too low: {available} {unit} available, {needed} {unit} \
-                 needed {what}. The largest max_tokens that would fit is {fits}."
-            ))
+    let fits = match &err {
+        LedgerError::Insufficient { available, .. } => {
+            Some(estimate.max_affordable_output(*available))
         }
-        LedgerError::LimitExceeded {
-            scope,
-            remaining,
-            needed,
-            cap,
-        } => ApiError::billing(format!(
-            "The spend limit of {scope} ({cap} {unit}) is reached: {remaining} {unit} left, \
-             {needed} {unit} needed."
-        )),
-        other => other.into(),
-    }
+        _ => None,
+    };
+    let purpose = if stream {
+        "to start this stream"
+    } else {
+        "for this request"
+    };
+    ApiError::from_ledger(
+        err,
+        &Refusal {
+            unit: Some(unit),
+            purpose: Some(purpose),
+            fits,
+        },
+    )
 }
 
 #[cfg(test)]

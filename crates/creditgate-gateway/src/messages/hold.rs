@@ -1,7 +1,6 @@
 //! Hold growth: a stream's hold covers its output slice by slice, and the exact input once
 //! `message_start` tells it.
 
-use creditgate_core::ids::TransferId;
 use creditgate_core::ledger::{ExtendHoldRequest, LedgerError, LedgerStore};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
@@ -84,9 +83,10 @@ impl Admitted {
         let extra = need.checked_sub(hold.held)?;
         if extra.is_positive() {
             hold.grown += 1;
-            let transfer_id =
-                TransferId::parse(&format!("{}:grow:{}", self.request_id, hold.grown))
-                    .map_err(|e| LedgerError::InvalidAmount(e.to_string()))?;
+            let transfer_id = self
+                .request_id
+                .child(&format!("grow:{}", hold.grown))
+                .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
             let grown = self
                 .app
                 .db

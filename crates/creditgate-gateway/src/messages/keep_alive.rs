@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use creditgate_core::ids::TransferId;
 use creditgate_core::ledger::{ExtendHoldRequest, LedgerStore};
 use creditgate_core::money::NanoCredits;
 
@@ -40,8 +39,7 @@ impl Admitted {
             .refreshes
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
             + 1;
-        let Ok(transfer_id) = TransferId::parse(&format!("{}:keepalive:{n}", self.request_id))
-        else {
+        let Ok(transfer_id) = self.request_id.child(&format!("keepalive:{n}")) else {
             return;
         };
         let req = ExtendHoldRequest {

@@ -23,6 +23,7 @@ mod stream;
 use std::sync::Arc;
 
 use axum::body::Body;
+use axum::extract::{Extension, State};
 use axum::http::{HeaderMap, Method, Uri};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
@@ -32,16 +33,13 @@ use creditgate_core::money::NanoCredits;
 use creditgate_core::pricing::HoldEstimate;
 use creditgate_core::usage::ReceiptStatus;
 
+use crate::auth::ApiKeyCaller;
 use crate::config::DisconnectPolicy;
 use crate::error::ApiError;
+use crate::request_id::RequestId;
 use crate::App;
 
 use admission::Parsed;
-
-/// A fresh request id, also the hold's transfer id: `req_cg_` + 24 hex characters.
-pub fn new_request_id() -> String {
-    format!("req_cg_{}", hex::encode(rand::random::<[u8; 12]>()))
-}
 
 /// Reads a request body up to `limit` bytes; more is 413.
 pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
@@ -52,24 +50,25 @@ pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
     })
 }
 
+/// The request's id (from the middleware) becomes its hold's transfer id.
 pub async fn create(
-    axum::extract::State(app): axum::extract::State<Arc<App>>,
+    State(app): State<Arc<App>>,
+    Extension(request_id): Extension<RequestId>,
+    ApiKeyCaller(key): ApiKeyCaller,
     uri: Uri,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let request_id = new_request_id();
     // Admission runs in its own task too: a client that hangs up while its hold is being placed
     // must not leave the hold without the task that settles it.
-    let id = request_id.clone();
     let admission =
-        tokio::spawn(async move { admission::admit(app, &uri, headers, body, &id).await });
+        tokio::spawn(
+            async move { admission::admit(app, key, &uri, headers, body, &request_id).await },
+        );
     match admission.await {
         Ok(Ok(resp)) => resp,
-        Ok(Err(err)) => err.with_request_id(&request_id).into_response(),
-        Err(_) => ApiError::internal("The request task failed.")
-            .with_request_id(&request_id)
-            .into_response(),
+        Ok(Err(err)) => err.into_response(),
+        Err(_) => ApiError::internal("The request task failed.").into_response(),
     }
 }
 
@@ -122,18 +121,5 @@ impl Admitted {
         } else {
             self.json(resp).await
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn request_ids_are_valid_transfer_ids() {
-        let id = new_request_id();
-        assert!(id.starts_with("req_cg_"));
-        assert!(TransferId::parse(&id).is_ok());
-        assert!(TransferId::parse(&format!("{id}:grow:12")).is_ok());
     }
 }

@@ -3,7 +3,6 @@
 
 use std::time::Duration;
 
-use creditgate_core::ids::TransferId;
 use creditgate_core::ledger::{LedgerError, LedgerStore, SettleRequest, Settlement};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
@@ -38,7 +37,7 @@ impl Admitted {
             tracing::error!(request_id = %self.request_id, error = %err, "pricing failed; charging the hold");
         }
         let receipt = self.receipt(&charge, usage.as_ref(), note);
-        let Ok(transfer_id) = TransferId::parse(&format!("{}:settle", self.request_id)) else {
+        let Ok(transfer_id) = self.request_id.child("settle") else {
             return Settled {
                 charged: NanoCredits::ZERO,
                 available: None,

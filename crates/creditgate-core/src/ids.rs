@@ -100,6 +100,11 @@ id_type!(
     ApiKeyId,
     "api key"
 );
+id_type!(
+    /// A purchase order, e.g. `ord_…`; random, so it also guards the sandbox checkout page.
+    OrderId,
+    "order"
+);
 
 #[cfg(test)]
 mod tests {

@@ -1,5 +1,5 @@
 //! creditgate's domain, free of I/O: money, identifiers, the ledger rules and its storage trait,
-//! pricing, and API keys. The storage, HTTP and binary crates build on it.
+//! pricing, API keys, and payments (orders, test cards, webhook signatures). The storage, HTTP and binary crates build on it.
 #![deny(clippy::float_arithmetic)]
 
 pub mod clock;
@@ -8,5 +8,6 @@ pub mod keys;
 pub mod ledger;
 pub mod metering;
 pub mod money;
+pub mod payments;
 pub mod pricing;
 pub mod usage;

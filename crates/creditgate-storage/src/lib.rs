@@ -16,6 +16,7 @@
 
 mod access;
 mod journal;
+pub mod payments;
 pub mod postgres;
 mod requests;
 pub mod sqlite;

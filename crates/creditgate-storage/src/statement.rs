@@ -94,7 +94,24 @@ impl Columns for tokio_postgres::Row {
 /// Turns one row into a value.
 pub(crate) type RowMapper<T> = fn(&dyn Columns) -> LedgerResult<T>;
 
-fn sqlite_sql(sql: &str) -> String {
+/// Statements run inside the transaction a ledger operation opened, so that a module's rows
+/// commit or roll back with the money they describe (an order with the lot that credits it).
+/// SQL is written once with `$n` placeholders, as for [`Database::execute`].
+pub(crate) trait TxStatements {
+    fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[Param],
+    ) -> impl std::future::Future<Output = LedgerResult<u64>> + Send;
+    fn rows<T: Send>(
+        &mut self,
+        sql: &'static str,
+        params: &[Param],
+        map: RowMapper<T>,
+    ) -> impl std::future::Future<Output = LedgerResult<Vec<T>>> + Send;
+}
+
+pub(crate) fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }
 

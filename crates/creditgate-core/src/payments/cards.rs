@@ -57,10 +57,7 @@ pub enum ChargeOutcome {
 impl TestCard {
     /// Finds a card by number; spaces and dashes are ignored.
     pub fn lookup(number: &str) -> Option<&'static TestCard> {
-        let digits: String = number
-            .chars()
-            .filter(|c| !matches!(c, ' ' | '-'))
-            .collect();
+        let digits: String = number.chars().filter(|c| !matches!(c, ' ' | '-')).collect();
         TEST_CARDS.iter().find(|c| c.number == digits)
     }
 

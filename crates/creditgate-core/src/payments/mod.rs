@@ -83,7 +83,10 @@ impl OrderStatus {
             (self, next),
             (Open, Paid | Credited | Failed | Expired)
                 | (Paid | Failed | Expired, Credited)
-                | (Credited | PartiallyRefunded, PartiallyRefunded | Refunded | Disputed)
+                | (
+                    Credited | PartiallyRefunded,
+                    PartiallyRefunded | Refunded | Disputed
+                )
                 | (Disputed, Credited | Refunded | PartiallyRefunded)
         )
     }
@@ -292,8 +295,11 @@ pub fn quote_custom(custom: &CustomAmount, credits: NanoCredits) -> Result<Quote
 /// 18 places (the order keeps the exact fraction: its cents and credits).
 pub fn price_per_credit(amount_cents: i64, credits: NanoCredits) -> Option<Decimal> {
     // cents / 100 / (nanos / 10⁹) = cents · 10⁷ / nanos
-    let ratio = Ratio::new(i128::from(amount_cents) * 10_000_000, i128::from(credits.nanos()))
-        .ok()?;
+    let ratio = Ratio::new(
+        i128::from(amount_cents) * 10_000_000,
+        i128::from(credits.nanos()),
+    )
+    .ok()?;
     ratio
         .as_decimal()
         .or_else(|| ratio.round(MAX_DECIMAL_SCALE).ok())
@@ -367,7 +373,9 @@ pub enum PaymentState {
     Paid,
     /// Nothing decided yet (open checkout, an async payment in flight).
     Pending,
-    Failed { code: FailureCode },
+    Failed {
+        code: FailureCode,
+    },
     Expired,
 }
 
@@ -451,8 +459,13 @@ impl BillingProfile {
             &mut self.address.state,
         ];
         for f in fields {
-            *f = f.take().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty());
-            if f.as_ref().is_some_and(|s| s.chars().count() > MAX_PROFILE_FIELD) {
+            *f = f
+                .take()
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty());
+            if f.as_ref()
+                .is_some_and(|s| s.chars().count() > MAX_PROFILE_FIELD)
+            {
                 return Err(PaymentError::Invalid(format!(
                     "billing profile fields are at most {MAX_PROFILE_FIELD} characters"
                 )));

@@ -51,7 +51,12 @@ fn seed_plans_in_cents_with_exact_price_per_credit() {
         .collect();
     assert_eq!(
         got,
-        [(1_000, 500), (10_000, 5_000), (105_000, 50_000), (275_000, 125_000)]
+        [
+            (1_000, 500),
+            (10_000, 5_000),
+            (105_000, 50_000),
+            (275_000, 125_000)
+        ]
     );
     let ppc = |p: &Plan| price_per_credit(p.amount_cents, p.credits).unwrap();
     assert_eq!(ppc(&plans[1]).to_string(), "0.005");
@@ -82,14 +87,26 @@ fn order_state_machine() {
     use OrderStatus::*;
     assert!(Open.can_become(Credited));
     assert!(Open.can_become(Failed));
-    assert!(Expired.can_become(Credited), "a late payment is still credited");
+    assert!(
+        Expired.can_become(Credited),
+        "a late payment is still credited"
+    );
     assert!(!Credited.can_become(Credited));
     assert!(!Credited.can_become(Open));
     assert!(!Failed.can_become(Expired));
     assert!(Credited.can_become(PartiallyRefunded));
     assert!(Disputed.can_become(Credited), "a dispute won");
     assert!(!Refunded.can_become(Credited));
-    for s in [Open, Paid, Credited, Failed, Expired, Refunded, PartiallyRefunded, Disputed] {
+    for s in [
+        Open,
+        Paid,
+        Credited,
+        Failed,
+        Expired,
+        Refunded,
+        PartiallyRefunded,
+        Disputed,
+    ] {
         assert_eq!(OrderStatus::parse(s.as_str()), Some(s));
     }
 }
@@ -108,7 +125,13 @@ fn a_report_must_match_the_order_in_every_field() {
     other_provider.provider = Provider::Sandbox;
     let mut other_order = payment();
     other_order.order = OrderId::parse("ord_2").unwrap();
-    for p in [other_org, other_amount, other_currency, other_provider, other_order] {
+    for p in [
+        other_org,
+        other_amount,
+        other_currency,
+        other_provider,
+        other_order,
+    ] {
         assert!(matches!(
             check_payment(&o, &p),
             Err(PaymentError::Mismatch(_))
@@ -129,7 +152,10 @@ fn receipt_numbers_and_profiles() {
     }
     .normalized()
     .unwrap();
-    assert_eq!((p.country.as_deref(), p.name.as_deref()), (Some("FR"), None));
+    assert_eq!(
+        (p.country.as_deref(), p.name.as_deref()),
+        (Some("FR"), None)
+    );
     assert!(p.check_can_buy(&[]).is_ok());
     assert!(p.check_can_buy(&["DE".to_owned(), "fr".to_owned()]).is_ok());
     let refused = p.check_can_buy(&["DE".to_owned()]).unwrap_err();

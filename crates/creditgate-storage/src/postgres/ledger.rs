@@ -35,7 +35,7 @@ fn own<T: ToSql + Send + Sync + 'static>(value: T) -> Owned {
 pub(crate) struct PgJournal<'t, 'c> {
     tx: &'t Transaction<'c>,
     /// Set when a statement lost a race to another transaction (worth one more try).
-    conflict: AtomicBool,
+    pub(crate) conflict: AtomicBool,
     /// Writes whose results nothing waits for, sent together with the next read or before the
     /// commit: one round trip for several statements while the organization's row is locked.
     pending: Vec<(&'static str, Vec<Owned>)>,
@@ -741,10 +741,36 @@ macro_rules! in_transaction {
 
 /// A short, jittered pause before trying a lost race again, longer after each attempt, so that
 /// transactions that deadlocked do not meet again at once.
-async fn retry_pause(attempt: u32) {
+pub(crate) async fn retry_pause(attempt: u32) {
     let base = 2u64 << attempt.min(6);
     let jitter = rand::random::<u64>() % base;
     tokio::time::sleep(std::time::Duration::from_millis(base + jitter)).await;
+}
+
+pub(crate) use in_transaction;
+
+impl crate::statement::TxStatements for PgJournal<'_, '_> {
+    async fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[crate::statement::Param],
+    ) -> LedgerResult<u64> {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        self.execute(sql, &refs).await
+    }
+
+    async fn rows<T: Send>(
+        &mut self,
+        sql: &'static str,
+        params: &[crate::statement::Param],
+        map: crate::statement::RowMapper<T>,
+    ) -> LedgerResult<Vec<T>> {
+        let refs: Vec<&(dyn ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn ToSql + Sync)).collect();
+        let rows = self.query(sql, &refs).await?;
+        rows.iter().map(|r| map(r)).collect()
+    }
 }
 
 /// Runs one shared read in a read-only repeatable-read transaction (a consistent snapshot).

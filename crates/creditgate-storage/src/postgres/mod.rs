@@ -39,6 +39,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0003_no_truncate",
         include_str!("../../migrations/postgres/0003_no_truncate.sql"),
     ),
+    (
+        6,
+        "0006_payments",
+        include_str!("../../migrations/postgres/0006_payments.sql"),
+    ),
 ];
 
 /// Connections per process.

@@ -739,6 +739,40 @@ macro_rules! write_op {
     };
 }
 
+pub(crate) use write_op;
+
+impl crate::statement::TxStatements for SqliteJournal<'_> {
+    fn exec(
+        &mut self,
+        sql: &'static str,
+        params: &[crate::statement::Param],
+    ) -> impl Future<Output = LedgerResult<u64>> + Send {
+        now(|| {
+            let mut st = self
+                .conn
+                .prepare_cached(&crate::statement::sqlite_sql(sql))?;
+            st.execute(rusqlite::params_from_iter(params.iter()))
+                .map(|n| n as u64)
+        })
+    }
+
+    fn rows<T: Send>(
+        &mut self,
+        sql: &'static str,
+        params: &[crate::statement::Param],
+        map: crate::statement::RowMapper<T>,
+    ) -> impl Future<Output = LedgerResult<Vec<T>>> + Send {
+        now_checked(|| {
+            query_all(
+                self.conn,
+                &crate::statement::sqlite_sql(sql),
+                rusqlite::params_from_iter(params.iter()),
+                |row| map(row),
+            )
+        })
+    }
+}
+
 /// Runs one shared read as a snapshot read on a reader connection.
 macro_rules! read_op {
     ($store:expr, |$j:ident, $now:ident| $op:expr) => {

@@ -35,6 +35,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0002_gateway",
         include_str!("../../migrations/sqlite/0002_gateway.sql"),
     ),
+    (
+        6,
+        "0006_payments",
+        include_str!("../../migrations/sqlite/0006_payments.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

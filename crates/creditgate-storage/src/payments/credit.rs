@@ -1,0 +1,434 @@
+//! The crediting transaction: the provider's event id is recorded, the order locked (through
+//! its organization's ledger row), the report checked against the order, and the lot granted
+//! with the order's receipt number, all in one transaction. A replayed or concurrent event finds
+//! its id taken; a second report for a credited order finds it credited; the ledger's transfer
+//! id `order:<id>` refuses a second lot in any case.
+
+use creditgate_core::clock::Timestamp;
+use creditgate_core::ids::{LotId, OrderId, TransferId};
+use creditgate_core::ledger::{
+    GrantRequest, LedgerError, LedgerResult, LotCategory, LotSource, RefundRequest, Refunded,
+};
+use creditgate_core::money::NanoCredits;
+use creditgate_core::payments::{
+    check_payment, price_per_credit, receipt_number, Failure, FailureCode, Order, OrderStatus,
+    PaymentState, ProviderPayment,
+};
+use serde::Serialize;
+
+use super::{order_row, PaymentOutcome, ProviderEvent};
+use crate::journal::{ops, Journal};
+use crate::statement::{Columns, Param, TxStatements};
+
+const MS_PER_DAY: i64 = 86_400_000;
+
+pub(crate) const INSERT_ORDER: &str = "INSERT INTO orders (id, org, status, plan_id, credits, \
+    amount_cents, currency, provider, provider_ref, method, expires_in_days, success_url, \
+    cancel_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+
+pub(crate) fn order_params(o: &Order) -> Vec<Param> {
+    vec![
+        Param::Text(o.id.to_string()),
+        Param::Text(o.org.to_string()),
+        Param::Text(o.status.as_str().to_owned()),
+        Param::OptText(o.plan_id.clone()),
+        Param::Int(o.credits.nanos()),
+        Param::Int(o.amount_cents),
+        Param::Text(o.currency.clone()),
+        Param::Text(o.provider.as_str().to_owned()),
+        Param::OptText(o.provider_ref.clone()),
+        Param::OptText(o.method.clone()),
+        Param::OptInt(o.expires_in_days.map(i64::from)),
+        Param::OptText(o.success_url.clone()),
+        Param::OptText(o.cancel_url.clone()),
+        Param::Int(o.created_at.millis()),
+    ]
+}
+
+/// Records `event` (if any) and applies the provider's report `p` to its order.
+pub(crate) async fn apply_payment<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    event: Option<&ProviderEvent>,
+    p: &ProviderPayment,
+) -> LedgerResult<PaymentOutcome> {
+    if let Some(e) = event {
+        let fresh = j
+            .exec(
+                "INSERT INTO provider_events (provider, event_id, kind, order_id, outcome, \
+                 received_at) VALUES ($1, $2, $3, $4, 'received', $5) ON CONFLICT DO NOTHING",
+                &[
+                    Param::Text(e.provider.as_str().to_owned()),
+                    Param::Text(e.id.clone()),
+                    Param::Text(e.kind.clone()),
+                    Param::Text(p.order.to_string()),
+                    Param::Int(now.millis()),
+                ],
+            )
+            .await?;
+        if fresh == 0 {
+            return Ok(PaymentOutcome::Duplicate);
+        }
+    }
+    let outcome = decide(j, now, p).await?;
+    if let Some(e) = event {
+        record_outcome(j, e, &outcome).await?;
+    }
+    Ok(outcome)
+}
+
+async fn record_outcome<J: TxStatements>(
+    j: &mut J,
+    e: &ProviderEvent,
+    outcome: &PaymentOutcome,
+) -> LedgerResult<()> {
+    let text = match outcome {
+        PaymentOutcome::Ignored(why) => format!("ignored: {why}"),
+        other => other.label().to_owned(),
+    };
+    j.exec(
+        "UPDATE provider_events SET outcome = $3 WHERE provider = $1 AND event_id = $2",
+        &[
+            Param::Text(e.provider.as_str().to_owned()),
+            Param::Text(e.id.clone()),
+            Param::Text(text),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn decide<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    p: &ProviderPayment,
+) -> LedgerResult<PaymentOutcome> {
+    let Some(order) = locked_order(j, &p.order).await? else {
+        return Ok(PaymentOutcome::Ignored(format!(
+            "no order {} exists",
+            p.order
+        )));
+    };
+    if let Err(e) = check_payment(&order, p) {
+        return Ok(PaymentOutcome::Ignored(e.to_string()));
+    }
+    let order = Box::new(order);
+    Ok(match &p.state {
+        PaymentState::Paid if order.status.was_credited() => PaymentOutcome::AlreadyCredited(order),
+        PaymentState::Paid => PaymentOutcome::Credited(Box::new(credit(j, now, *order, p).await?)),
+        PaymentState::Pending => PaymentOutcome::Pending(order),
+        PaymentState::Failed { code } => not_paid(j, *order, OrderStatus::Failed, *code).await?,
+        PaymentState::Expired => {
+            not_paid(
+                j,
+                *order,
+                OrderStatus::Expired,
+                FailureCode::CheckoutExpired,
+            )
+            .await?
+        }
+    })
+}
+
+/// The order, read after its organization's ledger row is locked, so that no other
+/// transaction changes it until this one ends (Postgres; SQLite has a single writer).
+async fn locked_order<J: Journal + TxStatements>(
+    j: &mut J,
+    id: &OrderId,
+) -> LedgerResult<Option<Order>> {
+    let Some(first) = read_order(j, id).await? else {
+        return Ok(None);
+    };
+    j.lock_org(&first.org).await?;
+    read_order(j, id).await
+}
+
+async fn read_order<J: TxStatements>(j: &mut J, id: &OrderId) -> LedgerResult<Option<Order>> {
+    let mut rows = j
+        .rows(
+            order_select!("WHERE id = $1"),
+            &[Param::Text(id.to_string())],
+            order_row,
+        )
+        .await?;
+    Ok(rows.pop())
+}
+
+/// Marks an open order failed or expired with the reason; any other order is left alone (a
+/// late failure never undoes a credit).
+async fn not_paid<J: TxStatements>(
+    j: &mut J,
+    mut order: Order,
+    status: OrderStatus,
+    code: FailureCode,
+) -> LedgerResult<PaymentOutcome> {
+    if order.status == OrderStatus::Open {
+        let failure = Failure::from(code);
+        j.exec(
+            "UPDATE orders SET status = $2, failure_code = $3, failure_message = $4 \
+             WHERE id = $1",
+            &[
+                Param::Text(order.id.to_string()),
+                Param::Text(status.as_str().to_owned()),
+                Param::Text(code.as_str().to_owned()),
+                Param::Text(failure.message.clone()),
+            ],
+        )
+        .await?;
+        order.status = status;
+        order.failure = Some(failure);
+    }
+    Ok(PaymentOutcome::NotPaid(Box::new(order)))
+}
+
+/// Grants the order's lot and gives it the next receipt number.
+async fn credit<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    mut order: Order,
+    p: &ProviderPayment,
+) -> LedgerResult<Order> {
+    let id =
+        |s: String| TransferId::parse(&s).map_err(|e| LedgerError::InvalidRequest(e.to_string()));
+    let lot_id =
+        LotId::parse(&order.lot_id()).map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    let memo = serde_json::json!({"order": order.id, "provider": order.provider.as_str()});
+    let granted = ops::grant(
+        j,
+        now,
+        GrantRequest {
+            transfer_id: id(order.credit_transfer_id())?,
+            org: order.org.clone(),
+            lot_id,
+            amount: order.credits,
+            category: LotCategory::Paid,
+            source: LotSource::Purchase,
+            price_per_credit: price_per_credit(order.amount_cents, order.credits),
+            expires_at: order
+                .expires_in_days
+                .map(|d| now.plus_millis(i64::from(d) * MS_PER_DAY)),
+            memo: Some(memo.to_string()),
+        },
+    )
+    .await?;
+    let seq = next_receipt(j).await?;
+    order.status = OrderStatus::Credited;
+    order.paid_at = Some(now);
+    order.lot_id = Some(granted.lot.id);
+    order.receipt_number = Some(receipt_number(now, seq));
+    order.method = p.method.clone().or(order.method);
+    order.provider_ref = order.provider_ref.or_else(|| p.reference.clone());
+    order.failure = None;
+    j.exec(
+        "UPDATE orders SET status = 'credited', paid_at = $2, lot_id = $3, receipt_seq = $4, \
+         receipt_number = $5, method = $6, provider_ref = $7, failure_code = NULL, \
+         failure_message = NULL WHERE id = $1",
+        &[
+            Param::Text(order.id.to_string()),
+            Param::Int(now.millis()),
+            Param::OptText(order.lot_id.as_ref().map(|l| l.to_string())),
+            Param::Int(seq),
+            Param::OptText(order.receipt_number.clone()),
+            Param::OptText(order.method.clone()),
+            Param::OptText(order.provider_ref.clone()),
+        ],
+    )
+    .await?;
+    Ok(order)
+}
+
+/// The next receipt number. Taken in the crediting transaction, so a rollback returns it and
+/// the numbers stay gapless.
+async fn next_receipt<J: TxStatements>(j: &mut J) -> LedgerResult<i64> {
+    let mut rows = j
+        .rows(
+            "UPDATE receipt_counter SET last = last + 1 WHERE id = 1 RETURNING last",
+            &[],
+            |r| r.int(0),
+        )
+        .await?;
+    rows.pop()
+        .ok_or_else(|| LedgerError::Corrupt("the receipt counter is missing".to_owned()))
+}
+
+/// Records a payment the operator took outside any provider, idempotent on its reference
+/// (`provider_ref`): the same reference again returns the first order if it describes the same
+/// payment, and is refused if it does not. Returns the order and whether it is new.
+pub(crate) async fn record_manual<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    order: &Order,
+) -> LedgerResult<(Order, bool)> {
+    j.lock_org(&order.org).await?;
+    let mut existing = j
+        .rows(
+            order_select!("WHERE provider = $1 AND provider_ref = $2"),
+            &[
+                Param::Text(order.provider.as_str().to_owned()),
+                Param::OptText(order.provider_ref.clone()),
+            ],
+            order_row,
+        )
+        .await?;
+    if let Some(first) = existing.pop() {
+        let same = first.org == order.org
+            && first.amount_cents == order.amount_cents
+            && first.credits == order.credits
+            && first.currency == order.currency;
+        if !same {
+            return Err(LedgerError::InvalidRequest(format!(
+                "reference {} was already recorded for another payment (order {})",
+                order.provider_ref.as_deref().unwrap_or(""),
+                first.id
+            )));
+        }
+        return Ok((first, false));
+    }
+    j.exec(INSERT_ORDER, &order_params(order)).await?;
+    let report = ProviderPayment {
+        provider: order.provider,
+        order: order.id.clone(),
+        org: order.org.clone(),
+        amount_cents: order.amount_cents,
+        currency: order.currency.clone(),
+        state: PaymentState::Paid,
+        method: order.method.clone(),
+        reference: order.provider_ref.clone(),
+    };
+    Ok((credit(j, now, order.clone(), &report).await?, true))
+}
+
+/// How a clawback came about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClawbackKind {
+    Refund,
+    Dispute,
+    DisputeWon,
+}
+
+/// A refund or dispute recorded against an order: the ledger transfer that moved the credits,
+/// the money it concerned, and what it could not take back (recorded as debt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Clawback {
+    pub transfer_id: String,
+    pub kind: ClawbackKind,
+    pub amount_cents: i64,
+    pub credits: NanoCredits,
+    pub debt: NanoCredits,
+    pub at: Timestamp,
+}
+
+pub(crate) fn clawback_row(r: &dyn Columns) -> LedgerResult<Clawback> {
+    let kind = match r.text(1)?.as_str() {
+        "refund" => ClawbackKind::Refund,
+        "dispute" => ClawbackKind::Dispute,
+        "dispute_won" => ClawbackKind::DisputeWon,
+        other => return Err(LedgerError::Corrupt(format!("clawback kind {other:?}"))),
+    };
+    Ok(Clawback {
+        transfer_id: r.text(0)?,
+        kind,
+        amount_cents: r.int(2)?,
+        credits: NanoCredits::from_nanos(r.int(3)?),
+        debt: NanoCredits::from_nanos(r.int(4)?),
+        at: Timestamp::from_millis(r.int(5)?),
+    })
+}
+
+/// The operator's refund of a credited order's unspent remainder: the ledger claws the lot's
+/// remainder back (once: a lot is refunded at most once) and the order records it. The money
+/// part (`amount_cents`, the remainder's share of the price) is what the provider refunds.
+pub(crate) async fn refund_order<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    id: &OrderId,
+) -> LedgerResult<(Order, Refunded, i64)> {
+    let Some(mut order) = locked_order(j, id).await? else {
+        return Err(LedgerError::InvalidRequest(format!("no order {id} exists")));
+    };
+    let Some(lot) = order.lot_id.clone().filter(|_| order.status.was_credited()) else {
+        return Err(LedgerError::InvalidRequest(format!(
+            "order {id} was not credited, so there is nothing to refund"
+        )));
+    };
+    let transfer_id = TransferId::parse(&format!("refund:{id}"))
+        .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    let refunded = ops::refund_lot(
+        j,
+        now,
+        RefundRequest {
+            transfer_id: transfer_id.clone(),
+            org: order.org.clone(),
+            lot,
+            memo: Some(serde_json::json!({"order": id}).to_string()),
+        },
+    )
+    .await?;
+    let cents = refund_cents(&order, refunded.amount);
+    order.refunded_cents += cents;
+    order.status = if refunded.amount == order.credits {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    insert_clawback(
+        j,
+        &order,
+        &transfer_id,
+        ClawbackKind::Refund,
+        cents,
+        refunded.amount,
+        now,
+    )
+    .await?;
+    Ok((order, refunded, cents))
+}
+
+/// The price of `credits` out of the order, rounded down to the cent (never more than paid).
+fn refund_cents(order: &Order, credits: NanoCredits) -> i64 {
+    let num = i128::from(order.amount_cents) * i128::from(credits.nanos());
+    let cents = num / i128::from(order.credits.nanos().max(1));
+    i64::try_from(cents)
+        .unwrap_or(order.amount_cents)
+        .min(order.amount_cents)
+}
+
+async fn insert_clawback<J: TxStatements>(
+    j: &mut J,
+    order: &Order,
+    transfer_id: &TransferId,
+    kind: ClawbackKind,
+    cents: i64,
+    credits: NanoCredits,
+    at: Timestamp,
+) -> LedgerResult<()> {
+    let kind = match kind {
+        ClawbackKind::Refund => "refund",
+        ClawbackKind::Dispute => "dispute",
+        ClawbackKind::DisputeWon => "dispute_won",
+    };
+    j.exec(
+        "INSERT INTO order_clawbacks (transfer_id, order_id, kind, amount_cents, credits, debt, \
+         at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+        &[
+            Param::Text(transfer_id.to_string()),
+            Param::Text(order.id.to_string()),
+            Param::Text(kind.to_owned()),
+            Param::Int(cents),
+            Param::Int(credits.nanos()),
+            Param::Int(at.millis()),
+        ],
+    )
+    .await?;
+    j.exec(
+        "UPDATE orders SET status = $2, refunded_cents = $3 WHERE id = $1",
+        &[
+            Param::Text(order.id.to_string()),
+            Param::Text(order.status.as_str().to_owned()),
+            Param::Int(order.refunded_cents),
+        ],
+    )
+    .await?;
+    Ok(())
+}

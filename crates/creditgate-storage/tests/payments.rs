@@ -1,0 +1,317 @@
+//! Orders, provider events and receipts on SQLite and on Postgres (when
+//! `CREDITGATE_TEST_POSTGRES_URL` is set): an order is credited once, by one event, after its
+//! report matches; replays, forgeries and races change nothing.
+
+mod common;
+
+use common::*;
+use creditgate_core::ids::OrderId;
+use creditgate_core::ledger::LedgerStore;
+use creditgate_core::money::NanoCredits;
+use creditgate_core::payments::{
+    FailureCode, Order, OrderStatus, PaymentState, Provider, ProviderPayment, CURRENCY,
+};
+use creditgate_storage::payments::{OrderFilter, PaymentOutcome, ProviderEvent};
+use creditgate_storage::Database;
+
+contract!(
+    seeded_plans_are_the_reseller_packs,
+    a_paid_report_credits_once_with_a_gapless_receipt,
+    the_same_event_ten_times_at_once_credits_once,
+    mismatched_reports_credit_nothing,
+    declines_and_expiry_say_why_and_change_nothing,
+    manual_payments_are_idempotent_on_their_reference,
+    a_refund_claws_back_the_remainder_once,
+);
+
+const CREDITS_10K: i64 = 10_000 * 1_000_000_000;
+
+fn order(id: &str, org_id: &str, provider: Provider) -> Order {
+    Order {
+        id: OrderId::parse(id).unwrap(),
+        org: org(org_id),
+        status: OrderStatus::Open,
+        plan_id: Some("credits-10000".to_owned()),
+        credits: nc(CREDITS_10K),
+        amount_cents: 5_000,
+        currency: CURRENCY.to_owned(),
+        provider,
+        provider_ref: None,
+        method: None,
+        expires_in_days: None,
+        success_url: None,
+        cancel_url: None,
+        created_at: START,
+        paid_at: None,
+        lot_id: None,
+        receipt_number: None,
+        failure: None,
+        refunded_cents: 0,
+    }
+}
+
+fn paid(o: &Order) -> ProviderPayment {
+    ProviderPayment {
+        provider: o.provider,
+        order: o.id.clone(),
+        org: o.org.clone(),
+        amount_cents: o.amount_cents,
+        currency: o.currency.clone(),
+        state: PaymentState::Paid,
+        method: Some("visa •••• 4242".to_owned()),
+        reference: None,
+    }
+}
+
+fn event(id: &str) -> Option<ProviderEvent> {
+    Some(ProviderEvent {
+        provider: Provider::Stripe,
+        id: id.to_owned(),
+        kind: "checkout.session.completed".to_owned(),
+    })
+}
+
+async fn posted(db: &Database, org_id: &str) -> NanoCredits {
+    db.balance(&org(org_id)).await.unwrap().posted
+}
+
+async fn open_order(db: &Database, id: &str, org_id: &str) -> Order {
+    let o = order(id, org_id, Provider::Stripe);
+    db.create_order(&o).await.unwrap();
+    o
+}
+
+async fn seeded_plans_are_the_reseller_packs(h: Harness) {
+    let plans = h.db.plans(false).await.unwrap();
+    let got: Vec<(&str, i64, i64)> = plans
+        .iter()
+        .map(|p| {
+            (
+                p.id.as_str(),
+                p.credits.nanos() / 1_000_000_000,
+                p.amount_cents,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("credits-1000", 1_000, 500),
+            ("credits-10000", 10_000, 5_000),
+            ("credits-105000", 105_000, 50_000),
+            ("credits-275000", 275_000, 125_000),
+        ]
+    );
+    let mut archived = plans[0].clone();
+    archived.archived = true;
+    assert!(h.db.update_plan(&archived).await.unwrap());
+    assert_eq!(h.db.plans(false).await.unwrap().len(), 3);
+    assert_eq!(h.db.plans(true).await.unwrap().len(), 4);
+    let mut custom = plans[1].clone();
+    custom.id = "team".to_owned();
+    assert!(h.db.create_plan(&custom).await.unwrap());
+    assert!(!h.db.create_plan(&custom).await.unwrap(), "id taken");
+    assert_eq!(h.db.plans(true).await.unwrap().last().unwrap().id, "team");
+}
+
+async fn a_paid_report_credits_once_with_a_gapless_receipt(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let first = open_order(db, "ord_1", "acme").await;
+    let second = open_order(db, "ord_2", "acme").await;
+    let out = db
+        .apply_payment(event("evt_1"), paid(&first))
+        .await
+        .unwrap();
+    let PaymentOutcome::Credited(credited) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(credited.status, OrderStatus::Credited);
+    assert_eq!(credited.receipt_number.as_deref(), Some("CG-2026-000001"));
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K));
+    // Another event for the same order (Stripe sends several): already credited.
+    let again = db
+        .apply_payment(event("evt_1b"), paid(&first))
+        .await
+        .unwrap();
+    assert!(
+        matches!(again, PaymentOutcome::AlreadyCredited(_)),
+        "{again:?}"
+    );
+    // A replay of the same event a day later: a duplicate.
+    h.clock.advance(86_400_000);
+    let replay = db
+        .apply_payment(event("evt_1"), paid(&first))
+        .await
+        .unwrap();
+    assert_eq!(replay, PaymentOutcome::Duplicate);
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K));
+    let out = db
+        .apply_payment(event("evt_2"), paid(&second))
+        .await
+        .unwrap();
+    let PaymentOutcome::Credited(c2) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(c2.receipt_number.as_deref(), Some("CG-2026-000002"));
+    let stored = db.order(&first.id).await.unwrap().unwrap();
+    assert_eq!(stored.lot_id, credited.lot_id);
+    assert_eq!(stored.method.as_deref(), Some("visa •••• 4242"));
+    assert!(db.verify().await.unwrap().is_clean());
+}
+
+async fn the_same_event_ten_times_at_once_credits_once(h: Harness) {
+    funded(&h.db, "acme", 0).await;
+    let o = open_order(&h.db, "ord_race", "acme").await;
+    let replica = h.replica().await;
+    let mut tasks = Vec::new();
+    for i in 0..10 {
+        let db = if i % 2 == 0 {
+            h.db.clone()
+        } else {
+            replica.clone()
+        };
+        let p = paid(&o);
+        tasks.push(tokio::spawn(async move {
+            db.apply_payment(event("evt_same"), p).await.unwrap()
+        }));
+    }
+    let mut credited = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            PaymentOutcome::Credited(_) => credited += 1,
+            PaymentOutcome::Duplicate => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(credited, 1);
+    assert_eq!(posted(&h.db, "acme").await, nc(CREDITS_10K));
+    assert!(h.db.verify().await.unwrap().is_clean());
+}
+
+async fn mismatched_reports_credit_nothing(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    funded(db, "evil", 0).await;
+    let o = open_order(db, "ord_1", "acme").await;
+    let mut other_org = paid(&o);
+    other_org.org = org("evil");
+    let mut other_amount = paid(&o);
+    other_amount.amount_cents = 500;
+    let mut other_currency = paid(&o);
+    other_currency.currency = "eur".to_owned();
+    let mut other_provider = paid(&o);
+    other_provider.provider = Provider::Sandbox;
+    let mut no_order = paid(&o);
+    no_order.order = OrderId::parse("ord_missing").unwrap();
+    for (i, p) in [
+        other_org,
+        other_amount,
+        other_currency,
+        other_provider,
+        no_order,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let id = format!("evt_bad_{i}");
+        let out = db.apply_payment(event(&id), p).await.unwrap();
+        assert!(matches!(out, PaymentOutcome::Ignored(_)), "{out:?}");
+        let logged = db
+            .provider_event_outcome(Provider::Stripe, &id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(logged.starts_with("ignored: "), "{logged}");
+    }
+    assert_eq!(posted(db, "acme").await, NanoCredits::ZERO);
+    assert_eq!(posted(db, "evil").await, NanoCredits::ZERO);
+    let stored = db.order(&o.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Open);
+}
+
+async fn declines_and_expiry_say_why_and_change_nothing(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = open_order(db, "ord_1", "acme").await;
+    let mut declined = paid(&o);
+    declined.state = PaymentState::Failed {
+        code: FailureCode::InsufficientFunds,
+    };
+    let out = db.apply_payment(event("evt_f"), declined).await.unwrap();
+    let PaymentOutcome::NotPaid(failed) = out else {
+        panic!("{out:?}")
+    };
+    assert_eq!(failed.status, OrderStatus::Failed);
+    let failure = failed.failure.unwrap();
+    assert_eq!(failure.code, FailureCode::InsufficientFunds);
+    assert!(failure.message.contains("insufficient funds"));
+    let o2 = open_order(db, "ord_2", "acme").await;
+    let mut expired = paid(&o2);
+    expired.state = PaymentState::Expired;
+    db.apply_payment(event("evt_x"), expired).await.unwrap();
+    let stored = db.order(&o2.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Expired);
+    assert_eq!(posted(db, "acme").await, NanoCredits::ZERO);
+    // The provider later says the money was taken after all: credited, not lost.
+    let late = db
+        .apply_payment(event("evt_late"), paid(&o2))
+        .await
+        .unwrap();
+    assert!(matches!(late, PaymentOutcome::Credited(_)), "{late:?}");
+    let listed = db
+        .orders(&OrderFilter {
+            org: Some(org("acme")),
+            status: Some(OrderStatus::Failed),
+            limit: 20,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].id, o.id);
+}
+
+async fn manual_payments_are_idempotent_on_their_reference(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let mut m = order("ord_m1", "acme", Provider::Manual);
+    m.provider_ref = Some("crypto:0xabc".to_owned());
+    m.method = Some("crypto".to_owned());
+    let (first, created) = db.record_manual_payment(m.clone()).await.unwrap();
+    assert!(created);
+    assert_eq!(first.status, OrderStatus::Credited);
+    assert!(first.receipt_number.is_some());
+    let mut again = m.clone();
+    again.id = OrderId::parse("ord_m2").unwrap();
+    let (same, created) = db.record_manual_payment(again.clone()).await.unwrap();
+    assert!(!created);
+    assert_eq!(same.id, first.id);
+    again.amount_cents = 1;
+    assert!(db.record_manual_payment(again).await.is_err());
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K));
+}
+
+async fn a_refund_claws_back_the_remainder_once(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = open_order(db, "ord_1", "acme").await;
+    db.apply_payment(event("evt_1"), paid(&o)).await.unwrap();
+    // Spend a quarter of it.
+    db.reserve(hold_req("acme", "h1", CREDITS_10K / 4))
+        .await
+        .unwrap();
+    db.settle(settle_req("h1", "s1", CREDITS_10K / 4))
+        .await
+        .unwrap();
+    let (refunded, ledger, cents) = db.refund_order(&o.id).await.unwrap();
+    assert_eq!(ledger.amount, nc(CREDITS_10K / 4 * 3));
+    assert_eq!(cents, 3_750);
+    assert_eq!(refunded.status, OrderStatus::PartiallyRefunded);
+    assert_eq!(refunded.refunded_cents, 3_750);
+    assert!(db.refund_order(&o.id).await.is_err(), "a second refund");
+    assert_eq!(posted(db, "acme").await, NanoCredits::ZERO);
+    let clawbacks = db.order_clawbacks(&o.id).await.unwrap();
+    assert_eq!(clawbacks.len(), 1);
+    assert!(db.verify().await.unwrap().is_clean());
+}

@@ -122,6 +122,8 @@ pub enum StreamEnd {
     ClientLeft,
     /// The hold could not grow to cover more output.
     CreditRanOut,
+    /// The gateway's shutdown deadline came before the stream ended.
+    Shutdown,
 }
 
 impl StreamEnd {
@@ -134,7 +136,8 @@ impl StreamEnd {
             | Self::EndedEarly
             | Self::ConnectionLost(_)
             | Self::DrainTimeout
-            | Self::CreditRanOut => ReceiptStatus::Partial,
+            | Self::CreditRanOut
+            | Self::Shutdown => ReceiptStatus::Partial,
         }
     }
 
@@ -154,6 +157,7 @@ impl StreamEnd {
             Self::DrainTimeout => "drain timeout after client disconnect".into(),
             Self::ClientLeft => "client disconnected; output estimated".into(),
             Self::CreditRanOut => "credit ran out during the stream".into(),
+            Self::Shutdown => "the gateway shut down before the stream ended".into(),
         }
     }
 }

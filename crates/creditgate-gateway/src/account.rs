@@ -117,6 +117,9 @@ pub async fn request(
 async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, ApiError> {
     let not_found = || ApiError::not_found(format!("No request {id}"));
     let id = TransferId::parse(id).map_err(|_| not_found())?;
+    if let Some(spooled) = app.spool.pending_for(&id).filter(|s| s.org == key.org) {
+        return Ok(pending_receipt(&spooled));
+    }
     let rec = app.db.receipt(&key.org, &id).await?.ok_or_else(not_found)?;
     if let Some((receipt, settlement)) = rec.settled {
         // The receipt written with the charge, completed by what the ledger did with it.
@@ -153,4 +156,22 @@ async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, 
         "note": note,
         "created_at": rec.created_at.to_rfc3339(),
     }))
+}
+
+/// The receipt of a settlement waiting in this process's spool: what it will charge, marked
+/// pending (the outcome it will have is kept as `outcome`).
+fn pending_receipt(spooled: &crate::spool::Spooled) -> Value {
+    let mut v: Value = spooled
+        .settle
+        .memo
+        .as_deref()
+        .and_then(|m| serde_json::from_str(m).ok())
+        .unwrap_or_else(|| json!({"id": spooled.settle.hold}));
+    v["outcome"] = v.get("status").cloned().unwrap_or(Value::Null);
+    v["status"] = json!("pending");
+    v["charged"] = json!(spooled.settle.amount);
+    v["note"] = json!(
+        "charge pending: the database could not take it; it is applied, exactly once, when it is back"
+    );
+    v
 }

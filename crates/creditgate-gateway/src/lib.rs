@@ -1,7 +1,7 @@
 //! creditgate's HTTP side: the Anthropic-compatible, metered API on axum.
 //!
 //! [`App`] holds the shared state; [`router`] lists every route; [`serve`] runs it with the
-//! background sweeper. Handlers stay thin: money moves only through the ledger
+//! background sweeper and the settlement spool, and shuts down without abandoning a request. Handlers stay thin: money moves only through the ledger
 //! ([`creditgate_core::ledger::LedgerStore`]) and prices only come from
 //! [`creditgate_core::pricing`].
 
@@ -9,6 +9,7 @@ pub mod account;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod lifecycle;
 pub mod messages;
 pub mod models;
 pub mod request_id;
@@ -16,7 +17,7 @@ pub mod spool;
 pub mod sse;
 pub mod upstream;
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,6 +33,7 @@ use crate::auth::{KeyCache, TtlCache};
 use crate::config::SPOOL_RETRY_INTERVAL_MS;
 use crate::config::{Config, DisconnectPolicy, KEY_CACHE_TTL_MS};
 use crate::error::ApiError;
+use crate::lifecycle::Lifecycle;
 use crate::spool::Spool;
 use crate::upstream::Upstream;
 
@@ -47,6 +49,8 @@ pub struct App {
     pub policies: TtlCache<OrganizationId, DisconnectPolicy>,
     /// Settlements the database could not take, until it takes them.
     pub spool: Spool,
+    /// Requests in flight, and the shutdown cut.
+    pub lifecycle: Lifecycle,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -97,6 +101,7 @@ impl App {
             keys: KeyCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
             policies: TtlCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
             spool,
+            lifecycle: Lifecycle::default(),
             clock,
         }))
     }
@@ -153,12 +158,73 @@ pub async fn serve(
             tracing::warn!(%error, "could not set TCP_NODELAY");
         }
     });
-    let result = axum::serve(listener, router(app))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, router(app.clone()))
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = signalled.send(());
+        })
+        .into_future();
+    let mut server = tokio::spawn(server);
+    let result = tokio::select! {
+        done = &mut server => Some(done),
+        _ = on_signal => None,
+    };
+    let result = match result {
+        Some(done) => done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+        None => {
+            finish_in_flight(&app).await;
+            // The connections end once their requests have; a client that does not read its
+            // last bytes is not waited for.
+            match tokio::time::timeout(CONNECTION_CLOSE_WAIT, &mut server).await {
+                Ok(done) => done.unwrap_or_else(|e| Err(std::io::Error::other(e))),
+                Err(_) => {
+                    server.abort();
+                    Ok(())
+                }
+            }
+        }
+    };
     sweeper.abort();
     spool.abort();
+    if app.spool.depth() > 0 {
+        if let Ok(done) = app.spool.apply(&app.db).await {
+            tracing::info!(remaining = done.remaining, "settlement spool at shutdown");
+        }
+    }
     result
+}
+
+/// How long connections may take to close once every request has settled, at shutdown.
+const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long requests cut at the shutdown deadline get to settle (or spool) what they observed.
+const CUT_SETTLE_WAIT: Duration = Duration::from_secs(15);
+
+/// Shutdown, once the listener stopped accepting: lets in-flight requests and drains finish
+/// until the shutdown deadline, then cuts the rest, which settle what they observed (or spool
+/// it when the database cannot take it).
+async fn finish_in_flight(app: &App) {
+    let live = app.lifecycle.live();
+    tracing::info!(live, "shutting down: waiting for requests in flight");
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(app.cfg.shutdown_timeout_ms);
+    if app.lifecycle.wait_idle(deadline).await {
+        return;
+    }
+    tracing::warn!(
+        live = app.lifecycle.live(),
+        "shutdown deadline: settling what the remaining requests observed"
+    );
+    app.lifecycle.cut();
+    if !app
+        .lifecycle
+        .wait_idle(tokio::time::Instant::now() + CUT_SETTLE_WAIT)
+        .await
+    {
+        tracing::error!(
+            live = app.lifecycle.live(),
+            "requests still unsettled at exit; their holds will expire"
+        );
+    }
 }
 
 /// Offers the spooled settlements to the database every [`SPOOL_RETRY_INTERVAL_MS`] (at once

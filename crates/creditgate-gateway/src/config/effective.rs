@@ -117,6 +117,11 @@ impl Config {
                 "CREDITGATE_SWEEP_INTERVAL_MS",
                 json!(self.sweep_interval_ms),
             ),
+            s(
+                "limits.shutdown_timeout_ms",
+                "CREDITGATE_SHUTDOWN_TIMEOUT_MS",
+                json!(self.shutdown_timeout_ms),
+            ),
         ]
     }
 }

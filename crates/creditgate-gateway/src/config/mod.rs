@@ -37,6 +37,8 @@ pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 pub const STREAM_BUFFER_CHUNKS: usize = 16;
 /// How often the background sweeper expires stale holds and expired lots.
 pub const DEFAULT_SWEEP_INTERVAL_MS: u64 = 30_000;
+/// How long shutdown waits for requests in flight (and drains) before cutting them.
+pub const DEFAULT_SHUTDOWN_TIMEOUT_MS: u64 = 25_000;
 /// How often pending spooled settlements are offered to the database again.
 pub const SPOOL_RETRY_INTERVAL_MS: u64 = 1_000;
 /// The settlement spool of a Postgres deployment when `spool_path` is not set (in the working
@@ -95,6 +97,7 @@ pub struct Config {
     pub hold_timeout_ms: i64,
     pub drain_timeout_ms: u64,
     pub sweep_interval_ms: u64,
+    pub shutdown_timeout_ms: u64,
     pub default_disconnect_policy: DisconnectPolicy,
 }
 
@@ -174,6 +177,7 @@ struct RawLimits {
     hold_timeout_ms: Option<i64>,
     drain_timeout_ms: Option<u64>,
     sweep_interval_ms: Option<u64>,
+    shutdown_timeout_ms: Option<u64>,
 }
 
 impl Config {
@@ -340,6 +344,11 @@ impl Config {
                 "CREDITGATE_SWEEP_INTERVAL_MS",
                 raw.limits.sweep_interval_ms,
                 DEFAULT_SWEEP_INTERVAL_MS,
+            )?,
+            shutdown_timeout_ms: num(
+                "CREDITGATE_SHUTDOWN_TIMEOUT_MS",
+                raw.limits.shutdown_timeout_ms,
+                DEFAULT_SHUTDOWN_TIMEOUT_MS,
             )?,
             default_disconnect_policy,
         })

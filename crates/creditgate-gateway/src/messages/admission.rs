@@ -10,9 +10,9 @@ use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
 use creditgate_core::pricing::{self, HoldEstimate};
 use serde_json::{json, Value};
 
-use super::keep_alive::refresh_period;
 use super::{read_body, Admitted};
 use crate::error::{ApiError, Refusal};
+use crate::lifecycle::Live;
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -104,10 +104,7 @@ pub(super) async fn admit(
         parsed,
         policy,
         started: std::time::Instant::now(),
-        refreshes: std::sync::atomic::AtomicU32::new(0),
-        next_refresh: std::sync::Mutex::new(
-            tokio::time::Instant::now() + refresh_period(app.cfg.hold_timeout_ms),
-        ),
+        _live: Live::start(app.clone(), hold.id.clone()),
     };
     let path = uri
         .path_and_query()

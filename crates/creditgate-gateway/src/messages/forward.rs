@@ -17,11 +17,12 @@ impl Admitted {
         let mut out_headers = HeaderMap::new();
         copy_response_headers(resp.headers(), &mut out_headers);
         let body = match self
-            .keep_alive(read_limited(resp, MAX_UPSTREAM_JSON_BYTES))
+            .unless_cut(read_limited(resp, MAX_UPSTREAM_JSON_BYTES))
             .await
         {
-            Ok(b) => b,
-            Err(reason) => {
+            Some(Ok(b)) => b,
+            None => return self.cut_before_answer().await,
+            Some(Err(reason)) => {
                 self.settle_with_retries(ReceiptStatus::Free, None, &reason)
                     .await;
                 return ApiError::upstream_unreachable(format!(

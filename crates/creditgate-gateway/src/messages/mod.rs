@@ -7,15 +7,15 @@
 //!
 //! The parts, in the order a request meets them: `admission` (authenticate, parse, estimate,
 //! place the hold), `forward` (send upstream, a complete JSON answer), `stream` (the pump that
-//! passes events through), `hold` (growing a stream's hold slice by slice), `keep_alive`
-//! (pushing the hold's expiry forward while the request is alive), `settle` (the one settlement,
-//! with retries) and `receipt` (what the ledger and the client are told). The charging rules
+//! passes events through), `hold` (growing a stream's hold slice by slice), `settle` (the one
+//! settlement, with retries, spooled when the database cannot take it) and `receipt` (what the
+//! ledger and the client are told). While a request lives, [`crate::lifecycle::Live`] keeps its
+//! hold alive whatever it waits on, and the shutdown deadline can cut it. The charging rules
 //! themselves are in [`creditgate_core::metering`].
 
 mod admission;
 mod forward;
 mod hold;
-mod keep_alive;
 mod receipt;
 mod settle;
 mod stream;
@@ -36,6 +36,7 @@ use creditgate_core::usage::ReceiptStatus;
 use crate::auth::ApiKeyCaller;
 use crate::config::DisconnectPolicy;
 use crate::error::ApiError;
+use crate::lifecycle::Live;
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -82,10 +83,8 @@ struct Admitted {
     parsed: Parsed,
     policy: DisconnectPolicy,
     started: std::time::Instant,
-    /// Keep-alive extensions made so far (each needs its own transfer id).
-    refreshes: std::sync::atomic::AtomicU32,
-    /// When the hold's expiry is next pushed forward (shared by every wait of the request).
-    next_refresh: std::sync::Mutex<tokio::time::Instant>,
+    /// Counts the request as live and keeps its hold alive until it is dropped (settled).
+    _live: Live,
 }
 
 /// What a settlement told the client.
@@ -99,11 +98,12 @@ impl Admitted {
     /// Forwards the request and answers as JSON or as a stream, settling the hold either way.
     async fn run(self, path: String, headers: HeaderMap, body: Bytes) -> Response {
         let sent = self
-            .keep_alive(self.app.upstream.send(Method::POST, &path, &headers, body))
+            .unless_cut(self.app.upstream.send(Method::POST, &path, &headers, body))
             .await;
         let resp = match sent {
-            Ok(resp) => resp,
-            Err(err) => {
+            Some(Ok(resp)) => resp,
+            None => return self.cut_before_answer().await,
+            Some(Err(err)) => {
                 self.settle_with_retries(ReceiptStatus::Free, None, "upstream unreachable")
                     .await;
                 return ApiError::upstream_unreachable(err.to_string())
@@ -121,5 +121,32 @@ impl Admitted {
         } else {
             self.json(resp).await
         }
+    }
+
+    /// Awaits `fut` unless the shutdown deadline cuts the request first (`None`).
+    async fn unless_cut<T>(&self, fut: impl std::future::Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            out = fut => Some(out),
+            () = self.app.lifecycle.until_cut() => None,
+        }
+    }
+
+    /// The shutdown deadline came before the upstream answered: the request may have reached
+    /// the upstream, so its input (estimated) is charged, capped at the hold, and marked
+    /// estimated.
+    async fn cut_before_answer(self) -> Response {
+        let usage = serde_json::json!({
+            "input_tokens": self.estimate.input_tokens(),
+            "output_tokens": 0,
+        });
+        self.settle_with_retries(
+            ReceiptStatus::Estimated,
+            Some(usage),
+            "the gateway shut down before the upstream answered; input estimated",
+        )
+        .await;
+        ApiError::unavailable("The gateway is shutting down.")
+            .with_request_id(self.request_id.as_str())
+            .into_response()
     }
 }

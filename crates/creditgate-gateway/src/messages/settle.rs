@@ -1,5 +1,5 @@
 //! Settlement: the one settle of a request's hold, carrying its receipt, retried on a database
-//! error.
+//! error and spooled when the database cannot take it (PRODUCT.md §13).
 
 use std::time::Duration;
 
@@ -10,14 +10,27 @@ use creditgate_core::usage::ReceiptStatus;
 use serde_json::Value;
 
 use super::{Admitted, Settled};
+use crate::spool::Spooled;
 
-/// Attempts to post a settlement before giving up (the hold then expires and is released).
-const SETTLE_ATTEMPTS: u32 = 5;
+/// Attempts to post a settlement before it goes to the spool...
+const SETTLE_ATTEMPTS: u32 = 3;
+/// ...unless this much time has passed (a write-locked SQLite file fails each attempt only after
+/// its busy timeout): the spool is exact too, and the client is waiting.
+const SETTLE_RETRY_BUDGET: Duration = Duration::from_secs(2);
+
+/// Where a settlement went.
+enum Posted {
+    Ledger(Settlement),
+    /// In the spool: applied when the database is back.
+    Spooled,
+    /// Neither (the ledger refused it, or the spool could not be written): logged.
+    Lost,
+}
 
 impl Admitted {
-    /// Prices the usage (if any), settles the hold once with the receipt, records it. Retries a
-    /// few times on a database error (settling is idempotent on its transfer id); if it still
-    /// fails the hold expires and is released by the sweeper, and the error is logged.
+    /// Prices the usage (if any) and settles the hold once with the receipt. Retries a few times
+    /// on a database error (settling is idempotent on its transfer id); if the database still
+    /// cannot take it, the settlement goes to the spool and the client is told it is pending.
     pub(super) async fn settle_with_retries(
         &self,
         status: ReceiptStatus,
@@ -25,7 +38,7 @@ impl Admitted {
         note: &str,
     ) -> Settled {
         let app = &self.app;
-        let charge = metering::charge(
+        let mut charge = metering::charge(
             &app.book,
             &self.parsed.model,
             usage.as_ref(),
@@ -33,6 +46,10 @@ impl Admitted {
             status,
             &app.pricing,
         );
+        // Our own estimate (no final usage from the upstream) never charges past the hold.
+        if charge.status == ReceiptStatus::Estimated {
+            charge.amount = charge.amount.min(self.held);
+        }
         if let Some(err) = &charge.pricing_error {
             tracing::error!(request_id = %self.request_id, error = %err, "pricing failed; charging the hold");
         }
@@ -50,33 +67,62 @@ impl Admitted {
             amount: charge.amount,
             memo: Some(receipt.to_string()),
         };
-        let settlement = self.post_settlement(req).await;
-        Settled {
-            charged: if settlement.is_some() {
-                charge.amount
-            } else {
-                NanoCredits::ZERO
+        match self.post_settlement(req).await {
+            Posted::Ledger(s) => Settled {
+                charged: charge.amount,
+                available: s.available,
+                status: charge.status,
             },
-            available: settlement.as_ref().and_then(|s| s.available),
-            status: charge.status,
+            Posted::Spooled => Settled {
+                charged: charge.amount,
+                available: None,
+                status: ReceiptStatus::Pending,
+            },
+            Posted::Lost => Settled {
+                charged: NanoCredits::ZERO,
+                available: None,
+                status: charge.status,
+            },
         }
     }
 
-    /// Posts the settlement, retrying while the database is unavailable.
-    async fn post_settlement(&self, req: SettleRequest) -> Option<Settlement> {
+    /// Posts the settlement, retrying while the database is unavailable, then spools it.
+    async fn post_settlement(&self, req: SettleRequest) -> Posted {
+        let started = std::time::Instant::now();
         let mut attempt = 0;
         loop {
             attempt += 1;
             match self.app.db.settle(req.clone()).await {
-                Ok(s) => return Some(s),
-                Err(LedgerError::Unavailable(e)) if attempt < SETTLE_ATTEMPTS => {
+                Ok(s) => return Posted::Ledger(s),
+                Err(LedgerError::Unavailable(e))
+                    if attempt < SETTLE_ATTEMPTS && started.elapsed() < SETTLE_RETRY_BUDGET =>
+                {
                     tracing::warn!(request_id = %self.request_id, error = %e, attempt, "settle failed; retrying");
                     tokio::time::sleep(Duration::from_millis(100 << attempt)).await;
                 }
-                Err(err) => {
-                    tracing::error!(request_id = %self.request_id, error = %err, "settle failed; the hold will expire");
-                    return None;
+                Err(LedgerError::Unavailable(e)) => {
+                    tracing::warn!(request_id = %self.request_id, error = %e, "the database cannot take the settlement; spooling it");
+                    return self.spool(req).await;
                 }
+                Err(err) => {
+                    tracing::error!(request_id = %self.request_id, error = %err, "the ledger refused the settlement");
+                    return Posted::Lost;
+                }
+            }
+        }
+    }
+
+    async fn spool(&self, settle: SettleRequest) -> Posted {
+        let spooled = Spooled {
+            settle,
+            org: self.key.org.clone(),
+            at: self.app.clock.now().millis(),
+        };
+        match self.app.spool.append(spooled).await {
+            Ok(()) => Posted::Spooled,
+            Err(err) => {
+                tracing::error!(request_id = %self.request_id, error = %err, "the settlement could not be spooled; the hold will expire");
+                Posted::Lost
             }
         }
     }

@@ -28,6 +28,8 @@ enum Ending {
     DrainTimeout,
     ClientGone,
     Cut(LedgerError),
+    /// The shutdown deadline came first.
+    Shutdown,
 }
 
 /// A stream in progress: what was read, what is held, whether the client is still there.
@@ -75,7 +77,16 @@ impl Admitted {
                 Err(err) => break Ending::Broken(err.to_string()),
             };
             let (batch, cut) = self.meter_events(events, chunk.len(), &mut run).await;
-            if !batch.is_empty() && !run.client_gone && tx.send(Bytes::from(batch)).await.is_err() {
+            let sent = if batch.is_empty() || run.client_gone {
+                Some(Ok(()))
+            } else {
+                // A slow client blocks this send; the hold stays alive meanwhile (`Live`).
+                self.unless_cut(tx.send(Bytes::from(batch))).await
+            };
+            let Some(sent) = sent else {
+                break Ending::Shutdown;
+            };
+            if sent.is_err() {
                 run.client_gone = true;
                 match self.policy {
                     DisconnectPolicy::Cancel => break Ending::ClientGone,
@@ -95,20 +106,24 @@ impl Admitted {
         self.finish(ending, &run, &tx).await;
     }
 
-    /// The next upstream chunk (keeping the hold alive meanwhile), or how the stream ended.
+    /// The next upstream chunk, or how the stream ended.
     async fn next_chunk(
         &self,
         resp: &mut reqwest::Response,
         drain_deadline: Option<Instant>,
     ) -> Result<Bytes, Ending> {
-        let next = match drain_deadline {
-            Some(deadline) => {
-                match tokio::time::timeout_at(deadline, self.keep_alive(resp.chunk())).await {
-                    Ok(r) => r,
-                    Err(_) => return Err(Ending::DrainTimeout),
-                }
+        let read = async {
+            match drain_deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, resp.chunk())
+                    .await
+                    .map_err(|_| Ending::DrainTimeout),
+                None => Ok(resp.chunk().await),
             }
-            None => self.keep_alive(resp.chunk()).await,
+        };
+        let next = match self.unless_cut(read).await {
+            None => return Err(Ending::Shutdown),
+            Some(Err(ending)) => return Err(ending),
+            Some(Ok(next)) => next,
         };
         match next {
             Ok(Some(chunk)) => Ok(chunk),
@@ -182,6 +197,10 @@ impl Admitted {
                 )),
             ),
             Ending::DrainTimeout => (StreamEnd::DrainTimeout, None),
+            Ending::Shutdown => (
+                StreamEnd::Shutdown,
+                Some(ApiError::unavailable("The gateway is shutting down.")),
+            ),
             Ending::ClientGone => (StreamEnd::ClientLeft, None),
             Ending::Cut(err) => (
                 StreamEnd::CreditRanOut,

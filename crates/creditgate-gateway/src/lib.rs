@@ -12,6 +12,7 @@ pub mod error;
 pub mod lifecycle;
 pub mod messages;
 pub mod models;
+pub mod payments;
 pub mod request_id;
 pub mod spool;
 pub mod sse;
@@ -51,6 +52,8 @@ pub struct App {
     pub spool: Spool,
     /// Requests in flight, and the shutdown cut.
     pub lifecycle: Lifecycle,
+    /// Buying credits: the provider settings and the Stripe client.
+    pub payments: payments::Payments,
     pub clock: Arc<dyn Clock>,
 }
 
@@ -62,6 +65,8 @@ pub enum StartError {
     Upstream(String),
     #[error("{0}")]
     Spool(#[from] spool::SpoolError),
+    #[error("payments: {0}")]
+    Payments(String),
 }
 
 /// The built-in price book extended by the operator's `prices_file`, if any.
@@ -92,6 +97,8 @@ impl App {
         )
         .map_err(|e| StartError::Upstream(e.to_string()))?;
         let spool = Spool::open(&cfg.spool_path)?;
+        let payments =
+            payments::Payments::new(cfg.payments.clone()).map_err(StartError::Payments)?;
         Ok(Arc::new(Self {
             cfg,
             db,
@@ -102,6 +109,7 @@ impl App {
             policies: TtlCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
             spool,
             lifecycle: Lifecycle::default(),
+            payments,
             clock,
         }))
     }
@@ -135,6 +143,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/v1/credits", get(account::credits))
         .route("/v1/key", get(account::key))
         .route("/v1/requests/{id}", get(account::request))
+        .route(
+            "/sandbox/checkout/{order_id}",
+            get(payments::sandbox::page).post(payments::sandbox::pay),
+        )
+        .route("/receipts/{order_id}", get(payments::receipt::page))
+        .route("/webhooks/stripe", post(payments::webhooks::stripe))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(models::ready))
         .fallback(|| async { ApiError::not_found("Not found.") })
@@ -152,6 +166,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let spool = tokio::spawn(apply_spool_forever(app.clone()));
+    let reconcile = tokio::spawn(payments::reconcile_forever(app.clone()));
     // Nagle's algorithm meeting delayed ACKs costs tens of milliseconds per small write.
     let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
         if let Err(error) = stream.set_nodelay(true) {
@@ -187,6 +202,7 @@ pub async fn serve(
     };
     sweeper.abort();
     spool.abort();
+    reconcile.abort();
     if app.spool.depth() > 0 {
         if let Ok(done) = app.spool.apply(&app.db).await {
             tracing::info!(remaining = done.remaining, "settlement spool at shutdown");

@@ -181,6 +181,7 @@ mod intake;
 mod messages;
 mod models;
 mod stream;
+pub mod stripe;
 pub mod tokenizer;
 
 use std::collections::hash_map::RandomState;

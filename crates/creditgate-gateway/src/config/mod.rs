@@ -13,8 +13,10 @@ use serde::Deserialize;
 
 mod checks;
 mod effective;
+pub mod payments;
 
 pub use effective::Setting;
+pub use payments::{CheckoutProvider, PaymentsConfig, Seller, StripeConfig};
 
 /// Largest request body accepted (Anthropic's own limit for Messages is 32 MB).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 32 * 1024 * 1024;
@@ -99,6 +101,7 @@ pub struct Config {
     pub sweep_interval_ms: u64,
     pub shutdown_timeout_ms: u64,
     pub default_disconnect_policy: DisconnectPolicy,
+    pub payments: PaymentsConfig,
 }
 
 impl fmt::Debug for Config {
@@ -147,6 +150,8 @@ struct RawConfig {
     billing: RawBilling,
     #[serde(default)]
     limits: RawLimits,
+    #[serde(default)]
+    payments: payments::RawPayments,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -306,6 +311,7 @@ impl Config {
         if first_slice_tokens == 0 || slice_tokens == 0 {
             return Err(invalid("slice sizes must be positive".into()));
         }
+        let payments = PaymentsConfig::from_raw(raw.payments, &env)?;
         let max_body_bytes = num(
             "CREDITGATE_MAX_BODY_BYTES",
             raw.limits.max_body_bytes.map(|v| v as u64),
@@ -351,6 +357,7 @@ impl Config {
                 DEFAULT_SHUTDOWN_TIMEOUT_MS,
             )?,
             default_disconnect_policy,
+            payments,
         })
     }
 }

@@ -51,6 +51,8 @@ pub struct Setup {
     pub sim: SimConfig,
     /// Overrides the database (default: a fresh SQLite file).
     pub database_url: Option<String>,
+    /// TOML appended to the config (e.g. a `[payments]` section).
+    pub extra_toml: String,
 }
 
 impl Default for Setup {
@@ -67,6 +69,7 @@ impl Default for Setup {
             sweep_interval_ms: 30_000,
             disconnect_policy: "drain",
             database_url: None,
+            extra_toml: String::new(),
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -484,6 +487,7 @@ slice_tokens = {slice}
 drain_timeout_ms = {drain}
 hold_timeout_ms = {hold_timeout}
 sweep_interval_ms = {sweep}
+{extra}
 "#,
         keys = keys.join(", "),
         policy = setup.disconnect_policy,
@@ -493,6 +497,7 @@ sweep_interval_ms = {sweep}
         drain = setup.drain_timeout_ms,
         hold_timeout = setup.hold_timeout_ms,
         sweep = setup.sweep_interval_ms,
+        extra = setup.extra_toml,
     )
 }
 

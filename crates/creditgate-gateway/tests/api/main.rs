@@ -9,5 +9,6 @@ mod disconnects;
 mod estimate;
 mod helpers;
 mod messages;
+mod payments;
 mod progressive;
 mod upstream_faults;

@@ -1,0 +1,210 @@
+//! A thin Stripe client for the few calls creditgate makes: form-encoded bodies, an
+//! `Idempotency-Key` on every POST, a pinned `Stripe-Version`, a configurable API base (tests
+//! point it at the fake in `creditgate-sim`). Serde structs read only the fields used.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use creditgate_core::ids::{OrderId, OrganizationId};
+use creditgate_core::payments::{FailureCode, Order, PaymentState, Provider, ProviderPayment};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+
+use crate::config::payments::STRIPE_TIMEOUT_MS;
+use crate::config::StripeConfig;
+use crate::error::ApiError;
+
+/// The API version every request pins, so that Stripe's answers keep the shape read here.
+pub const STRIPE_VERSION: &str = "2024-06-20";
+
+/// A Checkout Session, as far as creditgate reads it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CheckoutSession {
+    pub id: String,
+    pub url: Option<String>,
+    /// `open`, `complete` or `expired`.
+    pub status: String,
+    /// `paid`, `unpaid` or `no_payment_required`.
+    pub payment_status: String,
+    pub amount_total: Option<i64>,
+    pub currency: Option<String>,
+    pub client_reference_id: Option<String>,
+    #[serde(default)]
+    pub metadata: HashMap<String, String>,
+    pub payment_intent: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub struct Refund {
+    pub id: String,
+    pub amount: i64,
+    pub status: String,
+}
+
+/// The client.
+pub struct StripeClient {
+    http: reqwest::Client,
+    base: String,
+    key: String,
+    pub webhook_secrets: Vec<String>,
+}
+
+fn unavailable(what: &str, e: impl std::fmt::Display) -> ApiError {
+    tracing::error!(error = %e, "stripe {what} failed");
+    ApiError::unavailable(format!(
+        "The payment provider could not be reached ({what}); nothing was charged. Try again."
+    ))
+}
+
+impl StripeClient {
+    pub fn new(cfg: &StripeConfig) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_millis(STRIPE_TIMEOUT_MS))
+            .build()
+            .map_err(|e| e.to_string())?;
+        Ok(Self {
+            http,
+            base: cfg.api_base.clone(),
+            key: cfg.secret_key.clone(),
+            webhook_secrets: cfg.webhook_secrets.clone(),
+        })
+    }
+
+    async fn read<T: DeserializeOwned>(
+        what: &str,
+        resp: Result<reqwest::Response, reqwest::Error>,
+    ) -> Result<T, ApiError> {
+        let resp = resp.map_err(|e| unavailable(what, e))?;
+        let status = resp.status();
+        let body = resp.bytes().await.map_err(|e| unavailable(what, e))?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&body);
+            return Err(unavailable(what, format!("HTTP {status}: {text}")));
+        }
+        serde_json::from_slice(&body).map_err(|e| unavailable(what, e))
+    }
+
+    /// POSTs a form with an idempotency key: a retry of the same call never acts twice.
+    async fn post<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(&str, String)],
+        idempotency_key: &str,
+    ) -> Result<T, ApiError> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("Stripe-Version", STRIPE_VERSION)
+            .header("Idempotency-Key", idempotency_key)
+            .form(form)
+            .send()
+            .await;
+        Self::read(path, resp).await
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ApiError> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.key)
+            .header("Stripe-Version", STRIPE_VERSION)
+            .send()
+            .await;
+        Self::read(path, resp).await
+    }
+
+    /// A hosted Checkout Session for the order, carrying the order and organization ids.
+    pub async fn create_checkout_session(
+        &self,
+        order: &Order,
+        public_url: &str,
+    ) -> Result<CheckoutSession, ApiError> {
+        let back = format!("{public_url}/sandbox/checkout/{}", order.id);
+        let form = [
+            ("mode", "payment".to_owned()),
+            ("client_reference_id", order.id.to_string()),
+            ("metadata[order_id]", order.id.to_string()),
+            ("metadata[organization_id]", order.org.to_string()),
+            ("line_items[0][quantity]", "1".to_owned()),
+            (
+                "line_items[0][price_data][currency]",
+                order.currency.clone(),
+            ),
+            (
+                "line_items[0][price_data][unit_amount]",
+                order.amount_cents.to_string(),
+            ),
+            (
+                "line_items[0][price_data][product_data][name]",
+                format!("{} credits", order.credits),
+            ),
+            (
+                "success_url",
+                order.success_url.clone().unwrap_or(back.clone()),
+            ),
+            ("cancel_url", order.cancel_url.clone().unwrap_or(back)),
+        ];
+        self.post(
+            "/v1/checkout/sessions",
+            &form,
+            &format!("checkout:{}", order.id),
+        )
+        .await
+    }
+
+    /// Reads a session back from Stripe (never trusting a webhook's copy).
+    pub async fn checkout_session(&self, id: &str) -> Result<CheckoutSession, ApiError> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid_request("not a checkout session id"));
+        }
+        self.get(&format!("/v1/checkout/sessions/{id}")).await
+    }
+
+    /// Refunds `cents` of the session's payment.
+    pub async fn refund_session(
+        &self,
+        session: &str,
+        cents: i64,
+        idempotency_key: &str,
+    ) -> Result<Refund, ApiError> {
+        let s = self.checkout_session(session).await?;
+        let intent = s
+            .payment_intent
+            .ok_or_else(|| ApiError::invalid_request("the checkout has no payment to refund"))?;
+        self.post(
+            "/v1/refunds",
+            &[("payment_intent", intent), ("amount", cents.to_string())],
+            idempotency_key,
+        )
+        .await
+    }
+}
+
+/// What a session says about its order's payment; `None` if it names no order of ours.
+/// `failed_event`: the event announced an async payment failure.
+pub fn session_payment(s: &CheckoutSession, event_kind: Option<&str>) -> Option<ProviderPayment> {
+    let order = s
+        .metadata
+        .get("order_id")
+        .or(s.client_reference_id.as_ref())?;
+    let org = s.metadata.get("organization_id")?;
+    let state = match (s.status.as_str(), s.payment_status.as_str()) {
+        (_, "paid") => PaymentState::Paid,
+        ("expired", _) => PaymentState::Expired,
+        _ if event_kind == Some("checkout.session.async_payment_failed") => PaymentState::Failed {
+            code: FailureCode::PaymentFailed,
+        },
+        _ => PaymentState::Pending,
+    };
+    Some(ProviderPayment {
+        provider: Provider::Stripe,
+        order: OrderId::parse(order).ok()?,
+        org: OrganizationId::parse(org).ok()?,
+        amount_cents: s.amount_total.unwrap_or(0),
+        currency: s.currency.clone().unwrap_or_default(),
+        state,
+        method: Some("card (Stripe)".to_owned()),
+        reference: Some(s.id.clone()),
+    })
+}

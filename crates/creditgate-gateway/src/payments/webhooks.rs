@@ -1,0 +1,104 @@
+//! `POST /webhooks/stripe`: the raw body's signature is verified (HMAC-SHA256, 300 s
+//! tolerance, any of several `v1`), the session the event names is fetched from Stripe again,
+//! and the storage's crediting transaction records the event id and applies it once. Events
+//! that name no order of ours, or do not match theirs, are answered 200 (so Stripe stops
+//! retrying) and logged; a forged signature is answered 400.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::Json;
+use creditgate_core::payments::signature::{self, TOLERANCE_SECS};
+use creditgate_core::payments::Provider;
+use creditgate_storage::payments::ProviderEvent;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::stripe::session_payment;
+use crate::error::ApiError;
+use crate::App;
+
+/// Largest webhook body read (Stripe's events are a few KiB).
+pub const MAX_WEBHOOK_BYTES: usize = 256 * 1024;
+
+/// The events that move an order.
+const CHECKOUT_EVENTS: &[&str] = &[
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+];
+
+#[derive(Debug, Deserialize)]
+struct Event {
+    id: String,
+    #[serde(rename = "type")]
+    kind: String,
+    data: EventData,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventData {
+    object: Value,
+}
+
+pub async fn stripe(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let Some(stripe) = &app.payments.stripe else {
+        return Err(ApiError::not_found("Stripe is not configured."));
+    };
+    if body.len() > MAX_WEBHOOK_BYTES {
+        return Err(ApiError::too_large("webhook body too large"));
+    }
+    let header = headers
+        .get("stripe-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let now_secs = app.clock.now().millis().div_euclid(1000);
+    if let Err(e) = signature::verify(
+        header,
+        &body,
+        &stripe.webhook_secrets,
+        now_secs,
+        TOLERANCE_SECS,
+    ) {
+        tracing::warn!(error = %e, "stripe webhook refused: bad signature");
+        return Err(ApiError::invalid_request(format!(
+            "Stripe-Signature refused: {e}"
+        )));
+    }
+    let event: Event = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::invalid_request(format!("not a Stripe event: {e}")))?;
+    if !CHECKOUT_EVENTS.contains(&event.kind.as_str()) {
+        tracing::info!(event = %event.id, kind = %event.kind, "stripe event acknowledged, not used");
+        return Ok(Json(json!({"received": true, "outcome": "not_used"})));
+    }
+    let Some(session_id) = event.data.object.get("id").and_then(Value::as_str) else {
+        return Ok(Json(json!({"received": true, "outcome": "ignored"})));
+    };
+    // The event's copy is not trusted: the session is read back from Stripe. An error here is
+    // a 503, so Stripe delivers the event again later.
+    let session = stripe.checkout_session(session_id).await?;
+    let Some(report) = session_payment(&session, Some(&event.kind)) else {
+        tracing::warn!(event = %event.id, session = session_id, "stripe session names no order");
+        return Ok(Json(json!({"received": true, "outcome": "ignored"})));
+    };
+    let outcome = app
+        .payments
+        .apply(
+            &app,
+            ProviderEvent {
+                provider: Provider::Stripe,
+                id: event.id,
+                kind: event.kind,
+            },
+            report,
+        )
+        .await?;
+    Ok(Json(json!({"received": true, "outcome": outcome.label()})))
+}

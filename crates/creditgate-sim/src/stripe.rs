@@ -1,0 +1,372 @@
+//! A stateful fake of the parts of Stripe's API creditgate uses, so the `stripe` provider is
+//! tested end to end over HTTP: customers, Checkout Sessions, payment intents, refunds and
+//! disputes, with signed event delivery to a webhook URL. Cards answer from the same test-card
+//! table as creditgate's sandbox ([`creditgate_core::payments::cards`]).
+//!
+//! Stripe's routes (form-encoded; `Authorization: Bearer <key>`, `Stripe-Version` and, on every
+//! POST, `Idempotency-Key` are required — a POST replayed with the same key answers the first
+//! response): `POST /v1/customers`, `POST /v1/checkout/sessions`,
+//! `GET /v1/checkout/sessions/{id}`, `POST /v1/refunds`.
+//!
+//! Test controls (not Stripe's): `POST /_test/checkout/sessions/{id}/pay` `{"card"}` pays a
+//! session as the customer would on Stripe's page; `POST /_test/checkout/sessions/{id}/expire`;
+//! `POST /_test/charges/{payment_intent}/dispute` and `…/dispute/close` `{"won"}`;
+//! `GET /_test/events`; `POST /_test/events/{id}/deliver` sends one again.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use creditgate_core::payments::cards::{ChargeOutcome, TestCard};
+use creditgate_core::payments::signature;
+use serde_json::{json, Value};
+
+/// The fake's shared state.
+#[derive(Default)]
+struct Books {
+    next: u64,
+    sessions: HashMap<String, Value>,
+    /// payment intent id → (amount, amount refunded, session id).
+    intents: HashMap<String, (i64, i64, String)>,
+    idempotent: HashMap<String, Value>,
+    events: Vec<Value>,
+    webhook_url: Option<String>,
+}
+
+/// A running fake Stripe.
+#[derive(Clone)]
+pub struct FakeStripe {
+    books: Arc<Mutex<Books>>,
+    secret_key: String,
+    webhook_secret: String,
+    http: reqwest::Client,
+    /// Seconds added to the real clock when signing (a test can send stale events).
+    pub clock_skew_secs: Arc<std::sync::atomic::AtomicI64>,
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"type": "invalid_request_error", "message": message}})),
+    )
+        .into_response()
+}
+
+fn refuse(status: StatusCode, message: &str) -> Box<Response> {
+    Box::new(error(status, message))
+}
+
+fn form(body: &[u8]) -> HashMap<String, String> {
+    form_urlencoded::parse(body).into_owned().collect()
+}
+
+impl FakeStripe {
+    pub fn new(secret_key: &str, webhook_secret: &str) -> Self {
+        Self {
+            books: Arc::default(),
+            secret_key: secret_key.to_owned(),
+            webhook_secret: webhook_secret.to_owned(),
+            http: reqwest::Client::new(),
+            clock_skew_secs: Arc::default(),
+        }
+    }
+
+    /// Where events go (creditgate's `/webhooks/stripe`).
+    pub fn set_webhook_url(&self, url: &str) {
+        self.lock().webhook_url = Some(url.to_owned());
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Books> {
+        self.books.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/customers", post(create_customer))
+            .route("/v1/checkout/sessions", post(create_session))
+            .route("/v1/checkout/sessions/{id}", get(get_session))
+            .route("/v1/refunds", post(create_refund))
+            .route("/_test/checkout/sessions/{id}/pay", post(pay_session))
+            .route("/_test/checkout/sessions/{id}/expire", post(expire_session))
+            .route("/_test/charges/{pi}/dispute", post(dispute))
+            .route("/_test/events", get(list_events))
+            .route("/_test/events/{id}/deliver", post(redeliver))
+            .with_state(self.clone())
+    }
+
+    fn new_id(&self, prefix: &str) -> String {
+        let mut b = self.lock();
+        b.next += 1;
+        format!("{prefix}_fake{:08}", b.next)
+    }
+
+    /// Checks the key and version, and answers a replayed POST from its idempotency key.
+    fn check(&self, headers: &HeaderMap, post: bool) -> Result<Option<Value>, Box<Response>> {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok());
+        if auth != Some(&format!("Bearer {}", self.secret_key)) {
+            return Err(Box::new(error(
+                StatusCode::UNAUTHORIZED,
+                "Invalid API Key provided",
+            )));
+        }
+        if headers.get("stripe-version").is_none() {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Stripe-Version is required here",
+            ));
+        }
+        if !post {
+            return Ok(None);
+        }
+        let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok());
+        let Some(key) = key.filter(|k| !k.is_empty()) else {
+            return Err(refuse(
+                StatusCode::BAD_REQUEST,
+                "Idempotency-Key is required here",
+            ));
+        };
+        Ok(self.lock().idempotent.get(key).cloned())
+    }
+
+    fn remember(&self, headers: &HeaderMap, value: &Value) {
+        if let Some(key) = headers.get("idempotency-key").and_then(|v| v.to_str().ok()) {
+            self.lock().idempotent.insert(key.to_owned(), value.clone());
+        }
+    }
+
+    /// Records an event and delivers it, signed, to the webhook URL (if set).
+    pub async fn emit(&self, kind: &str, object: Value) -> Value {
+        let event = json!({
+            "id": self.new_id("evt"),
+            "object": "event",
+            "type": kind,
+            "created": now_secs(),
+            "data": {"object": object},
+        });
+        self.lock().events.push(event.clone());
+        self.deliver(&event).await;
+        event
+    }
+
+    /// Sends one event to the webhook; returns the webhook's status, if it answered.
+    pub async fn deliver(&self, event: &Value) -> Option<u16> {
+        let url = self.lock().webhook_url.clone()?;
+        let body = event.to_string();
+        let t = now_secs()
+            + self
+                .clock_skew_secs
+                .load(std::sync::atomic::Ordering::Relaxed);
+        let header = signature::header(&self.webhook_secret, t, body.as_bytes());
+        let resp = self
+            .http
+            .post(url)
+            .header("content-type", "application/json")
+            .header("stripe-signature", header)
+            .body(body)
+            .send()
+            .await
+            .ok()?;
+        Some(resp.status().as_u16())
+    }
+
+    /// Every event emitted so far, oldest first.
+    pub fn events(&self) -> Vec<Value> {
+        self.lock().events.clone()
+    }
+
+    /// A session as stored.
+    pub fn session(&self, id: &str) -> Option<Value> {
+        self.lock().sessions.get(id).cloned()
+    }
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+async fn create_customer(State(s): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    match s.check(&headers, true) {
+        Err(r) => return *r,
+        Ok(Some(done)) => return Json(done).into_response(),
+        Ok(None) => {}
+    }
+    let f = form(&body);
+    let c = json!({"id": s.new_id("cus"), "object": "customer", "email": f.get("email")});
+    s.remember(&headers, &c);
+    Json(c).into_response()
+}
+
+async fn create_session(State(s): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    match s.check(&headers, true) {
+        Err(r) => return *r,
+        Ok(Some(done)) => return Json(done).into_response(),
+        Ok(None) => {}
+    }
+    let f = form(&body);
+    let amount: Option<i64> = f
+        .get("line_items[0][price_data][unit_amount]")
+        .and_then(|a| a.parse().ok());
+    let (Some(amount), Some(currency)) = (amount, f.get("line_items[0][price_data][currency]"))
+    else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "line_items[0][price_data] is required",
+        );
+    };
+    let id = s.new_id("cs_test");
+    let metadata: HashMap<&str, &String> = f
+        .iter()
+        .filter_map(|(k, v)| Some((k.strip_prefix("metadata[")?.strip_suffix(']')?, v)))
+        .collect();
+    let session = json!({
+        "id": id, "object": "checkout.session", "url": format!("https://checkout.fake/{id}"),
+        "status": "open", "payment_status": "unpaid", "amount_total": amount,
+        "currency": currency, "client_reference_id": f.get("client_reference_id"),
+        "metadata": metadata, "payment_intent": null, "success_url": f.get("success_url"),
+    });
+    s.lock().sessions.insert(id, session.clone());
+    s.remember(&headers, &session);
+    Json(session).into_response()
+}
+
+async fn get_session(
+    State(s): State<FakeStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = s.check(&headers, false) {
+        return *r;
+    }
+    match s.session(&id) {
+        Some(session) => Json(session).into_response(),
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("No such checkout.session: '{id}'"),
+        ),
+    }
+}
+
+/// The customer pays on the hosted page: the card answers from the shared table.
+async fn pay_session(
+    State(s): State<FakeStripe>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let card = body.get("card").and_then(Value::as_str).unwrap_or("");
+    let confirmed = body
+        .get("confirm")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let Some(card) = TestCard::lookup(card) else {
+        return error(StatusCode::BAD_REQUEST, "Your card number is incorrect.");
+    };
+    let Some(session) = s.session(&id).filter(|v| v["status"] == "open") else {
+        return error(StatusCode::BAD_REQUEST, "This checkout is not open.");
+    };
+    match card.charge(true, confirmed) {
+        ChargeOutcome::Succeeded | ChargeOutcome::SucceededThenDisputed => {
+            let pi = s.new_id("pi");
+            let amount = session["amount_total"].as_i64().unwrap_or(0);
+            let paid = {
+                let mut b = s.lock();
+                b.intents.insert(pi.clone(), (amount, 0, id.clone()));
+                let stored = b.sessions.get_mut(&id).map(|v| {
+                    v["status"] = json!("complete");
+                    v["payment_status"] = json!("paid");
+                    v["payment_intent"] = json!(pi);
+                    v.clone()
+                });
+                stored.unwrap_or(session)
+            };
+            let event = s.emit("checkout.session.completed", paid.clone()).await;
+            Json(json!({"session": paid, "event": event})).into_response()
+        }
+        ChargeOutcome::NeedsConfirmation => Json(json!({"next_action": "confirm"})).into_response(),
+        ChargeOutcome::Failed(code) => {
+            let intent = json!({"object": "payment_intent", "status": "requires_payment_method",
+                "last_payment_error": {"code": code.as_str()}});
+            let event = s.emit("payment_intent.payment_failed", intent).await;
+            Json(json!({"declined": code.as_str(), "event": event})).into_response()
+        }
+    }
+}
+
+async fn expire_session(State(s): State<FakeStripe>, Path(id): Path<String>) -> Response {
+    let expired = s.lock().sessions.get_mut(&id).map(|v| {
+        v["status"] = json!("expired");
+        v.clone()
+    });
+    match expired {
+        Some(session) => Json(s.emit("checkout.session.expired", session).await).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such session"),
+    }
+}
+
+async fn create_refund(State(s): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    match s.check(&headers, true) {
+        Err(r) => return *r,
+        Ok(Some(done)) => return Json(done).into_response(),
+        Ok(None) => {}
+    }
+    let f = form(&body);
+    let pi = f.get("payment_intent").cloned().unwrap_or_default();
+    let amount: i64 = f.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let refunded = {
+        let mut b = s.lock();
+        match b.intents.get_mut(&pi) {
+            Some((paid, refunded, _)) if amount > 0 && *refunded + amount <= *paid => {
+                *refunded += amount;
+                Some((*paid, *refunded))
+            }
+            _ => None,
+        }
+    };
+    let Some((paid, total)) = refunded else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "Refund amount exceeds the charge, or no charge",
+        );
+    };
+    let refund = json!({"id": s.new_id("re"), "object": "refund", "amount": amount,
+        "payment_intent": pi, "status": "succeeded"});
+    s.remember(&headers, &refund);
+    let charge = json!({"object": "charge", "payment_intent": pi, "amount": paid,
+        "amount_refunded": total, "refunded": total == paid});
+    s.emit("charge.refunded", charge).await;
+    Json(refund).into_response()
+}
+
+async fn dispute(State(s): State<FakeStripe>, Path(pi): Path<String>) -> Response {
+    let amount = s.lock().intents.get(&pi).map(|(a, _, _)| *a);
+    let Some(amount) = amount else {
+        return error(StatusCode::NOT_FOUND, "no such payment");
+    };
+    let d = json!({"id": s.new_id("dp"), "object": "dispute", "payment_intent": pi,
+        "amount": amount, "status": "needs_response"});
+    Json(s.emit("charge.dispute.created", d).await).into_response()
+}
+
+async fn list_events(State(s): State<FakeStripe>) -> Json<Value> {
+    Json(json!({"data": s.events()}))
+}
+
+async fn redeliver(State(s): State<FakeStripe>, Path(id): Path<String>) -> Response {
+    let event = s.events().into_iter().find(|e| e["id"] == id.as_str());
+    match event {
+        Some(e) => Json(json!({"status": s.deliver(&e).await})).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such event"),
+    }
+}
+
+/// Serves a fake Stripe on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, fake: FakeStripe) -> std::io::Result<()> {
+    axum::serve(listener, fake.router()).await
+}

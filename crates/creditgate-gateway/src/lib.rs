@@ -16,6 +16,7 @@ pub mod payments;
 pub mod request_id;
 pub mod spool;
 pub mod sse;
+pub mod unique_keys;
 pub mod upstream;
 
 use std::future::{Future, IntoFuture};

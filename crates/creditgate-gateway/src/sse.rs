@@ -165,6 +165,14 @@ impl UsageTally {
         Some(usage)
     }
 
+    /// Whether the last `message_delta` stated the output count (not missing or null).
+    pub fn reported_output(&self) -> bool {
+        self.last_delta_usage
+            .as_ref()
+            .and_then(|u| u.get("output_tokens"))
+            .is_some_and(|v| !v.is_null())
+    }
+
     /// Whether a `message_delta` with usage arrived (the output count is then the upstream's).
     pub fn has_final_output(&self) -> bool {
         self.last_delta_usage.is_some()

@@ -1,5 +1,8 @@
 //! The upstream (Anthropic or the simulator): one HTTP client, keys used round-robin, failover to
-//! the next key only before any byte has reached our client.
+//! the next key only when the request provably was not delivered or was refused unbilled
+//! (PRODUCT.md §13): a connection that could not be made, or an explicit refusal (401, 403, 429,
+//! 529). A request that may have reached the upstream (a timeout or a reset after it was
+//! written, a 500/502/504) is never sent again, so it is never billed twice upstream.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -16,9 +19,10 @@ const FORWARDED_HEADERS: [&str; 4] = [
     "anthropic-user-profile-id",
 ];
 
-/// Statuses after which the next upstream key is tried (nothing has been sent to the client yet).
+/// Statuses after which the next upstream key is tried: refusals that did no billable work
+/// (nothing has been sent to the client yet).
 fn worth_failover(status: u16) -> bool {
-    matches!(status, 401 | 403 | 429 | 500 | 502 | 503 | 529)
+    matches!(status, 401 | 403 | 429 | 529)
 }
 
 pub struct Upstream {
@@ -87,9 +91,14 @@ impl Upstream {
                     );
                 }
                 Ok(resp) => return Ok(resp),
-                Err(err) => {
-                    tracing::warn!(error = %err, "upstream unreachable");
+                // Not even connected: the request was not delivered.
+                Err(err) if err.is_connect() => {
+                    tracing::warn!(error = %err, "upstream unreachable; failing over");
                     last_err = Some(err.to_string());
+                }
+                Err(err) => {
+                    tracing::warn!(error = %err, "upstream failed after the request was sent; not retried");
+                    return Err(UpstreamError::Unreachable(err.to_string()));
                 }
             }
         }

@@ -60,6 +60,8 @@ pub(super) async fn admit(
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;
+    crate::unique_keys::check(&bytes)
+        .map_err(|e| ApiError::invalid_request(format!("The request body is ambiguous: {e}")))?;
     let parsed = parse_request(&body)?;
     let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)?;
     let first_output = if parsed.stream {

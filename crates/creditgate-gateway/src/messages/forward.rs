@@ -32,32 +32,62 @@ impl Admitted {
                 .into_response();
             }
         };
-        let usage = if status.is_success() {
-            serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("usage").cloned())
+        let settled = if status.is_success() {
+            let (status, usage, note) = self.observed_usage(&body);
+            self.settle_with_retries(status, Some(usage), note).await
         } else {
-            None
-        };
-        let settled = match usage {
-            Some(u) => {
-                self.settle_with_retries(ReceiptStatus::Settled, Some(u), "")
-                    .await
-            }
-            None => {
-                let why = if status.is_success() {
-                    "response without usage"
-                } else {
-                    "upstream error"
-                };
-                self.settle_with_retries(ReceiptStatus::Free, None, why)
-                    .await
-            }
+            self.settle_with_retries(ReceiptStatus::Free, None, "upstream error")
+                .await
         };
         self.cost_headers(&mut out_headers, &settled);
         let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
         (code, out_headers, body).into_response()
     }
+
+    /// The usage of a successful answer. When the upstream did not state the counts (no usage,
+    /// or no `input_tokens`/`output_tokens` in it), they are estimated (the input from the
+    /// request, the output from the answer's content) and the receipt says `estimated`; the
+    /// charge is then capped at the hold. Output is never free for lack of a usage object.
+    fn observed_usage(&self, body: &[u8]) -> (ReceiptStatus, Value, &'static str) {
+        let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+        let mut usage = match answer.get("usage") {
+            Some(u @ Value::Object(_)) => u.clone(),
+            _ => Value::Object(Default::default()),
+        };
+        let stated = |u: &Value, field: &str| u.get(field).is_some_and(|v| !v.is_null());
+        if stated(&usage, "input_tokens") && stated(&usage, "output_tokens") {
+            return (ReceiptStatus::Settled, usage, "");
+        }
+        if !stated(&usage, "input_tokens") {
+            usage["input_tokens"] = Value::from(self.estimate.input_tokens());
+        }
+        if !stated(&usage, "output_tokens") {
+            let output = match answer.get("content") {
+                Some(content) => content_tokens(content),
+                None => crate::sse::estimate_text_tokens(&String::from_utf8_lossy(body)),
+            };
+            usage["output_tokens"] = Value::from(output);
+        }
+        let note = "the upstream's answer did not state its usage; estimated";
+        (ReceiptStatus::Estimated, usage, note)
+    }
+}
+
+/// Estimated output tokens of an answer's content blocks: text, thinking, tool inputs.
+fn content_tokens(content: &Value) -> u64 {
+    let Some(blocks) = content.as_array() else {
+        return 0;
+    };
+    let count = crate::sse::estimate_text_tokens;
+    blocks
+        .iter()
+        .map(|b| match b.get("type").and_then(Value::as_str) {
+            Some("text") => count(b["text"].as_str().unwrap_or_default()),
+            Some("thinking") => count(b["thinking"].as_str().unwrap_or_default()),
+            Some("tool_use") | Some("server_tool_use") => count(&b["input"].to_string()),
+            _ => 0,
+        })
+        .sum()
 }
 
 pub(super) fn header_value(s: &str) -> HeaderValue {

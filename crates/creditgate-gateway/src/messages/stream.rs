@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use creditgate_core::ledger::LedgerError;
 use creditgate_core::metering::StreamEnd;
+use creditgate_core::usage::ReceiptStatus;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -162,14 +163,21 @@ impl Admitted {
     /// (as an SSE error event) and what the stream cost.
     async fn finish(&self, ending: Ending, run: &Pumping, tx: &mpsc::Sender<Bytes>) {
         let (end, client_error) = self.classify(ending, &run.tally);
-        let usage = if end.is_complete() {
-            run.tally.final_usage()
+        let (status, usage, note) = if !end.is_complete() {
+            (end.status(), run.tally.partial_usage(), end.note())
+        } else if run.tally.reported_output() {
+            (end.status(), run.tally.final_usage(), end.note())
         } else {
-            run.tally.partial_usage()
+            // `message_start`'s output count is a placeholder: without a final count the
+            // output is estimated from the deltas (never "input plus one token").
+            let note = "the stream's final usage did not state the output; estimated";
+            (
+                ReceiptStatus::Estimated,
+                run.tally.partial_usage(),
+                note.into(),
+            )
         };
-        let settled = self
-            .settle_with_retries(end.status(), usage, &end.note())
-            .await;
+        let settled = self.settle_with_retries(status, usage, &note).await;
         if run.client_gone {
             return;
         }

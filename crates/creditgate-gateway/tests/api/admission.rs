@@ -494,3 +494,37 @@ async fn an_absurd_max_tokens_is_refused_not_an_internal_error() {
     assert_eq!(app.sim.stats().messages, 0);
     assert_eq!(app.balance().await, before);
 }
+
+/// Issue 7, leak 7: a body that repeats a key (two `"stream"`) is ambiguous (the upstream may
+/// read the other one): 400 before anything is held or forwarded.
+#[tokio::test]
+async fn a_body_with_a_repeated_key_is_refused() {
+    let app = TestApp::spawn().await;
+    app.grant(NanoCredits::from_credits(10).unwrap()).await;
+    let before = app.balance().await;
+    for raw in [
+        r#"{"model":"claude-haiku-4-5","max_tokens":64,"stream":false,"stream":true,"messages":[{"role":"user","content":"Hi"}]}"#,
+        r#"{"model":"claude-haiku-4-5","max_tokens":64,"messages":[{"role":"user","content":"Hi","role":"assistant"}]}"#,
+    ] {
+        let resp = app
+            .client
+            .post(app.url("/v1/messages"))
+            .header("x-api-key", &app.api_key)
+            .header("anthropic-version", "2023-06-01")
+            .header("content-type", "application/json")
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        let reply = JsonReply::read(resp).await;
+        reply.assert_error(400, "invalid_request_error");
+        assert!(
+            reply.error_message().contains("appears twice"),
+            "{:?}",
+            reply.body
+        );
+    }
+    assert_eq!(app.sim.stats().messages, 0);
+    assert_eq!(app.balance().await, before);
+    app.assert_ledger_clean().await;
+}

@@ -47,6 +47,7 @@ pub struct Setup {
     pub drain_timeout_ms: u64,
     pub hold_timeout_ms: u64,
     pub sweep_interval_ms: u64,
+    pub upstream_idle_timeout_ms: u64,
     pub disconnect_policy: &'static str,
     pub sim: SimConfig,
     /// Overrides the database (default: a fresh SQLite file).
@@ -67,6 +68,7 @@ impl Default for Setup {
             drain_timeout_ms: 60_000,
             hold_timeout_ms: 900_000,
             sweep_interval_ms: 30_000,
+            upstream_idle_timeout_ms: 600_000,
             disconnect_policy: "drain",
             database_url: None,
             extra_toml: String::new(),
@@ -473,6 +475,7 @@ admin_key = "{ADMIN_KEY}"
 base_url = "{base_url}"
 api_keys = [{keys}]
 connect_timeout_ms = 2000
+idle_timeout_ms = {idle}
 
 [billing]
 credit_name = "credit"
@@ -498,6 +501,7 @@ sweep_interval_ms = {sweep}
         hold_timeout = setup.hold_timeout_ms,
         sweep = setup.sweep_interval_ms,
         extra = setup.extra_toml,
+        idle = setup.upstream_idle_timeout_ms,
     )
 }
 

@@ -242,7 +242,10 @@ async fn hostile_usage_never_increases_a_balance() {
                 r.charged(),
                 "{what}: the balance moved by the receipt"
             );
-            if !stream {
+            if mode == "missing" {
+                // Counts the upstream did not state are estimated (issue 7, leak 7).
+                assert_eq!(r.status(), "estimated", "{what}: {}", r.0);
+            } else if !stream {
                 let flags = r.0["flags"].as_array().map_or(0, Vec::len);
                 assert!(flags > 0, "{what}: hostile usage is flagged: {}", r.0);
             }
@@ -286,5 +289,56 @@ async fn a_refused_upstream_key_fails_over_to_the_next_before_any_byte() {
     );
     assert_eq!(keys.iter().filter(|k| *k == UPSTREAM_KEY).count(), 4);
     assert_eq!(app.sim.stats().messages, 4, "each request answered once");
+    app.assert_ledger_clean().await;
+}
+
+/// Issue 7, leak 8 (catalogue I53): a timeout after the request was sent is not retried on the
+/// next upstream key, since the first may have done (and billed) the work.
+#[tokio::test]
+async fn a_timeout_after_dispatch_is_not_sent_again() {
+    let app = TestApp::spawn_with(Setup {
+        upstream_keys: vec![UPSTREAM_KEY.into(), UPSTREAM_KEY.into()],
+        upstream_idle_timeout_ms: 300,
+        ..Setup::default()
+    })
+    .await;
+    let reply = send(&app, &body(64, "output_tokens=5 latency_ms=1500"), false).await;
+    assert_eq!(reply.status, 502, "{:?}", reply.body);
+    let sent = app
+        .sim
+        .recorded()
+        .iter()
+        .filter(|r| r.path.starts_with("/v1/messages"))
+        .count();
+    assert_eq!(sent, 1, "the request reached the upstream once");
+    let r = app.final_receipt(&reply.request_id()).await;
+    assert_eq!(r.charged(), NanoCredits::ZERO, "{}", r.0);
+    assert_eq!(app.balance().await.active_holds, 0);
+    app.assert_ledger_clean().await;
+}
+
+/// Issue 7, leak 7: an answer whose usage does not state the counts is not free (JSON) nor
+/// "input plus one token" (a stream): the output observed is charged, capped at the hold, and
+/// the receipt says `estimated`.
+#[tokio::test]
+async fn usage_without_counts_is_estimated_from_what_was_observed() {
+    let app = TestApp::spawn().await;
+    for stream in [false, true] {
+        let (org, key) = app.other_org(credits("100")).await;
+        let mut request = body(256, "output_tokens=40 hostile=missing");
+        request["stream"] = json!(stream);
+        let resp = app.post_messages(&key, &request).await;
+        assert_eq!(resp.status().as_u16(), 200);
+        let id = resp.headers()["request-id"].to_str().unwrap().to_owned();
+        let _ = resp.bytes().await;
+        let r = app.final_receipt_as(&key, &id).await;
+        assert_eq!(r.status(), "estimated", "stream {stream}: {}", r.0);
+        assert!(r.output_tokens() >= 40, "stream {stream}: {}", r.0);
+        let expected = app.cost_of(MODEL, r.usage()).min(r.held());
+        assert!(expected.is_positive());
+        assert_eq!(r.charged(), expected, "stream {stream}: {}", r.0);
+        let b = app.balance_of(&org).await;
+        assert_eq!(b.posted, credits("100").checked_sub(expected).unwrap());
+    }
     app.assert_ledger_clean().await;
 }

@@ -105,6 +105,21 @@ id_type!(
     OrderId,
     "order"
 );
+id_type!(
+    /// A person's account, e.g. `user_…`.
+    UserId,
+    "user"
+);
+id_type!(
+    /// An invitation to join an organization, e.g. `invite_…`.
+    InviteId,
+    "invite"
+);
+id_type!(
+    /// An organization admin key's public id, e.g. `adminkey_…`.
+    AdminKeyId,
+    "admin key"
+);
 
 #[cfg(test)]
 mod tests {

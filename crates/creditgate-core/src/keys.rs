@@ -31,31 +31,40 @@ pub enum KeyFormatError {
 #[derive(Clone, PartialEq, Eq)]
 pub struct ApiKeySecret(String);
 
+/// Builds `prefix` + 32 base62 characters + checksum from caller-supplied random bytes (the
+/// caller owns the RNG: the core does no I/O). Each byte picks one base62 character; 32 bytes of
+/// a CSPRNG give ≥ 5.95 bits per character, ≈190 bits in all.
+fn secret_from_random(prefix: &str, random: [u8; BODY_LEN]) -> String {
+    let body: String = random
+        .iter()
+        .map(|b| ALPHABET[usize::from(*b) % 62] as char)
+        .collect();
+    let check = checksum(&body);
+    format!("{prefix}{body}{check}")
+}
+
+/// Checks the prefix, length, alphabet and checksum of a presented secret.
+fn parse_secret(prefix: &str, s: &str) -> Result<(), KeyFormatError> {
+    let rest = s.strip_prefix(prefix).ok_or(KeyFormatError::Malformed)?;
+    if rest.len() != BODY_LEN + CHECK_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        return Err(KeyFormatError::Malformed);
+    }
+    let (body, check) = rest.split_at(BODY_LEN);
+    if checksum(body) != check {
+        return Err(KeyFormatError::Checksum);
+    }
+    Ok(())
+}
+
 impl ApiKeySecret {
-    /// Builds a key from caller-supplied random bytes (the caller owns the RNG: the core does no
-    /// I/O). Each byte picks one base62 character by rejection-free reduction of 32 bytes; 32
-    /// bytes of a CSPRNG give ≥ 5.95 bits per character, ≈190 bits in all.
+    /// Builds a key from caller-supplied random bytes.
     pub fn from_random(random: [u8; BODY_LEN]) -> Self {
-        let body: String = random
-            .iter()
-            .map(|b| ALPHABET[usize::from(*b) % 62] as char)
-            .collect();
-        let check = checksum(&body);
-        Self(format!("{KEY_PREFIX}{body}{check}"))
+        Self(secret_from_random(KEY_PREFIX, random))
     }
 
     /// Checks the prefix, length, alphabet and checksum of a presented key.
     pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
-        let rest = s
-            .strip_prefix(KEY_PREFIX)
-            .ok_or(KeyFormatError::Malformed)?;
-        if rest.len() != BODY_LEN + CHECK_LEN || !rest.bytes().all(|b| b.is_ascii_alphanumeric()) {
-            return Err(KeyFormatError::Malformed);
-        }
-        let (body, check) = rest.split_at(BODY_LEN);
-        if checksum(body) != check {
-            return Err(KeyFormatError::Checksum);
-        }
+        parse_secret(KEY_PREFIX, s)?;
         Ok(Self(s.to_owned()))
     }
 
@@ -82,6 +91,53 @@ impl ApiKeySecret {
 impl fmt::Debug for ApiKeySecret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "ApiKeySecret({}…)", &self.0[..KEY_PREFIX.len() + 4])
+    }
+}
+
+/// Every organization admin key starts with this (as Anthropic's start with `sk-ant-admin`).
+pub const ADMIN_KEY_PREFIX: &str = "sk-cg-admin-";
+
+/// An organization admin key (`sk-cg-admin-…`): manages its organization, never calls
+/// inference. Same construction as [`ApiKeySecret`]; neither parses as the other.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AdminKeySecret(String);
+
+impl AdminKeySecret {
+    pub fn from_random(random: [u8; BODY_LEN]) -> Self {
+        Self(secret_from_random(ADMIN_KEY_PREFIX, random))
+    }
+
+    pub fn parse(s: &str) -> Result<Self, KeyFormatError> {
+        parse_secret(ADMIN_KEY_PREFIX, s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Hex SHA-256 of the whole key: what is stored and looked up.
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(self.0.as_bytes()))
+    }
+
+    /// `sk-cg-admin-` with 4 characters, and the last 4 characters.
+    pub fn hint(&self) -> KeyHint {
+        let n = ADMIN_KEY_PREFIX.len() + 4;
+        KeyHint {
+            prefix: self.0[..n].to_owned(),
+            last4: self.0[self.0.len() - 4..].to_owned(),
+        }
+    }
+}
+
+impl fmt::Debug for AdminKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "AdminKeySecret({}…)",
+            &self.0[..ADMIN_KEY_PREFIX.len() + 4]
+        )
     }
 }
 
@@ -147,6 +203,17 @@ mod tests {
         assert_eq!(again.hash(), k.hash());
         assert_eq!(k.hash().len(), 64);
         assert!(!format!("{k:?}").contains(&k.expose()[12..]));
+        let a = AdminKeySecret::from_random([9u8; 32]);
+        assert!(a.expose().starts_with("sk-cg-admin-"));
+        assert_eq!(AdminKeySecret::parse(a.expose()).unwrap().hash(), a.hash());
+        assert!(
+            ApiKeySecret::parse(a.expose()).is_err(),
+            "an admin key is no API key"
+        );
+        assert!(
+            AdminKeySecret::parse(k.expose()).is_err(),
+            "an API key is no admin key"
+        );
     }
 
     #[test]
@@ -180,6 +247,9 @@ pub struct ApiKeyRecord {
     pub status: KeyStatus,
     pub created_at: crate::clock::Timestamp,
     pub expires_at: Option<crate::clock::Timestamp>,
+    pub limits: crate::accounts::KeyLimits,
+    /// Who created it (the CLI's keys are the operator's).
+    pub created_by: crate::accounts::Actor,
 }
 
 impl ApiKeyRecord {

@@ -2,6 +2,7 @@
 //! pricing, API keys, and payments (orders, test cards, webhook signatures). The storage, HTTP and binary crates build on it.
 #![deny(clippy::float_arithmetic)]
 
+pub mod accounts;
 pub mod clock;
 pub mod ids;
 pub mod keys;

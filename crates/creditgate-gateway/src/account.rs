@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use creditgate_core::clock::Timestamp;
-use creditgate_core::ids::TransferId;
+use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
 use serde_json::{json, Value};
@@ -33,7 +33,12 @@ pub async fn credits(State(app): State<Arc<App>>, ApiKeyCaller(key): ApiKeyCalle
 }
 
 async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
-    let b = app.db.balance(&key.org).await?;
+    credits_of(app, &key.org).await
+}
+
+/// An organization's credits as `GET /v1/credits` shows them.
+pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiError> {
+    let b = app.db.balance(org).await?;
     let now = app.clock.now();
     let soon = now.plus_millis(EXPIRING_SOON_DAYS * DAY_MS);
     let lots: Vec<Value> = b
@@ -58,7 +63,7 @@ async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> 
         })
         .collect();
     Ok(json!({
-        "organization_id": key.org,
+        "organization_id": org,
         "unit": app.cfg.credit_unit,
         "available": b.available,
         "pending": b.held,

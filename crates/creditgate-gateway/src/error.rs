@@ -57,6 +57,16 @@ impl ApiError {
         Self::new(StatusCode::UNAUTHORIZED, "authentication_error", message)
     }
 
+    pub fn permission(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "permission_error", message)
+    }
+
+    pub fn rate_limited(message: impl Into<String>, retry_after: u64) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limit_error", message);
+        e.retry_after = Some(retry_after);
+        e
+    }
+
     pub fn billing(message: impl Into<String>) -> Self {
         Self::new(StatusCode::PAYMENT_REQUIRED, "billing_error", message)
     }
@@ -134,6 +144,43 @@ impl IntoResponse for ApiError {
         // The request-id middleware completes the answer (its id, the log) from this copy.
         resp.extensions_mut().insert(self);
         resp
+    }
+}
+
+/// A JSON request body whose every failure (not JSON, wrong shape, unknown field) is a 400 in
+/// Anthropic's envelope naming what was wrong.
+pub struct JsonBody<T>(pub T);
+
+/// Largest JSON body of a management route.
+pub const MAX_MANAGEMENT_BODY_BYTES: usize = 64 * 1024;
+
+impl<T: serde::de::DeserializeOwned, S: Send + Sync> axum::extract::FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let bytes = axum::body::to_bytes(req.into_body(), MAX_MANAGEMENT_BODY_BYTES)
+            .await
+            .map_err(|_| ApiError::too_large("The request body is too large."))?;
+        let bytes = if bytes.iter().all(u8::is_ascii_whitespace) {
+            &b"{}"[..]
+        } else {
+            &bytes[..]
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::invalid_request(format!("Invalid request body: {e}")))
+    }
+}
+
+impl From<creditgate_core::accounts::AccountError> for ApiError {
+    fn from(err: creditgate_core::accounts::AccountError) -> Self {
+        use creditgate_core::accounts::AccountError::*;
+        match err {
+            Invalid(m) => Self::invalid_request(m),
+            Forbidden(m) => Self::permission(m),
+            NotFound(m) => Self::not_found(m),
+            Conflict(m) => Self::new(StatusCode::CONFLICT, "invalid_request_error", m),
+        }
     }
 }
 

@@ -7,13 +7,21 @@
 
 pub mod account;
 pub mod auth;
+pub mod caller;
 pub mod config;
 pub mod error;
 pub mod lifecycle;
+pub mod mail;
+pub mod members;
 pub mod messages;
 pub mod models;
+pub mod openapi;
+pub mod operator_api;
+pub mod organization_api;
 pub mod payments;
 pub mod request_id;
+pub mod routes;
+pub mod sign_in;
 pub mod spool;
 pub mod sse;
 pub mod unique_keys;
@@ -23,7 +31,6 @@ use std::future::{Future, IntoFuture};
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::routing::{get, post};
 use axum::Router;
 use creditgate_core::clock::Clock;
 use creditgate_core::ids::OrganizationId;
@@ -33,7 +40,7 @@ use creditgate_storage::Database;
 
 use crate::auth::{KeyCache, TtlCache};
 use crate::config::SPOOL_RETRY_INTERVAL_MS;
-use crate::config::{Config, DisconnectPolicy, KEY_CACHE_TTL_MS};
+use crate::config::{Config, DisconnectPolicy, API_KEY_CACHE_TTL_MS, KEY_CACHE_TTL_MS};
 use crate::error::ApiError;
 use crate::lifecycle::Lifecycle;
 use crate::spool::Spool;
@@ -56,6 +63,8 @@ pub struct App {
     /// Buying credits: the provider settings and the Stripe client.
     pub payments: payments::Payments,
     pub clock: Arc<dyn Clock>,
+    /// Invitations and password resets (SMTP, or `.eml` files in the outbox directory).
+    pub mailer: mail::Mailer,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +77,8 @@ pub enum StartError {
     Spool(#[from] spool::SpoolError),
     #[error("payments: {0}")]
     Payments(String),
+    #[error("{0}")]
+    Mail(#[from] mail::MailError),
 }
 
 /// The built-in price book extended by the operator's `prices_file`, if any.
@@ -100,13 +111,15 @@ impl App {
         let spool = Spool::open(&cfg.spool_path)?;
         let payments =
             payments::Payments::new(cfg.payments.clone()).map_err(StartError::Payments)?;
+        let mailer = mail::Mailer::from_config(&cfg.accounts)?;
         Ok(Arc::new(Self {
+            mailer,
             cfg,
             db,
             book,
             pricing,
             upstream,
-            keys: KeyCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
+            keys: KeyCache::new(Duration::from_millis(API_KEY_CACHE_TTL_MS)),
             policies: TtlCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
             spool,
             lifecycle: Lifecycle::default(),
@@ -134,24 +147,12 @@ impl App {
     }
 }
 
-/// Every route. Each one that forwards upstream authenticates and bills (no raw pass-through).
+/// Every route ([`routes::table`]). Each one that forwards upstream authenticates and bills
+/// (no raw pass-through).
 pub fn router(app: Arc<App>) -> Router {
-    Router::new()
-        .route("/v1/messages", post(messages::create))
-        .route("/v1/messages/count_tokens", post(models::count_tokens))
-        .route("/v1/models", get(models::list))
-        .route("/v1/models/{id}", get(models::get))
-        .route("/v1/credits", get(account::credits))
-        .route("/v1/key", get(account::key))
-        .route("/v1/requests/{id}", get(account::request))
-        .route(
-            "/sandbox/checkout/{order_id}",
-            get(payments::sandbox::page).post(payments::sandbox::pay),
-        )
-        .route("/receipts/{order_id}", get(payments::receipt::page))
-        .route("/webhooks/stripe", post(payments::webhooks::stripe))
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(models::ready))
+    routes::table()
+        .into_iter()
+        .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(|| async { ApiError::not_found("Not found.") })
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(app)
@@ -175,7 +176,9 @@ pub async fn serve(
         }
     });
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, router(app.clone()))
+    // Connect info gives the audit log and the sign-in throttle the client's address.
+    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let server = axum::serve(listener, service)
         .with_graceful_shutdown(async move {
             shutdown.await;
             let _ = signalled.send(());

@@ -1,5 +1,6 @@
 //! Who may call: API keys (stored only as hashes) and per-organization gateway settings.
 
+use creditgate_core::accounts::{Actor, KeyLimits};
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{ApiKeyId, OrganizationId};
 use creditgate_core::keys::{ApiKeyRecord, ApiKeySecret, KeyHint, KeyStatus};
@@ -12,7 +13,18 @@ fn corrupt(what: &str) -> LedgerError {
     LedgerError::Corrupt(format!("stored api key has an invalid {what}"))
 }
 
-/// Maps a row of `SELECT id, org_id, name, prefix, last4, status, created_at, expires_at`.
+/// The columns [`key_row`] reads.
+macro_rules! key_select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, org_id, name, prefix, last4, status, created_at, expires_at, limits, \
+             created_by_type, created_by_id FROM api_keys ",
+            $rest
+        )
+    };
+}
+
+/// Maps a row of [`key_select`].
 fn key_row(row: &dyn Columns) -> LedgerResult<ApiKeyRecord> {
     Ok(ApiKeyRecord {
         id: ApiKeyId::parse(&row.text(0)?).map_err(|_| corrupt("id"))?,
@@ -25,6 +37,17 @@ fn key_row(row: &dyn Columns) -> LedgerResult<ApiKeyRecord> {
         status: KeyStatus::parse(&row.text(5)?).ok_or_else(|| corrupt("status"))?,
         created_at: Timestamp::from_millis(row.int(6)?),
         expires_at: row.opt_int(7)?.map(Timestamp::from_millis),
+        limits: match row.opt_text(8)? {
+            Some(json) => serde_json::from_str(&json).map_err(|_| corrupt("limits"))?,
+            None => KeyLimits::default(),
+        },
+        created_by: match row.opt_text(9)? {
+            Some(kind) => Actor {
+                kind,
+                id: row.opt_text(10)?,
+            },
+            None => Actor::operator(),
+        },
     })
 }
 
@@ -36,6 +59,26 @@ impl Database {
         org: &OrganizationId,
         name: &str,
         expires_at: Option<Timestamp>,
+    ) -> LedgerResult<(ApiKeyRecord, ApiKeySecret)> {
+        self.create_api_key_with(
+            org,
+            name,
+            expires_at,
+            KeyLimits::default(),
+            Actor::operator(),
+        )
+        .await
+    }
+
+    /// Creates a key with limits, attributed to its creator; returns the record and the secret
+    /// (shown once).
+    pub async fn create_api_key_with(
+        &self,
+        org: &OrganizationId,
+        name: &str,
+        expires_at: Option<Timestamp>,
+        limits: KeyLimits,
+        created_by: Actor,
     ) -> LedgerResult<(ApiKeyRecord, ApiKeySecret)> {
         self.organization(org).await?;
         let secret = ApiKeySecret::from_random(rand::random());
@@ -49,6 +92,8 @@ impl Database {
             status: KeyStatus::Active,
             created_at: self.now(),
             expires_at,
+            limits,
+            created_by,
         };
         self.insert_api_key(&record, &secret.hash()).await?;
         Ok((record, secret))
@@ -58,7 +103,8 @@ impl Database {
     pub async fn insert_api_key(&self, rec: &ApiKeyRecord, hash: &str) -> LedgerResult<()> {
         self.execute(
             "INSERT INTO api_keys (id, org_id, name, key_hash, prefix, last4, status, created_at, \
-             expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             expires_at, limits, created_by_type, created_by_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             vec![
                 Param::Text(rec.id.to_string()),
                 Param::Text(rec.org.to_string()),
@@ -69,6 +115,16 @@ impl Database {
                 Param::Text(rec.status.as_str().to_owned()),
                 Param::Int(rec.created_at.millis()),
                 Param::OptInt(rec.expires_at.map(|t| t.millis())),
+                Param::OptText(if rec.limits == KeyLimits::default() {
+                    None
+                } else {
+                    Some(
+                        serde_json::to_string(&rec.limits)
+                            .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?,
+                    )
+                }),
+                Param::Text(rec.created_by.kind.clone()),
+                Param::OptText(rec.created_by.id.clone()),
             ],
         )
         .await?;
@@ -78,8 +134,7 @@ impl Database {
     /// The key whose secret hashes to `hash`, if any.
     pub async fn api_key_by_hash(&self, hash: &str) -> LedgerResult<Option<ApiKeyRecord>> {
         self.query_opt(
-            "SELECT id, org_id, name, prefix, last4, status, created_at, expires_at \
-             FROM api_keys WHERE key_hash = $1",
+            key_select!("WHERE key_hash = $1"),
             vec![Param::Text(hash.to_owned())],
             key_row,
         )
@@ -89,8 +144,7 @@ impl Database {
     /// Keys of one organization, or of all, oldest first.
     pub async fn api_keys(&self, org: Option<&OrganizationId>) -> LedgerResult<Vec<ApiKeyRecord>> {
         self.query(
-            "SELECT id, org_id, name, prefix, last4, status, created_at, expires_at \
-             FROM api_keys WHERE ($1 = '' OR org_id = $1) ORDER BY created_at, id",
+            key_select!("WHERE ($1 = '' OR org_id = $1) ORDER BY created_at, id"),
             vec![Param::Text(org.map(|o| o.to_string()).unwrap_or_default())],
             key_row,
         )
@@ -116,9 +170,22 @@ impl Database {
             return Ok(None);
         }
         self.query_opt(
-            "SELECT id, org_id, name, prefix, last4, status, created_at, expires_at \
-             FROM api_keys WHERE id = $1",
+            key_select!("WHERE id = $1"),
             vec![Param::Text(id.to_string())],
+            key_row,
+        )
+        .await
+    }
+
+    /// One key of the organization (`None` for another organization's key).
+    pub async fn api_key(
+        &self,
+        org: &OrganizationId,
+        id: &ApiKeyId,
+    ) -> LedgerResult<Option<ApiKeyRecord>> {
+        self.query_opt(
+            key_select!("WHERE org_id = $1 AND id = $2"),
+            vec![Param::Text(org.to_string()), Param::Text(id.to_string())],
             key_row,
         )
         .await

@@ -15,7 +15,9 @@
 //! ```
 
 mod access;
+mod accounts;
 mod journal;
+mod organizations;
 pub mod payments;
 pub mod postgres;
 mod requests;
@@ -33,6 +35,7 @@ use creditgate_core::ledger::{
 };
 use creditgate_core::money::NanoCredits;
 
+pub use accounts::AcceptRefused;
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
 

@@ -193,3 +193,80 @@ impl Database {
         Ok(rows.pop())
     }
 }
+
+/// One statement of a [`Database::transaction`], with the number of rows it must change
+/// (`None`: any).
+pub(crate) struct Step {
+    pub sql: &'static str,
+    pub params: Vec<Param>,
+    pub expect: Option<u64>,
+}
+
+impl Step {
+    pub fn new(sql: &'static str, params: Vec<Param>) -> Self {
+        Self {
+            sql,
+            params,
+            expect: None,
+        }
+    }
+
+    /// The step must change exactly `n` rows, or the whole transaction is rolled back.
+    pub fn expect(mut self, n: u64) -> Self {
+        self.expect = Some(n);
+        self
+    }
+}
+
+/// Marks the rollback of a transaction whose step did not change what it expected.
+const STEP_FAILED: &str = "\u{0}step failed:";
+
+impl Database {
+    /// Runs the steps in one transaction. `Ok(Err(i))` when step `i` changed a different number
+    /// of rows than it expected: then nothing of the transaction was written.
+    pub(crate) async fn transaction(&self, steps: Vec<Step>) -> LedgerResult<Result<(), usize>> {
+        let result = match self {
+            Database::Sqlite(s) => {
+                s.write(move |conn, _| {
+                    for (i, step) in steps.iter().enumerate() {
+                        let mut st = conn
+                            .prepare_cached(&sqlite_sql(step.sql))
+                            .map_err(sqlite_error)?;
+                        let n = st
+                            .execute(rusqlite::params_from_iter(step.params.iter()))
+                            .map_err(sqlite_error)? as u64;
+                        if step.expect.is_some_and(|e| e != n) {
+                            return Err(LedgerError::InvalidRequest(format!("{STEP_FAILED}{i}")));
+                        }
+                    }
+                    Ok(())
+                })
+                .await
+            }
+            Database::Postgres(p) => {
+                let mut client = p.client().await?;
+                let tx = client.transaction().await.map_err(pg_error)?;
+                for (i, step) in steps.iter().enumerate() {
+                    let st = tx.prepare_cached(step.sql).await.map_err(pg_error)?;
+                    let refs: Vec<&(dyn ToSql + Sync)> = step
+                        .params
+                        .iter()
+                        .map(|p| p as &(dyn ToSql + Sync))
+                        .collect();
+                    let n = tx.execute(&st, &refs).await.map_err(pg_error)?;
+                    if step.expect.is_some_and(|e| e != n) {
+                        return Ok(Err(i));
+                    }
+                }
+                tx.commit().await.map_err(pg_error)
+            }
+        };
+        match result {
+            Ok(()) => Ok(Ok(())),
+            Err(LedgerError::InvalidRequest(m)) if m.starts_with(STEP_FAILED) => {
+                Ok(Err(m[STEP_FAILED.len()..].parse().unwrap_or(usize::MAX)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+}

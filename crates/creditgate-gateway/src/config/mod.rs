@@ -7,7 +7,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use creditgate_core::money::{CreditUnit, Decimal};
+use creditgate_core::money::{CreditUnit, Decimal, NanoCredits};
 use creditgate_storage::redact;
 use serde::Deserialize;
 
@@ -50,6 +50,9 @@ pub const DEFAULT_POSTGRES_SPOOL: &str = "creditgate-settlements.spool";
 /// How long a cached API key lookup (or organization setting) is trusted by a replica: a key
 /// revoked with the CLI stops working within this time.
 pub const KEY_CACHE_TTL_MS: u64 = 5_000;
+/// How long a replica trusts a cached API key lookup: a key revoked or limited on any replica
+/// (or with the CLI) takes effect everywhere within this time.
+pub const API_KEY_CACHE_TTL_MS: u64 = 500;
 
 /// What happens to a stream whose client disconnects (§5.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
@@ -102,6 +105,7 @@ pub struct Config {
     pub shutdown_timeout_ms: u64,
     pub default_disconnect_policy: DisconnectPolicy,
     pub payments: PaymentsConfig,
+    pub accounts: AccountsConfig,
 }
 
 impl fmt::Debug for Config {
@@ -119,6 +123,8 @@ impl fmt::Debug for Config {
             .field("credit_unit", &self.credit_unit)
             .field("price_multiplier", &self.price_multiplier)
             .field("default_disconnect_policy", &self.default_disconnect_policy)
+            .field("signup_open", &self.accounts.signup_open)
+            .field("smtp", &self.accounts.smtp_url.as_ref().map(|u| redact(u)))
             .finish_non_exhaustive()
     }
 }
@@ -152,6 +158,96 @@ struct RawConfig {
     limits: RawLimits,
     #[serde(default)]
     payments: payments::RawPayments,
+    #[serde(default)]
+    accounts: RawAccounts,
+    #[serde(default)]
+    email: RawEmail,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAccounts {
+    signup: Option<String>,
+    public_url: Option<String>,
+    session_idle_minutes: Option<u64>,
+    trial_credits: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEmail {
+    smtp_url: Option<String>,
+    from: Option<String>,
+    outbox_dir: Option<String>,
+}
+
+/// Members, sign-in and email (`[accounts]`, `[email]`).
+#[derive(Debug, Clone)]
+pub struct AccountsConfig {
+    /// `[accounts] signup = "open"`: anyone may sign up and gets a new organization;
+    /// the default `"invite"` admits only invited members.
+    pub signup_open: bool,
+    /// Base of the links sent by email (`https://…` also marks session cookies `Secure`).
+    pub public_url: String,
+    /// A session not used for this long ends.
+    pub session_idle_ms: i64,
+    /// Credits granted to the organization of a new sign-up (`None`: no trial).
+    pub trial_credits: Option<NanoCredits>,
+    /// `smtp://` or `smtps://user:pass@host:port`; without it mail goes to `outbox_dir`.
+    pub smtp_url: Option<String>,
+    pub email_from: String,
+    pub outbox_dir: String,
+}
+
+/// Default idle lifetime of a session.
+pub const DEFAULT_SESSION_IDLE_MINUTES: u64 = 12 * 60;
+
+fn accounts_config(
+    raw: RawAccounts,
+    email: RawEmail,
+    listen: SocketAddr,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<AccountsConfig, ConfigError> {
+    let invalid = |m: &str| ConfigError::Invalid(m.to_owned());
+    let pick = |name: &str, file: Option<String>| env(name).or(file);
+    let signup_open = match pick("CREDITGATE_SIGNUP", raw.signup).as_deref() {
+        None | Some("invite") => false,
+        Some("open") => true,
+        Some(_) => return Err(invalid("accounts.signup must be invite or open")),
+    };
+    let public_url = pick("CREDITGATE_PUBLIC_URL", raw.public_url)
+        .unwrap_or_else(|| format!("http://{listen}"))
+        .trim_end_matches('/')
+        .to_owned();
+    if !(public_url.starts_with("http://") || public_url.starts_with("https://")) {
+        return Err(invalid(
+            "accounts.public_url must start with http:// or https://",
+        ));
+    }
+    let idle = raw
+        .session_idle_minutes
+        .unwrap_or(DEFAULT_SESSION_IDLE_MINUTES);
+    if idle == 0 || idle > 60 * 24 * 90 {
+        return Err(invalid("accounts.session_idle_minutes must be 1 to 129600"));
+    }
+    let trial_credits = raw
+        .trial_credits
+        .map(|t| t.parse::<NanoCredits>())
+        .transpose()
+        .map_err(|e| ConfigError::Invalid(format!("accounts.trial_credits: {e}")))?
+        .filter(|c| c.is_positive());
+    Ok(AccountsConfig {
+        signup_open,
+        public_url,
+        session_idle_ms: (idle * 60_000) as i64,
+        trial_credits,
+        smtp_url: pick("CREDITGATE_SMTP_URL", email.smtp_url),
+        email_from: email
+            .from
+            .unwrap_or_else(|| "creditgate <no-reply@localhost>".to_owned()),
+        outbox_dir: pick("CREDITGATE_OUTBOX_DIR", email.outbox_dir)
+            .unwrap_or_else(|| "creditgate-outbox".to_owned()),
+    })
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -317,7 +413,9 @@ impl Config {
             raw.limits.max_body_bytes.map(|v| v as u64),
             DEFAULT_MAX_BODY_BYTES as u64,
         )? as usize;
+        let accounts = accounts_config(raw.accounts, raw.email, listen, &env)?;
         Ok(Self {
+            accounts,
             listen,
             database_url,
             spool_path,

@@ -40,6 +40,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0003_no_truncate.sql"),
     ),
     (
+        4,
+        "0004_accounts",
+        include_str!("../../migrations/postgres/0004_accounts.sql"),
+    ),
+    (
         6,
         "0006_payments",
         include_str!("../../migrations/postgres/0006_payments.sql"),

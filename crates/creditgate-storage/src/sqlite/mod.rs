@@ -36,6 +36,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0002_gateway.sql"),
     ),
     (
+        4,
+        "0004_accounts",
+        include_str!("../../migrations/sqlite/0004_accounts.sql"),
+    ),
+    (
         6,
         "0006_payments",
         include_str!("../../migrations/sqlite/0006_payments.sql"),

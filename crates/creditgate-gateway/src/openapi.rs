@@ -1,0 +1,124 @@
+//! `/openapi.json`: an OpenAPI 3.1 document of every route that is not Anthropic's own,
+//! generated from the route table (so it cannot miss a served route).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::Json;
+use serde_json::{json, Map, Value};
+
+use crate::routes::{table, Access};
+use crate::App;
+
+/// Routes that are Anthropic's API, documented by Anthropic rather than here.
+pub const ANTHROPIC_ROUTES: &[&str] = &[
+    "/v1/messages",
+    "/v1/messages/count_tokens",
+    "/v1/models",
+    "/v1/models/{id}",
+];
+
+/// `GET /openapi.json`.
+pub async fn serve(State(app): State<Arc<App>>) -> Json<Value> {
+    Json(document(&app.cfg.accounts.public_url))
+}
+
+fn security(access: Access) -> Value {
+    match access {
+        Access::Public => json!([]),
+        Access::ApiKey => json!([{"api_key": []}, {"bearer_api_key": []}]),
+        Access::Organization(_) => json!([{"admin_key": []}, {"session": [], "csrf": []}]),
+        Access::Session => json!([{"session": [], "csrf": []}]),
+        Access::Operator => json!([{"operator": []}]),
+    }
+}
+
+fn role_note(access: Access) -> &'static str {
+    use creditgate_core::accounts::Action::*;
+    match access {
+        Access::Organization(Read) => "Any role.",
+        Access::Organization(ManageKeys) => "Roles owner, admin, developer.",
+        Access::Organization(ManageBilling) => "Roles owner, admin, billing.",
+        Access::Organization(ManageMembers) => "Roles owner, admin (an admin key acts as admin).",
+        Access::Organization(Own) => "The owner only.",
+        Access::ApiKey => "An inference key sk-cg-….",
+        Access::Session => "A member session.",
+        Access::Operator => "The operator key.",
+        Access::Public => "No credential.",
+    }
+}
+
+fn operation(method: &str, path: &str, access: Access, summary: &str) -> Value {
+    let params: Vec<Value> = path
+        .split('/')
+        .filter_map(|seg| seg.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+        .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+        .collect();
+    let error = json!({"description": "Anthropic's error envelope",
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
+    let mut op = json!({
+        "summary": summary,
+        "description": role_note(access),
+        "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '-'], "_")),
+        "security": security(access),
+        "parameters": params,
+        "responses": {
+            "200": {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": error, "401": error, "403": error, "404": error,
+        },
+    });
+    if method == "POST" {
+        op["requestBody"] = json!({"required": false,
+            "content": {"application/json": {"schema": {"type": "object"}}}});
+    }
+    op
+}
+
+/// The document for a gateway reachable at `server`.
+pub fn document(server: &str) -> Value {
+    let mut paths = Map::new();
+    for route in table() {
+        if ANTHROPIC_ROUTES.contains(&route.path) {
+            continue;
+        }
+        let entry = paths.entry(route.path).or_insert_with(|| json!({}));
+        entry[route.method.to_lowercase()] =
+            operation(route.method, route.path, route.access, route.summary);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "creditgate",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Management, sign-in and operator routes of creditgate. The inference \
+                routes (/v1/messages, /v1/models) are Anthropic's API.",
+        },
+        "servers": [{"url": server}],
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "api_key": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "bearer_api_key": {"type": "http", "scheme": "bearer"},
+                "admin_key": {"type": "apiKey", "in": "header", "name": "x-api-key",
+                    "description": "An organization admin key sk-cg-admin-…"},
+                "session": {"type": "apiKey", "in": "cookie", "name": "cg_session"},
+                "csrf": {"type": "apiKey", "in": "header", "name": "x-csrf-token",
+                    "description": "Required with a session on every non-GET request."},
+                "operator": {"type": "http", "scheme": "bearer",
+                    "description": "The operator's admin_key from the config."},
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["type", "error"],
+                    "properties": {
+                        "type": {"const": "error"},
+                        "error": {"type": "object", "properties": {
+                            "type": {"type": "string"}, "message": {"type": "string"}}},
+                        "request_id": {"type": ["string", "null"]},
+                    },
+                },
+            },
+        },
+    })
+}

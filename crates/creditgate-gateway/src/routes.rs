@@ -1,0 +1,116 @@
+//! The route table: every route with the credential it takes and the role it needs. The router
+//! is built from it, and the access-matrix test and `/openapi.json` read it, so a route cannot
+//! be served without being in all three.
+
+use std::sync::Arc;
+
+use axum::routing::{delete, get, post, MethodRouter};
+use creditgate_core::accounts::Action;
+
+use crate::{
+    account, messages, models, operator_api, organization_api as org, payments, sign_in, App,
+};
+
+/// The credential a route takes (`API.md` §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential (health, sign-in, links from emails).
+    Public,
+    /// An inference key `sk-cg-…`.
+    ApiKey,
+    /// An organization admin key or a member session, with a role allowing the action.
+    Organization(Action),
+    /// A member session only (signing out, who am I).
+    Session,
+    /// The operator key.
+    Operator,
+}
+
+/// One route.
+pub struct Route {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+    pub summary: &'static str,
+    pub handler: MethodRouter<Arc<App>>,
+}
+
+fn r(
+    method: &'static str,
+    path: &'static str,
+    access: Access,
+    summary: &'static str,
+    handler: MethodRouter<Arc<App>>,
+) -> Route {
+    Route {
+        method,
+        path,
+        access,
+        summary,
+        handler,
+    }
+}
+
+/// Every route of the gateway. Anthropic's own routes (`/v1/messages`, `/v1/models`) are
+/// listed too; `/openapi.json` documents the rest.
+#[rustfmt::skip]
+pub fn table() -> Vec<Route> {
+    use Access::*;
+    use Action::*;
+    vec![
+        r("POST", "/v1/messages", ApiKey, "Create a message (Anthropic's API, metered)", post(messages::create)),
+        r("POST", "/v1/messages/count_tokens", ApiKey, "Count tokens (free)", post(models::count_tokens)),
+        r("GET", "/v1/models", ApiKey, "Models the key may use", get(models::list)),
+        r("GET", "/v1/models/{id}", ApiKey, "One model", get(models::get)),
+        r("GET", "/v1/credits", ApiKey, "The organization's credits", get(account::credits)),
+        r("GET", "/v1/key", ApiKey, "The calling key, its limits and its usage against them", get(account::key)),
+        r("GET", "/v1/requests/{id}", ApiKey, "The receipt of one request", get(account::request)),
+            // Payments (API.md §7): the sandbox's checkout page and receipts are reached by an
+        // unguessable order id; Stripe's webhook carries its own signature.
+        r("GET", "/sandbox/checkout/{order_id}", Public, "The sandbox provider's checkout page", get(payments::sandbox::page)),
+        r("POST", "/sandbox/checkout/{order_id}", Public, "Pay a sandbox order with a test card", post(payments::sandbox::pay)),
+        r("GET", "/receipts/{order_id}", Public, "A printable receipt", get(payments::receipt::page)),
+        r("POST", "/webhooks/stripe", Public, "Stripe's events (verified by Stripe-Signature)", post(payments::webhooks::stripe)),
+        r("GET", "/healthz", Public, "Liveness", get(|| async { "ok" })),
+        r("GET", "/readyz", Public, "Readiness (the database answers)", get(models::ready)),
+        r("GET", "/openapi.json", Public, "This document", get(crate::openapi::serve)),
+        // Sign-in and links from emails (API.md §9).
+        r("POST", "/auth/sign-in", Public, "Sign in with email and password; sets the cg_session cookie", post(sign_in::sign_in)),
+        r("POST", "/auth/sign-out", Session, "End this session (or every session with everywhere: true)", post(sign_in::sign_out)),
+        r("GET", "/auth/session", Session, "The signed-in member and the CSRF token", get(sign_in::current)),
+        r("POST", "/auth/sign-up", Public, "Open sign-up (only with [accounts] signup = \"open\")", post(sign_in::sign_up)),
+        r("POST", "/auth/password-reset", Public, "Email a password-reset link (always answers the same)", post(sign_in::request_reset)),
+        r("GET", "/auth/password-reset/{token}", Public, "Whether a reset link still works", get(sign_in::reset_status)),
+        r("POST", "/auth/password-reset/{token}", Public, "Set a new password with a reset link (once)", post(sign_in::reset_password)),
+        r("GET", "/invite/{token}", Public, "The invitation behind a link", get(sign_in::invite_status)),
+        r("POST", "/invite/{token}", Public, "Accept an invitation (once) and sign in", post(sign_in::accept_invite)),
+        // The organization (API.md §4).
+        r("GET", "/v1/organizations/me", Organization(Read), "The caller's organization", get(org::me)),
+        r("GET", "/v1/organizations/users", Organization(Read), "List members", get(org::list_users)),
+        r("GET", "/v1/organizations/users/{id}", Organization(Read), "One member", get(org::get_user)),
+        r("POST", "/v1/organizations/users/{id}", Organization(ManageMembers), "Change a member's role", post(org::update_user)),
+        r("DELETE", "/v1/organizations/users/{id}", Organization(ManageMembers), "Remove a member (any member may remove themselves)", delete(org::delete_user)),
+        r("POST", "/v1/organizations/transfer_ownership", Organization(Own), "Hand ownership to another member", post(org::transfer_ownership)),
+        r("POST", "/v1/organizations/invites", Organization(ManageMembers), "Invite by email", post(org::create_invite)),
+        r("GET", "/v1/organizations/invites", Organization(Read), "List invitations", get(org::list_invites)),
+        r("GET", "/v1/organizations/invites/{id}", Organization(Read), "One invitation", get(org::get_invite)),
+        r("DELETE", "/v1/organizations/invites/{id}", Organization(ManageMembers), "Withdraw an invitation", delete(org::delete_invite)),
+        r("GET", "/v1/organizations/api_keys", Organization(Read), "List API keys", get(org::list_api_keys)),
+        r("POST", "/v1/organizations/api_keys", Organization(ManageKeys), "Create an API key (secret shown once)", post(org::create_api_key)),
+        r("GET", "/v1/organizations/api_keys/{id}", Organization(Read), "One API key", get(org::get_api_key)),
+        r("POST", "/v1/organizations/api_keys/{id}", Organization(ManageKeys), "Rename, disable, archive, limit or re-date a key", post(org::update_api_key)),
+        r("GET", "/v1/organizations/admin_keys", Organization(ManageMembers), "List admin keys", get(org::list_admin_keys)),
+        r("POST", "/v1/organizations/admin_keys", Organization(ManageMembers), "Create an admin key (secret shown once)", post(org::create_admin_key)),
+        r("POST", "/v1/organizations/admin_keys/{id}", Organization(ManageMembers), "Deactivate an admin key", post(org::update_admin_key)),
+        r("GET", "/v1/organizations/credits", Organization(Read), "The organization's credits", get(org::credits)),
+        r("GET", "/v1/organizations/audit_log", Organization(Read), "The organization's audit log, newest first", get(org::audit_log)),
+        // The operator (API.md §6).
+        r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
+        r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
+        r("GET", "/admin/v1/organizations/{id}", Operator, "One organization", get(operator_api::get)),
+        r("POST", "/admin/v1/organizations/{id}", Operator, "Rename, suspend or reactivate, set the disconnect policy", post(operator_api::update)),
+        r("POST", "/admin/v1/organizations/{id}/grants", Operator, "Grant credits (idempotent on reference)", post(operator_api::grant)),
+        r("POST", "/admin/v1/organizations/{id}/admin_keys", Operator, "Create an organization admin key", post(operator_api::create_admin_key)),
+        r("GET", "/admin/v1/audit_log", Operator, "Every organization's audit log, newest first", get(operator_api::audit_log)),
+    ]
+}

@@ -180,7 +180,8 @@ pub async fn grant(
     };
     let result = change.db.grant(req).await;
     let (granted_lot, replay) = match result {
-        Ok(g) if g.lot.created_at < change.now.plus_millis(-1000) => (g, true),
+        // A replay returns the first grant, written before this change began.
+        Ok(g) if g.lot.created_at < change.now => (g, true),
         Ok(g) => (g, false),
         Err(LedgerError::IdempotencyConflict(_)) => {
             return Err(ApiError::new(

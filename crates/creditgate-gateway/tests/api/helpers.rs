@@ -2,7 +2,7 @@
 //! one funded organization with a key, and typed methods to talk to all of it.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,6 +54,8 @@ pub struct Setup {
     pub database_url: Option<String>,
     /// TOML appended to the config (e.g. a `[payments]` section).
     pub extra_toml: String,
+    /// `[accounts] signup = "open"` instead of invitations only.
+    pub signup_open: bool,
 }
 
 impl Default for Setup {
@@ -72,6 +74,7 @@ impl Default for Setup {
             disconnect_policy: "drain",
             database_url: None,
             extra_toml: String::new(),
+            signup_open: false,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -146,7 +149,8 @@ impl TestApp {
             .upstream_base_url
             .clone()
             .unwrap_or_else(|| format!("http://{sim_addr}"));
-        let mut cfg = Config::from_toml(&config_toml(&setup, &database_url, &base_url))
+        let outbox = dir.0.join("outbox");
+        let mut cfg = Config::from_toml(&config_toml(&setup, &database_url, &base_url, &outbox))
             .expect("test config parses");
         cfg.spool_path = dir.0.join("settlements.spool");
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
@@ -195,6 +199,11 @@ impl TestApp {
             test_app.grant(setup.credits).await;
         }
         test_app
+    }
+
+    /// The directory the gateway writes its emails to (`.eml` files).
+    pub fn outbox(&self) -> PathBuf {
+        self._dir.0.join("outbox")
     }
 
     // ----------------------------------------------------------------- money and the ledger
@@ -459,7 +468,7 @@ impl TestApp {
     }
 }
 
-fn config_toml(setup: &Setup, database_url: &str, base_url: &str) -> String {
+fn config_toml(setup: &Setup, database_url: &str, base_url: &str, outbox: &Path) -> String {
     let keys: Vec<String> = setup
         .upstream_keys
         .iter()
@@ -490,8 +499,17 @@ slice_tokens = {slice}
 drain_timeout_ms = {drain}
 hold_timeout_ms = {hold_timeout}
 sweep_interval_ms = {sweep}
+
+[accounts]
+signup = "{signup}"
+
+[email]
+outbox_dir = "{outbox}"
+
 {extra}
 "#,
+        signup = if setup.signup_open { "open" } else { "invite" },
+        outbox = outbox.display(),
         keys = keys.join(", "),
         policy = setup.disconnect_policy,
         max_body = setup.max_body_bytes,

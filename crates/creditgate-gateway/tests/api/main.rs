@@ -1,6 +1,7 @@
 //! The gateway's API tests: the real app on a loopback port, a fresh SQLite file and the
 //! simulated upstream per test (see `helpers`).
 
+mod accounts;
 mod admission;
 mod backpressure;
 mod concurrency;

@@ -95,9 +95,24 @@ fn parse_event(raw: Bytes) -> SseEvent {
 /// Estimated tokens of streamed text, used only where the upstream has not (yet) said the exact
 /// count: growing a stream's hold and charging a stream that ended early. It is the core's text
 /// rule (each run of ASCII letters and digits ⌈len/4⌉, every other non-space character 1), which
-/// errs high on real English text.
+/// errs high on real English text, plus the whitespace that rule counts as free but a real
+/// tokenizer does not: each line break, and each run of two or more spaces or tabs.
 pub fn estimate_text_tokens(text: &str) -> u64 {
-    creditgate_core::pricing::simulated_text_tokens(text)
+    let mut whitespace = 0u64;
+    let mut run = 0usize;
+    for c in text.chars() {
+        if c == '\n' {
+            whitespace += 1;
+        }
+        if c == ' ' || c == '\t' {
+            run += 1;
+        } else {
+            whitespace += u64::from(run >= 2);
+            run = 0;
+        }
+    }
+    whitespace += u64::from(run >= 2);
+    creditgate_core::pricing::simulated_text_tokens(text).saturating_add(whitespace)
 }
 
 /// What the stream has said so far.
@@ -131,10 +146,15 @@ impl UsageTally {
                     .map(str::to_owned);
             }
             Some("content_block_delta") => {
-                let delta = data.get("delta");
-                for field in ["text", "thinking", "partial_json"] {
-                    if let Some(t) = delta.and_then(|d| d.get(field)).and_then(Value::as_str) {
-                        self.output_estimate += estimate_text_tokens(t);
+                // Every kind of delta counts (text, thinking, tool input JSON, and kinds not
+                // known yet): each of its text fields except its type and the signature.
+                if let Some(delta) = data.get("delta").and_then(Value::as_object) {
+                    for (field, value) in delta {
+                        if let (false, Some(t)) =
+                            (field == "type" || field == "signature", value.as_str())
+                        {
+                            self.output_estimate += estimate_text_tokens(t);
+                        }
                     }
                 }
             }
@@ -295,6 +315,9 @@ mod tests {
         assert_eq!(estimate_text_tokens("hello"), 2);
         assert_eq!(estimate_text_tokens("a, b!"), 4);
         assert_eq!(estimate_text_tokens("日本"), 2);
+        // Whitespace a tokenizer spends tokens on: line breaks, runs of spaces or tabs.
+        assert_eq!(estimate_text_tokens("a\n\nb"), 4);
+        assert_eq!(estimate_text_tokens("a    b\t\t"), 4);
     }
 
     #[test]

@@ -21,6 +21,20 @@ pub(super) struct Parsed {
     pub(super) model: String,
     pub(super) max_tokens: u64,
     pub(super) stream: bool,
+    /// `thinking.budget_tokens` when extended thinking is enabled with a budget.
+    pub(super) thinking_budget: Option<u64>,
+}
+
+impl Parsed {
+    /// The output a stream's first slice covers: the configured first slice, plus the thinking
+    /// budget when thinking is on (thinking is billed in full even when only a summary, or
+    /// nothing, is streamed, so the hold cannot learn it from the deltas); never past
+    /// `max_tokens`.
+    pub(super) fn first_slice(&self, first_slice_tokens: u64) -> u64 {
+        first_slice_tokens
+            .saturating_add(self.thinking_budget.unwrap_or(0))
+            .min(self.max_tokens)
+    }
 }
 
 fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
@@ -41,10 +55,16 @@ fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
         Some(Value::Bool(b)) => *b,
         Some(_) => return Err(ApiError::invalid_request("stream: must be a boolean")),
     };
+    let thinking = obj.get("thinking");
+    let thinking_budget = thinking
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64);
     Ok(Parsed {
         model,
         max_tokens,
         stream,
+        thinking_budget,
     })
 }
 
@@ -65,7 +85,7 @@ pub(super) async fn admit(
     let parsed = parse_request(&body)?;
     let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)?;
     let first_output = if parsed.stream {
-        app.cfg.first_slice_tokens.min(parsed.max_tokens)
+        parsed.first_slice(app.cfg.first_slice_tokens)
     } else {
         parsed.max_tokens
     };

@@ -23,7 +23,7 @@ impl Admitted {
     pub(super) fn first_slice(&self) -> ProgressiveHold {
         ProgressiveHold {
             held: self.held,
-            covered: self.app.cfg.first_slice_tokens.min(self.parsed.max_tokens),
+            covered: self.parsed.first_slice(self.app.cfg.first_slice_tokens),
             input_correction: NanoCredits::ZERO,
             grown: 0,
         }

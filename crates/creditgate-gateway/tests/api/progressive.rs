@@ -274,3 +274,43 @@ async fn a_busy_stream_keeps_its_hold_past_the_hold_timeout() {
         .await;
     app.assert_ledger_clean().await;
 }
+
+/// Issue 7, leak 4: thinking is billed in full even when only a summary is streamed, so the
+/// deltas cannot grow the hold ahead of it. With the first slice sized from
+/// `thinking.budget_tokens`, concurrent streams on a small balance overrun by at most one slice
+/// each.
+#[tokio::test]
+async fn summarized_thinking_overruns_by_at_most_one_slice_per_stream() {
+    let app = TestApp::spawn_with(Setup {
+        credits: NanoCredits::ZERO,
+        ..Setup::default()
+    })
+    .await;
+    let mut request = streamed(body(
+        8_192,
+        "thinking_tokens=4000 thinking_shown=8 output_tokens=40 chunk_tokens=4",
+    ));
+    request["thinking"] = json!({"type": "enabled", "budget_tokens": 4_000});
+    // What eight streams would hold if the first slice ignored the thinking budget.
+    let granted = app.estimate(&request).with_output(8 * SLICE).unwrap();
+    app.grant(granted).await;
+
+    let replies = futures_util::future::join_all((0..8).map(|_| app.stream(&request))).await;
+    let admitted: Vec<_> = replies.iter().filter(|r| r.status == 200).collect();
+    assert!(!admitted.is_empty());
+    for reply in &admitted {
+        let r = app.final_receipt(&reply.request_id()).await;
+        assert_eq!(r.charged(), app.cost_of(MODEL, r.usage()), "{}", r.0);
+    }
+    let b = app.balance().await;
+    let bound = app
+        .output_cost(SLICE)
+        .checked_mul(admitted.len() as i64)
+        .unwrap();
+    assert!(
+        b.posted >= bound.checked_neg().unwrap(),
+        "{} streams overran by more than one slice each: {b:?}",
+        admitted.len()
+    );
+    app.assert_ledger_clean().await;
+}

@@ -185,9 +185,16 @@ pub async fn serve(
         })
         .into_future();
     let mut server = tokio::spawn(server);
+    let mut on_signal = on_signal;
+    // The signal first: with no connection open the server ends at once after it, and the
+    // requests still live (drains) must be waited for all the same.
     let result = tokio::select! {
+        biased;
+        signal = &mut on_signal => match signal {
+            Ok(()) => None,
+            Err(_) => Some((&mut server).await),
+        },
         done = &mut server => Some(done),
-        _ = on_signal => None,
     };
     let result = match result {
         Some(done) => done.unwrap_or_else(|e| Err(std::io::Error::other(e))),

@@ -560,6 +560,11 @@ async fn sigterm_waits_for_a_drain_and_settles_it() {
     gw.signal("TERM");
     let status = gw.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}");
+    assert!(
+        w.receipt(&id).await.settled.is_some(),
+        "settled before the exit: {:#?}",
+        gw.log.lock().unwrap()
+    );
 
     let (receipt, charged) = w.settled(&id, Duration::from_secs(1)).await;
     assert_eq!(receipt["status"], "settled", "{receipt}");

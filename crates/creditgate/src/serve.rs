@@ -128,6 +128,10 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
     })
     .await?;
     let admin_key = format!("cg-admin-{}", random_hex(24));
+    // Bound first, so that checkout links carry the real port.
+    let listener = bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let base_url = format!("http://{addr}");
     let cfg = Config::from_toml(&format!(
         r#"
         listen = "{listen}"
@@ -140,6 +144,11 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
         credit_name = "credit"
         credit_usd = "0.005"
         price_multiplier = "0.70"
+        [payments]
+        provider = "sandbox"
+        public_url = "{base_url}"
+        [payments.seller]
+        name = "creditgate demo"
         "#,
         listen = args.listen,
     ))?;
@@ -161,10 +170,8 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
     })
     .await?;
     let (key, secret) = crate::keys::create_key(&db, &org, "demo key", None).await?;
-    let listener = bind(cfg.listen).await?;
-    let addr = listener.local_addr()?;
-    let base_url = format!("http://{addr}");
     let app = App::new(cfg, db, clock)?;
+    let (order, checkout_url) = demo_checkout(&app, &org).await?;
     let shutdown = shutdown_signal()?;
     if json_line {
         println!(
@@ -180,6 +187,8 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
                 "upstream_url": format!("http://{sim_addr}"),
                 "credit_unit": {"name": "credit", "usd": "0.005"},
                 "price_multiplier": "0.70",
+                "order_id": order.id,
+                "checkout_url": checkout_url,
             })
         );
     } else {
@@ -202,11 +211,37 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
             "  curl {base_url}/v1/credits -H 'x-api-key: {}'",
             secret.expose()
         );
+        println!("\nBuy the 10,000-credit pack on the sandbox (no real card is charged):");
+        println!("  open {checkout_url} and pay with 4242 4242 4242 4242, or");
+        println!(
+            "  curl {checkout_url} -H 'content-type: application/json' -d '{{\"card\":\"4242424242424242\"}}'"
+        );
     }
     use std::io::Write;
     std::io::stdout().flush()?;
     creditgate_gateway::serve(app, listener, shutdown).await?;
     Ok(())
+}
+
+/// The demo organization's billing profile and an open sandbox checkout for the 10,000 pack.
+async fn demo_checkout(
+    app: &App,
+    org: &OrganizationId,
+) -> anyhow::Result<(creditgate_core::payments::Order, String)> {
+    let profile = creditgate_core::payments::BillingProfile {
+        name: Some("Demo organization".into()),
+        country: Some("US".into()),
+        ..Default::default()
+    };
+    app.db.put_billing_profile(org, &profile).await?;
+    let request = creditgate_gateway::payments::CheckoutRequest {
+        plan_id: Some("credits-10000".into()),
+        ..Default::default()
+    };
+    app.payments
+        .checkout(app, org, request)
+        .await
+        .map_err(|e| anyhow::anyhow!("demo checkout: {}", e.message))
 }
 
 pub async fn upstream_sim(args: SimArgs) -> anyhow::Result<()> {

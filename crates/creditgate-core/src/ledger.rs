@@ -257,6 +257,26 @@ pub struct Refunded {
     pub amount: NanoCredits,
 }
 
+/// Take back up to `amount` of a lot after its payment was refunded or disputed at the
+/// provider: what the lot still has, and the rest as debt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClawbackRequest {
+    pub transfer_id: TransferId,
+    pub org: OrganizationId,
+    pub lot: LotId,
+    pub amount: NanoCredits,
+    pub memo: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClawedBack {
+    pub lot: LotId,
+    /// Taken from the lot's remainder.
+    pub taken: NanoCredits,
+    /// What the lot no longer had: recorded as debt.
+    pub debt: NanoCredits,
+}
+
 /// A manual correction with a reason. Positive: a new `granted`/`manual` lot without expiry
 /// (`lot_id` names it). Negative: drawn from lots in draw order, refused if available does not
 /// cover it.

@@ -11,8 +11,10 @@ use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::{
     FailureCode, Order, OrderStatus, PaymentState, Provider, ProviderPayment, CURRENCY,
 };
-use creditgate_storage::payments::{OrderFilter, PaymentOutcome, ProviderEvent};
+use creditgate_storage::payments::{OrderFilter, PaymentOutcome, ProviderClawback, ProviderEvent};
 use creditgate_storage::Database;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 contract!(
     seeded_plans_are_the_reseller_packs,
@@ -22,6 +24,10 @@ contract!(
     declines_and_expiry_say_why_and_change_nothing,
     manual_payments_are_idempotent_on_their_reference,
     a_refund_claws_back_the_remainder_once,
+    provider_refunds_are_cumulative_and_the_rest_becomes_debt,
+    a_dispute_claws_back_and_a_win_restores,
+    a_refund_racing_requests_never_goes_negative,
+    purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole,
 );
 
 const CREDITS_10K: i64 = 10_000 * 1_000_000_000;
@@ -314,4 +320,279 @@ async fn a_refund_claws_back_the_remainder_once(h: Harness) {
     let clawbacks = db.order_clawbacks(&o.id).await.unwrap();
     assert_eq!(clawbacks.len(), 1);
     assert!(db.verify().await.unwrap().is_clean());
+}
+
+async fn credited(db: &Database, id: &str) -> Order {
+    let o = open_order(db, id, "acme").await;
+    let out = db
+        .apply_payment(event(&format!("evt_{id}")), paid(&o))
+        .await
+        .unwrap();
+    let PaymentOutcome::Credited(o) = out else {
+        panic!("{out:?}")
+    };
+    *o
+}
+
+async fn spend(db: &Database, id: &str, amount: i64) {
+    db.reserve(hold_req("acme", &format!("h-{id}"), amount))
+        .await
+        .unwrap();
+    db.settle(settle_req(&format!("h-{id}"), &format!("s-{id}"), amount))
+        .await
+        .unwrap();
+}
+
+fn stripe_event(id: &str, kind: &str) -> Option<ProviderEvent> {
+    Some(ProviderEvent {
+        provider: Provider::Stripe,
+        id: id.to_owned(),
+        kind: kind.to_owned(),
+    })
+}
+
+async fn provider_refunds_are_cumulative_and_the_rest_becomes_debt(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = credited(db, "ord_1").await;
+    spend(db, "a", CREDITS_10K / 4).await;
+    let refund = |cents| ProviderClawback::Refunded {
+        cumulative_cents: cents,
+    };
+    let (order, moved) = db
+        .apply_clawback(
+            stripe_event("evt_r1", "charge.refunded"),
+            &o.id,
+            refund(1_000),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let moved = moved.unwrap();
+    assert_eq!((moved.credits, moved.debt), (nc(CREDITS_10K / 5), nc(0)));
+    assert_eq!(order.status, OrderStatus::PartiallyRefunded);
+    // The same cumulative amount again (another event): nothing more.
+    let (_, moved) = db
+        .apply_clawback(
+            stripe_event("evt_r2", "charge.refunded"),
+            &o.id,
+            refund(1_000),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(moved.is_none());
+    // The same event again: a duplicate.
+    let replay = db
+        .apply_clawback(
+            stripe_event("evt_r1", "charge.refunded"),
+            &o.id,
+            refund(1_000),
+        )
+        .await
+        .unwrap();
+    assert!(replay.is_none());
+    // More than was paid: capped at the payment; what the lot no longer has becomes debt.
+    let (order, moved) = db
+        .apply_clawback(
+            stripe_event("evt_r3", "charge.refunded"),
+            &o.id,
+            refund(9_999),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    let moved = moved.unwrap();
+    assert_eq!(moved.amount_cents, 4_000);
+    assert_eq!(moved.credits, nc(CREDITS_10K / 5 * 4));
+    assert_eq!(moved.debt, nc(CREDITS_10K / 4));
+    assert_eq!(order.status, OrderStatus::Refunded);
+    assert_eq!(order.refunded_cents, 5_000);
+    let balance = db.balance(&org("acme")).await.unwrap();
+    assert_eq!(balance.debt, nc(CREDITS_10K / 4));
+    assert_eq!(balance.posted, nc(-CREDITS_10K / 4));
+    assert!(db.verify().await.unwrap().is_clean());
+}
+
+async fn a_dispute_claws_back_and_a_win_restores(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = credited(db, "ord_1").await;
+    spend(db, "a", CREDITS_10K / 10 * 4).await;
+    let (order, moved) = db
+        .apply_clawback(
+            stripe_event("evt_d1", "charge.dispute.created"),
+            &o.id,
+            ProviderClawback::Disputed {
+                dispute: "dp_1".to_owned(),
+                cents: 5_000,
+            },
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, OrderStatus::Disputed);
+    assert_eq!(moved.unwrap().debt, nc(CREDITS_10K / 10 * 4));
+    assert_eq!(posted(db, "acme").await, nc(-CREDITS_10K / 10 * 4));
+    let won = ProviderClawback::DisputeWon {
+        dispute: "dp_1".to_owned(),
+    };
+    let (order, _) = db
+        .apply_clawback(
+            stripe_event("evt_d2", "charge.dispute.closed"),
+            &o.id,
+            won.clone(),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(order.status, OrderStatus::Credited);
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K / 10 * 6));
+    let (_, again) = db
+        .apply_clawback(stripe_event("evt_d3", "charge.dispute.closed"), &o.id, won)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(again.is_none(), "a dispute is won once");
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K / 10 * 6));
+    assert_eq!(db.order_clawbacks(&o.id).await.unwrap().len(), 2);
+    assert!(db.verify().await.unwrap().is_clean());
+}
+
+async fn a_refund_racing_requests_never_goes_negative(h: Harness) {
+    funded(&h.db, "acme", 0).await;
+    let o = credited(&h.db, "ord_1").await;
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let db = h.db.clone();
+        tasks.push(tokio::spawn(async move {
+            let hold = format!("h{i}");
+            if db
+                .reserve(hold_req("acme", &hold, CREDITS_10K / 8))
+                .await
+                .is_ok()
+            {
+                db.settle(settle_req(&hold, &format!("s{i}"), CREDITS_10K / 8))
+                    .await
+                    .unwrap();
+                CREDITS_10K / 8
+            } else {
+                0
+            }
+        }));
+    }
+    let refund = h.db.refund_order(&o.id).await;
+    let mut spent = 0;
+    for t in tasks {
+        spent += t.await.unwrap();
+    }
+    let refunded = match &refund {
+        Ok((_, r, _)) => r.amount.nanos(),
+        Err(_) => 0,
+    };
+    let balance = h.db.balance(&org("acme")).await.unwrap();
+    assert_eq!(balance.posted.nanos(), CREDITS_10K - spent - refunded);
+    assert!(balance.posted.nanos() >= 0 && balance.debt == NanoCredits::ZERO);
+    assert!(h.db.refund_order(&o.id).await.is_err() || refund.is_err());
+    assert!(h.db.verify().await.unwrap().is_clean());
+}
+
+/// A seeded random mix of purchases (each event delivered twice), requests, operator refunds,
+/// provider refunds, disputes (won or not) and expiry; after every step the journal verifies
+/// and the balance equals the fold of what happened. Replay with `CREDITGATE_PAYMENTS_SEED`.
+async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h: Harness) {
+    let seed = std::env::var("CREDITGATE_PAYMENTS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(rand::random::<u64>);
+    eprintln!("payments run seed {seed} (CREDITGATE_PAYMENTS_SEED={seed} replays it)");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let mut orders: Vec<Order> = Vec::new();
+    let mut expected: i64 = 0;
+    let mut credits_granted = 0;
+    for step in 0..120 {
+        let ctx = format!("seed {seed}, step {step}");
+        match rng.gen_range(0..7) {
+            0 | 1 => {
+                let mut o = order(&format!("ord_{step}"), "acme", Provider::Stripe);
+                o.credits = nc(rng.gen_range(1..=20) * 1_000_000_000_000);
+                o.amount_cents = rng.gen_range(1..=10_000);
+                o.expires_in_days = rng.gen_bool(0.3).then_some(1);
+                db.create_order(&o).await.unwrap();
+                for _ in 0..2 {
+                    let out = db
+                        .apply_payment(event(&format!("evt_{step}")), paid(&o))
+                        .await
+                        .unwrap();
+                    if matches!(out, PaymentOutcome::Credited(_)) {
+                        expected += o.credits.nanos();
+                        credits_granted += 1;
+                    }
+                }
+                orders.push(db.order(&o.id).await.unwrap().unwrap());
+            }
+            2 => {
+                let available = db.balance(&org("acme")).await.unwrap().available.nanos();
+                if available > 0 {
+                    let amount = rng.gen_range(1..=available);
+                    spend(db, &format!("x{step}"), amount).await;
+                    expected -= amount;
+                }
+            }
+            3 if !orders.is_empty() => {
+                let o = &orders[rng.gen_range(0..orders.len())];
+                if let Ok((_, r, _)) = db.refund_order(&o.id).await {
+                    expected -= r.amount.nanos();
+                }
+            }
+            4 | 5 if !orders.is_empty() => {
+                let o = orders[rng.gen_range(0..orders.len())].clone();
+                let report = match rng.gen_range(0..3) {
+                    0 => ProviderClawback::Refunded {
+                        cumulative_cents: rng.gen_range(0..=o.amount_cents + 10),
+                    },
+                    1 => ProviderClawback::Disputed {
+                        dispute: format!("dp_{}", o.id),
+                        cents: o.amount_cents,
+                    },
+                    _ => ProviderClawback::DisputeWon {
+                        dispute: format!("dp_{}", o.id),
+                    },
+                };
+                let got = db
+                    .apply_clawback(stripe_event(&format!("evt_c{step}"), "x"), &o.id, report)
+                    .await
+                    .unwrap();
+                if let Some((_, Some(moved))) = got {
+                    expected -= moved.credits.nanos();
+                }
+            }
+            _ => {
+                h.clock.advance(rng.gen_range(1..=2) * 43_200_000);
+                let swept = db.sweep_expired_lots().await.unwrap();
+                expected -= swept.iter().map(|d| d.amount.nanos()).sum::<i64>();
+            }
+        }
+        let balance = db.balance(&org("acme")).await.unwrap();
+        let lots_value: i64 = balance.lots.iter().map(|l| l.remaining.nanos()).sum();
+        assert_eq!(
+            balance.posted.nanos(),
+            lots_value - balance.debt.nanos(),
+            "{ctx}"
+        );
+        assert_eq!(
+            balance.posted.nanos(),
+            expected,
+            "{ctx}: the fold of what happened"
+        );
+        let report = db.verify().await.unwrap();
+        assert!(report.is_clean(), "{ctx}: {:?}", report.problems);
+    }
+    let credited = orders.iter().filter(|o| o.lot_id.is_some()).count();
+    assert_eq!(
+        credited, credits_granted,
+        "seed {seed}: each payment credits once"
+    );
 }

@@ -4,11 +4,11 @@
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    account, available, entry_hash, plan_draws, request_digest, AdjustRequest, Adjusted, Draw,
-    Entry, ExtendHoldRequest, GrantRequest, Granted, Hold, HoldRequest, HoldResolution,
-    LedgerError, LedgerResult, Lot, LotCategory, LotSource, Organization, RefundRequest, Refunded,
-    ReleaseRequest, Released, SettleRequest, Settlement, SpendLimit, GENESIS_HASH,
-    MAX_HOLD_TIMEOUT_MS, MAX_MEMO_LEN, MAX_SCOPE_LEN,
+    account, available, entry_hash, plan_draws, request_digest, AdjustRequest, Adjusted,
+    ClawbackRequest, ClawedBack, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted, Hold,
+    HoldRequest, HoldResolution, LedgerError, LedgerResult, Lot, LotCategory, LotSource,
+    Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
+    SpendLimit, GENESIS_HASH, MAX_HOLD_TIMEOUT_MS, MAX_MEMO_LEN, MAX_SCOPE_LEN,
 };
 use creditgate_core::money::NanoCredits;
 use serde::de::DeserializeOwned;
@@ -27,6 +27,7 @@ pub(crate) mod kind {
     pub const REFUND: &str = "refund";
     pub const ADJUST: &str = "adjust";
     pub const EXPIRE_LOT: &str = "expire_lot";
+    pub const CLAW_BACK: &str = "claw_back";
 }
 
 pub(crate) async fn create_organization<J: Journal>(
@@ -420,6 +421,69 @@ pub(crate) async fn refund_lot<J: Journal>(
         j,
         &req.transfer_id,
         kind::REFUND,
+        &req.org,
+        &digest,
+        req.memo.as_deref(),
+        now,
+        &result,
+    )
+    .await?;
+    Ok(result)
+}
+
+/// Takes back up to `amount` of a lot whose payment was refunded or disputed at the provider:
+/// what the lot still has (unexpired) is clawed back; the rest becomes debt, repaid first by
+/// the next grant. Never refused for lack of credit: the money is already gone.
+pub(crate) async fn claw_back<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: ClawbackRequest,
+) -> LedgerResult<ClawedBack> {
+    if !req.amount.is_positive() {
+        return Err(LedgerError::InvalidAmount(format!(
+            "a clawback must be positive, not {}",
+            req.amount
+        )));
+    }
+    check_memo("memo", req.memo.as_deref())?;
+    let digest = request_digest(kind::CLAW_BACK, &req);
+    let mut state = lock(j, &req.org).await?;
+    if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
+        return Ok(done);
+    }
+    let lot = match j.lot(&req.lot).await? {
+        Some(lot) if lot.org == req.org => lot,
+        _ => return Err(LedgerError::UnknownLot(req.lot)),
+    };
+    let left = if lot.is_expired(now) {
+        NanoCredits::ZERO
+    } else {
+        lot.remaining
+    };
+    let taken = left.min(req.amount);
+    let debt = req.amount.checked_sub(taken)?;
+    let mut chain = Chain::new(&req.org, &req.transfer_id, &mut state, now);
+    chain
+        .post(j, &account::lot(&lot.id), account::REFUND, taken)
+        .await?;
+    chain
+        .post(j, &account::overdraft(&req.org), account::REFUND, debt)
+        .await?;
+    if taken.is_positive() {
+        j.set_lot_remaining(&lot.id, lot.remaining.checked_sub(taken)?)
+            .await?;
+    }
+    state.debt = state.debt.checked_add(debt)?;
+    j.save_org_state(&req.org, &state).await?;
+    let result = ClawedBack {
+        lot: lot.id,
+        taken,
+        debt,
+    };
+    record(
+        j,
+        &req.transfer_id,
+        kind::CLAW_BACK,
         &req.org,
         &digest,
         req.memo.as_deref(),

@@ -7,7 +7,8 @@
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrderId, TransferId};
 use creditgate_core::ledger::{
-    GrantRequest, LedgerError, LedgerResult, LotCategory, LotSource, RefundRequest, Refunded,
+    ClawbackRequest, GrantRequest, LedgerError, LedgerResult, LotCategory, LotSource,
+    RefundRequest, Refunded,
 };
 use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::{
@@ -372,16 +373,15 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
     } else {
         OrderStatus::PartiallyRefunded
     };
-    insert_clawback(
-        j,
-        &order,
-        &transfer_id,
-        ClawbackKind::Refund,
-        cents,
-        refunded.amount,
-        now,
-    )
-    .await?;
+    let row = Clawback {
+        transfer_id: transfer_id.to_string(),
+        kind: ClawbackKind::Refund,
+        amount_cents: cents,
+        credits: refunded.amount,
+        debt: NanoCredits::ZERO,
+        at: now,
+    };
+    insert_clawback(j, &order, &row).await?;
     Ok((order, refunded, cents))
 }
 
@@ -397,27 +397,24 @@ fn refund_cents(order: &Order, credits: NanoCredits) -> i64 {
 async fn insert_clawback<J: TxStatements>(
     j: &mut J,
     order: &Order,
-    transfer_id: &TransferId,
-    kind: ClawbackKind,
-    cents: i64,
-    credits: NanoCredits,
-    at: Timestamp,
+    row: &Clawback,
 ) -> LedgerResult<()> {
-    let kind = match kind {
+    let kind = match row.kind {
         ClawbackKind::Refund => "refund",
         ClawbackKind::Dispute => "dispute",
         ClawbackKind::DisputeWon => "dispute_won",
     };
     j.exec(
         "INSERT INTO order_clawbacks (transfer_id, order_id, kind, amount_cents, credits, debt, \
-         at) VALUES ($1, $2, $3, $4, $5, 0, $6)",
+         at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         &[
-            Param::Text(transfer_id.to_string()),
+            Param::Text(row.transfer_id.clone()),
             Param::Text(order.id.to_string()),
             Param::Text(kind.to_owned()),
-            Param::Int(cents),
-            Param::Int(credits.nanos()),
-            Param::Int(at.millis()),
+            Param::Int(row.amount_cents),
+            Param::Int(row.credits.nanos()),
+            Param::Int(row.debt.nanos()),
+            Param::Int(row.at.millis()),
         ],
     )
     .await?;
@@ -431,4 +428,190 @@ async fn insert_clawback<J: TxStatements>(
     )
     .await?;
     Ok(())
+}
+
+/// What a provider reported against a credited order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderClawback {
+    /// `charge.refunded`: the cents refunded so far, cumulative.
+    Refunded { cumulative_cents: i64 },
+    /// `charge.dispute.created`.
+    Disputed { dispute: String, cents: i64 },
+    /// `charge.dispute.closed` with the dispute won: what it took comes back.
+    DisputeWon { dispute: String },
+}
+
+/// Applies a refund or dispute raised at the provider: claws back the credits it is worth, at
+/// most what remains of the lot, the rest as debt; a dispute won gives back what its dispute
+/// took. Each is a ledger transfer with its own id and a row on the order. Returns the order
+/// and what moved (`None`: nothing to do, e.g. a refund already clawed back).
+pub(crate) async fn provider_clawback<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    id: &OrderId,
+    report: &ProviderClawback,
+) -> LedgerResult<(Order, Option<Clawback>)> {
+    let Some(mut order) = locked_order(j, id).await? else {
+        return Err(LedgerError::InvalidRequest(format!("no order {id} exists")));
+    };
+    let Some(lot) = order.lot_id.clone().filter(|_| order.status.was_credited()) else {
+        return Ok((order, None));
+    };
+    let (transfer, kind, cents) = match report {
+        ProviderClawback::Refunded { cumulative_cents } => {
+            let cumulative = (*cumulative_cents).min(order.amount_cents);
+            let delta = cumulative - order.refunded_cents;
+            if delta <= 0 {
+                return Ok((order, None));
+            }
+            order.refunded_cents = cumulative;
+            order.status = if cumulative >= order.amount_cents {
+                OrderStatus::Refunded
+            } else {
+                OrderStatus::PartiallyRefunded
+            };
+            (
+                format!("refund:{id}:{cumulative}"),
+                ClawbackKind::Refund,
+                delta,
+            )
+        }
+        ProviderClawback::Disputed { dispute, cents } => {
+            order.status = OrderStatus::Disputed;
+            let cents = (*cents).clamp(0, order.amount_cents);
+            (format!("dispute:{dispute}"), ClawbackKind::Dispute, cents)
+        }
+        ProviderClawback::DisputeWon { dispute } => {
+            return dispute_won(j, now, order, dispute).await;
+        }
+    };
+    let credits = credits_for(&order, cents);
+    let transfer_id =
+        TransferId::parse(&transfer).map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    // A dispute reported twice (or a refund total seen before) is one transfer: applied once.
+    if !credits.is_positive() || j.transfer(&transfer_id).await?.is_some() {
+        return Ok((order, None));
+    }
+    let clawed = ops::claw_back(
+        j,
+        now,
+        ClawbackRequest {
+            transfer_id: transfer_id.clone(),
+            org: order.org.clone(),
+            lot,
+            amount: credits,
+            memo: Some(serde_json::json!({"order": id, "kind": kind}).to_string()),
+        },
+    )
+    .await?;
+    let row = Clawback {
+        transfer_id: transfer_id.to_string(),
+        kind,
+        amount_cents: cents,
+        credits,
+        debt: clawed.debt,
+        at: now,
+    };
+    insert_clawback(j, &order, &row).await?;
+    Ok((order, Some(row)))
+}
+
+/// A won dispute: a new paid lot worth what the dispute clawed back (taken and debt; the grant
+/// repays the debt first), and the order is credited again.
+async fn dispute_won<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    mut order: Order,
+    dispute: &str,
+) -> LedgerResult<(Order, Option<Clawback>)> {
+    let mut taken = j
+        .rows(
+            "SELECT transfer_id, kind, amount_cents, credits, debt, at FROM order_clawbacks \
+             WHERE transfer_id = $1 AND order_id = $2",
+            &[
+                Param::Text(format!("dispute:{dispute}")),
+                Param::Text(order.id.to_string()),
+            ],
+            clawback_row,
+        )
+        .await?;
+    let Some(disputed) = taken.pop() else {
+        return Ok((order, None));
+    };
+    let transfer = format!("dispute-won:{dispute}");
+    let transfer_id =
+        TransferId::parse(&transfer).map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    if j.transfer(&transfer_id).await?.is_some() {
+        return Ok((order, None));
+    }
+    let lot_id = LotId::parse(&format!("lot_{}_won_{}", order.id, dispute.len()))
+        .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    ops::grant(
+        j,
+        now,
+        GrantRequest {
+            transfer_id: transfer_id.clone(),
+            org: order.org.clone(),
+            lot_id,
+            amount: disputed.credits,
+            category: LotCategory::Paid,
+            source: LotSource::Purchase,
+            price_per_credit: price_per_credit(order.amount_cents, order.credits),
+            expires_at: None,
+            memo: Some(serde_json::json!({"order": order.id, "dispute_won": dispute}).to_string()),
+        },
+    )
+    .await?;
+    order.status = if order.refunded_cents > 0 {
+        OrderStatus::PartiallyRefunded
+    } else {
+        OrderStatus::Credited
+    };
+    let row = Clawback {
+        transfer_id: transfer,
+        kind: ClawbackKind::DisputeWon,
+        amount_cents: -disputed.amount_cents,
+        credits: disputed.credits.checked_neg()?,
+        debt: NanoCredits::ZERO,
+        at: now,
+    };
+    insert_clawback(j, &order, &row).await?;
+    Ok((order, Some(row)))
+}
+
+/// The credits `cents` of the order's price bought, rounded down to the nano-credit.
+fn credits_for(order: &Order, cents: i64) -> NanoCredits {
+    let num = i128::from(order.credits.nanos()) * i128::from(cents);
+    let nanos = num / i128::from(order.amount_cents.max(1));
+    NanoCredits::from_nanos(i64::try_from(nanos).unwrap_or(0).min(order.credits.nanos()))
+}
+
+/// [`provider_clawback`] behind the event-id check: `None` for an event seen before.
+pub(crate) async fn clawback_once<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    event: Option<&ProviderEvent>,
+    id: &OrderId,
+    report: &ProviderClawback,
+) -> LedgerResult<Option<(Order, Option<Clawback>)>> {
+    if let Some(e) = event {
+        let fresh = j
+            .exec(
+                "INSERT INTO provider_events (provider, event_id, kind, order_id, outcome, \
+                 received_at) VALUES ($1, $2, $3, $4, 'clawback', $5) ON CONFLICT DO NOTHING",
+                &[
+                    Param::Text(e.provider.as_str().to_owned()),
+                    Param::Text(e.id.clone()),
+                    Param::Text(e.kind.clone()),
+                    Param::Text(id.to_string()),
+                    Param::Int(now.millis()),
+                ],
+            )
+            .await?;
+        if fresh == 0 {
+            return Ok(None);
+        }
+    }
+    provider_clawback(j, now, id, report).await.map(Some)
 }

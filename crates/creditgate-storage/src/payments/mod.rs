@@ -34,7 +34,7 @@ use crate::Database;
 use std::sync::atomic::Ordering;
 use tokio_postgres::IsolationLevel;
 
-pub use credit::{Clawback, ClawbackKind};
+pub use credit::{Clawback, ClawbackKind, ProviderClawback};
 
 /// Most orders one list returns.
 pub const MAX_ORDER_PAGE: i64 = 1000;
@@ -358,6 +358,32 @@ impl Database {
                 write_op!(s, |j, now| credit::refund_order(j, now, &id))
             }
             Database::Postgres(s) => in_transaction!(s, |j, now| credit::refund_order(j, now, id)),
+        }
+    }
+
+    /// Applies a refund or dispute raised at the provider to a credited order, once per event
+    /// id (`event`) and once per ledger transfer.
+    pub async fn apply_clawback(
+        &self,
+        event: Option<ProviderEvent>,
+        id: &OrderId,
+        report: ProviderClawback,
+    ) -> LedgerResult<Option<(Order, Option<Clawback>)>> {
+        let (event, id, report) = (event.as_ref(), id.clone(), report.clone());
+        match self {
+            Database::Sqlite(s) => {
+                let event = event.cloned();
+                write_op!(s, |j, now| credit::clawback_once(
+                    j,
+                    now,
+                    event.as_ref(),
+                    &id,
+                    &report
+                ))
+            }
+            Database::Postgres(s) => in_transaction!(s, |j, now| credit::clawback_once(
+                j, now, event, &id, &report
+            )),
         }
     }
 

@@ -6,11 +6,12 @@
 //! Stripe's routes (form-encoded; `Authorization: Bearer <key>`, `Stripe-Version` and, on every
 //! POST, `Idempotency-Key` are required — a POST replayed with the same key answers the first
 //! response): `POST /v1/customers`, `POST /v1/checkout/sessions`,
-//! `GET /v1/checkout/sessions/{id}`, `POST /v1/refunds`.
+//! `GET /v1/checkout/sessions/{id}`, `POST /v1/refunds`, `GET /v1/payment_intents/{id}`,
+//! `GET /v1/charges/{id}`, `GET /v1/disputes/{id}`.
 //!
 //! Test controls (not Stripe's): `POST /_test/checkout/sessions/{id}/pay` `{"card"}` pays a
 //! session as the customer would on Stripe's page; `POST /_test/checkout/sessions/{id}/expire`;
-//! `POST /_test/charges/{payment_intent}/dispute` and `…/dispute/close` `{"won"}`;
+//! `POST /_test/charges/{payment_intent}/dispute`; `POST /_test/disputes/{id}/close` `{"won"}`;
 //! `GET /_test/events`; `POST /_test/events/{id}/deliver` sends one again.
 
 use std::collections::HashMap;
@@ -31,8 +32,10 @@ use serde_json::{json, Value};
 struct Books {
     next: u64,
     sessions: HashMap<String, Value>,
-    /// payment intent id → (amount, amount refunded, session id).
-    intents: HashMap<String, (i64, i64, String)>,
+    /// Payment intents, charges and disputes, as Stripe shows them.
+    intents: HashMap<String, Value>,
+    charges: HashMap<String, Value>,
+    disputes: HashMap<String, Value>,
     idempotent: HashMap<String, Value>,
     events: Vec<Value>,
     webhook_url: Option<String>,
@@ -91,9 +94,13 @@ impl FakeStripe {
             .route("/v1/checkout/sessions", post(create_session))
             .route("/v1/checkout/sessions/{id}", get(get_session))
             .route("/v1/refunds", post(create_refund))
+            .route("/v1/payment_intents/{id}", get(get_object))
+            .route("/v1/charges/{id}", get(get_object))
+            .route("/v1/disputes/{id}", get(get_object))
             .route("/_test/checkout/sessions/{id}/pay", post(pay_session))
             .route("/_test/checkout/sessions/{id}/expire", post(expire_session))
             .route("/_test/charges/{pi}/dispute", post(dispute))
+            .route("/_test/disputes/{id}/close", post(close_dispute))
             .route("/_test/events", get(list_events))
             .route("/_test/events/{id}/deliver", post(redeliver))
             .with_state(self.clone())
@@ -226,11 +233,19 @@ async fn create_session(State(s): State<FakeStripe>, headers: HeaderMap, body: B
         .iter()
         .filter_map(|(k, v)| Some((k.strip_prefix("metadata[")?.strip_suffix(']')?, v)))
         .collect();
+    let intent_metadata: HashMap<&str, &String> = f
+        .iter()
+        .filter_map(|(k, v)| {
+            let key = k.strip_prefix("payment_intent_data[metadata][")?;
+            Some((key.strip_suffix(']')?, v))
+        })
+        .collect();
     let session = json!({
         "id": id, "object": "checkout.session", "url": format!("https://checkout.fake/{id}"),
         "status": "open", "payment_status": "unpaid", "amount_total": amount,
         "currency": currency, "client_reference_id": f.get("client_reference_id"),
         "metadata": metadata, "payment_intent": null, "success_url": f.get("success_url"),
+        "payment_intent_data": {"metadata": intent_metadata},
     });
     s.lock().sessions.insert(id, session.clone());
     s.remember(&headers, &session);
@@ -273,19 +288,7 @@ async fn pay_session(
     };
     match card.charge(true, confirmed) {
         ChargeOutcome::Succeeded | ChargeOutcome::SucceededThenDisputed => {
-            let pi = s.new_id("pi");
-            let amount = session["amount_total"].as_i64().unwrap_or(0);
-            let paid = {
-                let mut b = s.lock();
-                b.intents.insert(pi.clone(), (amount, 0, id.clone()));
-                let stored = b.sessions.get_mut(&id).map(|v| {
-                    v["status"] = json!("complete");
-                    v["payment_status"] = json!("paid");
-                    v["payment_intent"] = json!(pi);
-                    v.clone()
-                });
-                stored.unwrap_or(session)
-            };
+            let paid = s.record_payment(&id, &session);
             let event = s.emit("checkout.session.completed", paid.clone()).await;
             Json(json!({"session": paid, "event": event})).into_response()
         }
@@ -319,17 +322,18 @@ async fn create_refund(State(s): State<FakeStripe>, headers: HeaderMap, body: By
     let f = form(&body);
     let pi = f.get("payment_intent").cloned().unwrap_or_default();
     let amount: i64 = f.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
-    let refunded = {
+    let charge = s.charge_of(&pi).and_then(|ch| {
         let mut b = s.lock();
-        match b.intents.get_mut(&pi) {
-            Some((paid, refunded, _)) if amount > 0 && *refunded + amount <= *paid => {
-                *refunded += amount;
-                Some((*paid, *refunded))
-            }
-            _ => None,
+        let c = b.charges.get_mut(&ch)?;
+        let (paid, refunded) = (c["amount"].as_i64()?, c["amount_refunded"].as_i64()?);
+        if amount <= 0 || refunded + amount > paid {
+            return None;
         }
-    };
-    let Some((paid, total)) = refunded else {
+        c["amount_refunded"] = json!(refunded + amount);
+        c["refunded"] = json!(refunded + amount == paid);
+        Some(c.clone())
+    });
+    let Some(charge) = charge else {
         return error(
             StatusCode::BAD_REQUEST,
             "Refund amount exceeds the charge, or no charge",
@@ -338,20 +342,37 @@ async fn create_refund(State(s): State<FakeStripe>, headers: HeaderMap, body: By
     let refund = json!({"id": s.new_id("re"), "object": "refund", "amount": amount,
         "payment_intent": pi, "status": "succeeded"});
     s.remember(&headers, &refund);
-    let charge = json!({"object": "charge", "payment_intent": pi, "amount": paid,
-        "amount_refunded": total, "refunded": total == paid});
     s.emit("charge.refunded", charge).await;
     Json(refund).into_response()
 }
 
 async fn dispute(State(s): State<FakeStripe>, Path(pi): Path<String>) -> Response {
-    let amount = s.lock().intents.get(&pi).map(|(a, _, _)| *a);
+    let amount = s.lock().intents.get(&pi).and_then(|v| v["amount"].as_i64());
     let Some(amount) = amount else {
         return error(StatusCode::NOT_FOUND, "no such payment");
     };
-    let d = json!({"id": s.new_id("dp"), "object": "dispute", "payment_intent": pi,
-        "amount": amount, "status": "needs_response"});
+    let id = s.new_id("dp");
+    let d = json!({"id": id, "object": "dispute", "payment_intent": pi,
+        "charge": s.charge_of(&pi), "amount": amount, "status": "needs_response"});
+    s.lock().disputes.insert(id, d.clone());
     Json(s.emit("charge.dispute.created", d).await).into_response()
+}
+
+/// Closes a dispute, won (`{"won": true}`) or lost.
+async fn close_dispute(
+    State(s): State<FakeStripe>,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Response {
+    let won = body.get("won").and_then(Value::as_bool).unwrap_or(false);
+    let closed = s.lock().disputes.get_mut(&id).map(|d| {
+        d["status"] = json!(if won { "won" } else { "lost" });
+        d.clone()
+    });
+    match closed {
+        Some(d) => Json(s.emit("charge.dispute.closed", d).await).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such dispute"),
+    }
 }
 
 async fn list_events(State(s): State<FakeStripe>) -> Json<Value> {
@@ -363,6 +384,65 @@ async fn redeliver(State(s): State<FakeStripe>, Path(id): Path<String>) -> Respo
     match event {
         Some(e) => Json(json!({"status": s.deliver(&e).await})).into_response(),
         None => error(StatusCode::NOT_FOUND, "no such event"),
+    }
+}
+
+impl FakeStripe {
+    /// Marks a session paid: a payment intent (with the session's `payment_intent_data`
+    /// metadata) and its charge.
+    fn record_payment(&self, id: &str, session: &Value) -> Value {
+        let (pi, ch) = (self.new_id("pi"), self.new_id("ch"));
+        let amount = session["amount_total"].as_i64().unwrap_or(0);
+        let mut b = self.lock();
+        b.intents.insert(
+            pi.clone(),
+            json!({"id": pi, "object": "payment_intent", "amount": amount,
+                "amount_received": amount, "currency": session["currency"],
+                "status": "succeeded", "latest_charge": ch,
+                "metadata": session["payment_intent_data"]["metadata"]}),
+        );
+        b.charges.insert(
+            ch.clone(),
+            json!({"id": ch, "object": "charge", "payment_intent": pi, "amount": amount,
+                "amount_refunded": 0, "refunded": false}),
+        );
+        let stored = b.sessions.get_mut(id).map(|v| {
+            v["status"] = json!("complete");
+            v["payment_status"] = json!("paid");
+            v["payment_intent"] = json!(pi);
+            v.clone()
+        });
+        stored.unwrap_or_else(|| session.clone())
+    }
+
+    /// The charge of a payment intent.
+    fn charge_of(&self, pi: &str) -> Option<String> {
+        let b = self.lock();
+        b.intents.get(pi)?["latest_charge"]
+            .as_str()
+            .map(str::to_owned)
+    }
+}
+
+async fn get_object(
+    State(s): State<FakeStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(r) = s.check(&headers, false) {
+        return *r;
+    }
+    let b = s.lock();
+    let found = b
+        .intents
+        .get(&id)
+        .or_else(|| b.charges.get(&id))
+        .or_else(|| b.disputes.get(&id))
+        .cloned();
+    drop(b);
+    match found {
+        Some(v) => Json(v).into_response(),
+        None => error(StatusCode::NOT_FOUND, &format!("No such object: '{id}'")),
     }
 }
 

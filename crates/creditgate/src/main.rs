@@ -7,6 +7,7 @@ mod keys;
 mod ledger_cmd;
 mod org;
 mod output;
+mod plans_cmd;
 mod prices;
 mod serve;
 
@@ -61,6 +62,12 @@ enum Command {
     Org(org::OrgArgs),
     /// Grant credits and show balances.
     Credits(credits::CreditsArgs),
+    /// The plans sold: list, add, archive.
+    Plans(plans_cmd::PlansArgs),
+    /// List orders.
+    Orders(plans_cmd::OrdersArgs),
+    /// Record a payment taken outside any provider (crypto, bank transfer, chat).
+    Payments(plans_cmd::PaymentsArgs),
 }
 
 impl Cli {
@@ -87,6 +94,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Ledger(args) => ledger_cmd::run(&open_database(&url).await?, args, cli.json).await,
         Command::Org(args) => org::run(&open_database(&url).await?, args, cli.json).await,
         Command::Credits(args) => credits::run(&open_database(&url).await?, args, cli.json).await,
+        Command::Plans(args) => plans_cmd::plans(&open_database(&url).await?, args, cli.json).await,
+        Command::Orders(args) => {
+            plans_cmd::orders(&open_database(&url).await?, args, cli.json).await
+        }
+        Command::Payments(args) => {
+            plans_cmd::payments(&open_database(&url).await?, args, cli.json).await
+        }
     }
 }
 

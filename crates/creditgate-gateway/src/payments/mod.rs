@@ -16,7 +16,9 @@ use creditgate_core::payments::{
     check_cents, quote_custom, Order, OrderStatus, PaymentError, PaymentState, Provider,
     ProviderPayment, Quote, CURRENCY, MAX_REFERENCE_LEN,
 };
+use creditgate_core::pricing::CustomAmount;
 use creditgate_storage::payments::{OrderFilter, PaymentOutcome, ProviderEvent};
+use creditgate_storage::Database;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -93,8 +95,18 @@ impl Payments {
         plan_id: Option<&str>,
         credits: Option<&str>,
     ) -> Result<Quote, ApiError> {
+        Self::quote_in(&app.db, self.cfg.custom.as_ref(), plan_id, credits).await
+    }
+
+    /// [`Self::quote`] from the database and the custom-amount settings alone (the CLI).
+    pub async fn quote_in(
+        db: &Database,
+        custom: Option<&CustomAmount>,
+        plan_id: Option<&str>,
+        credits: Option<&str>,
+    ) -> Result<Quote, ApiError> {
         match (plan_id, credits) {
-            (Some(id), None) => match app.db.plan(id).await? {
+            (Some(id), None) => match db.plan(id).await? {
                 Some(p) if !p.archived => Ok(p.quote()),
                 Some(_) => Err(ApiError::invalid_request(format!(
                     "Plan {id} is no longer sold; choose another plan."
@@ -102,7 +114,7 @@ impl Payments {
                 None => Err(ApiError::invalid_request(format!("There is no plan {id}."))),
             },
             (None, Some(text)) => {
-                let custom = self.cfg.custom.as_ref().ok_or_else(|| {
+                let custom = custom.ok_or_else(|| {
                     ApiError::invalid_request("Custom amounts are not offered; choose a plan.")
                 })?;
                 let credits: NanoCredits = text.parse().map_err(|_| {
@@ -227,6 +239,16 @@ impl Payments {
         org: &OrganizationId,
         m: ManualPayment,
     ) -> Result<(Order, bool), ApiError> {
+        Self::record_manual_in(&app.db, self.cfg.custom.as_ref(), org, m).await
+    }
+
+    /// [`Self::record_manual`] from the database alone (the CLI).
+    pub async fn record_manual_in(
+        db: &Database,
+        custom: Option<&CustomAmount>,
+        org: &OrganizationId,
+        m: ManualPayment,
+    ) -> Result<(Order, bool), ApiError> {
         if !matches!(
             m.method.as_str(),
             "crypto" | "bank_transfer" | "chat" | "other"
@@ -245,23 +267,16 @@ impl Payments {
             return Err(ApiError::invalid_request("currency must be usd"));
         }
         check_cents(m.amount_cents)?;
-        let mut quote = self
-            .quote(app, m.plan_id.as_deref(), m.credits.as_deref())
+        let mut quote = Self::quote_in(db, custom, m.plan_id.as_deref(), m.credits.as_deref())
             .await
             .or_else(|e| manual_credits(m.credits.as_deref()).ok_or(e))?;
         // What was actually received is what the order and receipt show.
         quote.amount_cents = m.amount_cents;
-        app.db.organization(org).await?;
-        let mut order = new_order(
-            org,
-            Provider::Manual,
-            &quote,
-            app.clock.now(),
-            &Default::default(),
-        );
+        db.organization(org).await?;
+        let mut order = new_order(org, Provider::Manual, &quote, db.now(), &Default::default());
         order.provider_ref = Some(format!("{}:{reference}", m.method));
         order.method = Some(m.method.clone());
-        Ok(app.db.record_manual_payment(order).await?)
+        Ok(db.record_manual_payment(order).await?)
     }
 
     /// Refunds a credited order's unspent remainder: the ledger claws it back once, then the

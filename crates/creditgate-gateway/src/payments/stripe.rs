@@ -126,6 +126,14 @@ impl StripeClient {
             ("client_reference_id", order.id.to_string()),
             ("metadata[order_id]", order.id.to_string()),
             ("metadata[organization_id]", order.org.to_string()),
+            (
+                "payment_intent_data[metadata][order_id]",
+                order.id.to_string(),
+            ),
+            (
+                "payment_intent_data[metadata][organization_id]",
+                order.org.to_string(),
+            ),
             ("line_items[0][quantity]", "1".to_owned()),
             (
                 "line_items[0][price_data][currency]",
@@ -159,6 +167,31 @@ impl StripeClient {
             return Err(ApiError::invalid_request("not a checkout session id"));
         }
         self.get(&format!("/v1/checkout/sessions/{id}")).await
+    }
+
+    /// Reads a payment intent, charge or dispute back from Stripe by id.
+    pub async fn object(&self, kind: &str, id: &str) -> Result<serde_json::Value, ApiError> {
+        if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid_request("not a Stripe object id"));
+        }
+        self.get(&format!("/v1/{kind}/{id}")).await
+    }
+
+    /// The order and organization a payment intent was made for (its metadata, set when the
+    /// checkout was created).
+    pub async fn intent_order(
+        &self,
+        pi: &str,
+    ) -> Result<Option<(OrderId, OrganizationId)>, ApiError> {
+        let intent = self.object("payment_intents", pi).await?;
+        let meta = &intent["metadata"];
+        let order = meta["order_id"]
+            .as_str()
+            .and_then(|s| OrderId::parse(s).ok());
+        let org = meta["organization_id"]
+            .as_str()
+            .and_then(|s| OrganizationId::parse(s).ok());
+        Ok(order.zip(org))
     }
 
     /// Refunds `cents` of the session's payment.

@@ -12,7 +12,7 @@ use axum::http::HeaderMap;
 use axum::Json;
 use creditgate_core::payments::signature::{self, TOLERANCE_SECS};
 use creditgate_core::payments::Provider;
-use creditgate_storage::payments::ProviderEvent;
+use creditgate_storage::payments::{ProviderClawback, ProviderEvent};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -29,6 +29,13 @@ const CHECKOUT_EVENTS: &[&str] = &[
     "checkout.session.async_payment_succeeded",
     "checkout.session.async_payment_failed",
     "checkout.session.expired",
+];
+
+/// The events that take credits back (or give them back: a dispute won).
+const CLAWBACK_EVENTS: &[&str] = &[
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
 ];
 
 #[derive(Debug, Deserialize)]
@@ -74,6 +81,9 @@ pub async fn stripe(
     }
     let event: Event = serde_json::from_slice(&body)
         .map_err(|e| ApiError::invalid_request(format!("not a Stripe event: {e}")))?;
+    if CLAWBACK_EVENTS.contains(&event.kind.as_str()) {
+        return clawback(&app, stripe, event).await;
+    }
     if !CHECKOUT_EVENTS.contains(&event.kind.as_str()) {
         tracing::info!(event = %event.id, kind = %event.kind, "stripe event acknowledged, not used");
         return Ok(Json(json!({"received": true, "outcome": "not_used"})));
@@ -101,4 +111,71 @@ pub async fn stripe(
         )
         .await?;
     Ok(Json(json!({"received": true, "outcome": outcome.label()})))
+}
+
+/// A refund or dispute raised at Stripe. The charge or dispute is read back from Stripe, and
+/// its payment intent names the order (metadata set at checkout); the organization must match
+/// the order's. Refund totals are cumulative: only the difference is clawed back.
+async fn clawback(
+    app: &App,
+    stripe: &super::stripe::StripeClient,
+    event: Event,
+) -> Result<Json<Value>, ApiError> {
+    let id = event
+        .data
+        .object
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let kind = if event.kind == "charge.refunded" {
+        "charges"
+    } else {
+        "disputes"
+    };
+    let object = stripe.object(kind, id).await?;
+    let pi = object["payment_intent"].as_str().unwrap_or("");
+    let ignored = |why: &str| {
+        tracing::warn!(event = %event.id, kind = %event.kind, reason = why, "stripe event ignored");
+        Ok(Json(json!({"received": true, "outcome": "ignored"})))
+    };
+    let Some((order_id, org)) = stripe.intent_order(pi).await? else {
+        return ignored("the payment names no order");
+    };
+    match app.db.order(&order_id).await? {
+        Some(o) if o.org == org && o.provider == Provider::Stripe => {}
+        _ => return ignored("the payment does not match an order of ours"),
+    }
+    let report = match (event.kind.as_str(), object["status"].as_str()) {
+        ("charge.refunded", _) => ProviderClawback::Refunded {
+            cumulative_cents: object["amount_refunded"].as_i64().unwrap_or(0),
+        },
+        ("charge.dispute.created", _) => ProviderClawback::Disputed {
+            dispute: id.to_owned(),
+            cents: object["amount"].as_i64().unwrap_or(0),
+        },
+        (_, Some("won")) => ProviderClawback::DisputeWon {
+            dispute: id.to_owned(),
+        },
+        // A lost dispute keeps what its creation clawed back.
+        _ => return Ok(Json(json!({"received": true, "outcome": "not_used"}))),
+    };
+    let provider_event = ProviderEvent {
+        provider: Provider::Stripe,
+        id: event.id.clone(),
+        kind: event.kind.clone(),
+    };
+    let outcome = match app
+        .db
+        .apply_clawback(Some(provider_event), &order_id, report)
+        .await?
+    {
+        None => "duplicate",
+        Some((_, None)) => "unchanged",
+        Some((order, Some(moved))) => {
+            tracing::info!(order = %order.id, transfer = %moved.transfer_id, credits = %moved.credits,
+                debt = %moved.debt, "stripe clawback");
+            "applied"
+        }
+    };
+    Ok(Json(json!({"received": true, "outcome": outcome})))
 }

@@ -397,3 +397,85 @@ fn chrono_secs() -> i64 {
         .unwrap()
         .as_secs() as i64
 }
+
+#[tokio::test]
+async fn refunds_and_disputes_at_stripe_claw_back_once() {
+    let (t, fake) = stripe_buyer().await;
+    let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
+    let order = checkout(&t, "credits-10000", None).await;
+    let session = order.provider_ref.clone().unwrap();
+    let paid = fake_pay(&t, &base, &session, "4242424242424242").await;
+    let pi = paid["session"]["payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(t.balance().await.posted, credits("10000"));
+
+    // A partial refund made in Stripe's dashboard: $25 of $50 takes back 5,000 credits.
+    let refund = t
+        .client
+        .post(format!("{base}/v1/refunds"))
+        .bearer_auth(STRIPE_KEY)
+        .header("Stripe-Version", "2024-06-20")
+        .header("Idempotency-Key", "dashboard-refund-1")
+        .form(&[("payment_intent", pi.as_str()), ("amount", "2500")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refund.status(), 200);
+    assert_eq!(t.balance().await.posted, credits("5000"));
+    let refunded_event = fake.events().last().unwrap().clone();
+    assert_eq!(refunded_event["type"], "charge.refunded");
+    assert_eq!(fake.deliver(&refunded_event).await, Some(200));
+    assert_eq!(t.balance().await.posted, credits("5000"));
+
+    // The operator refunds the rest: clawed back once, and Stripe's cumulative total that
+    // follows takes nothing more.
+    let (after, cents) = t.app.payments.refund(&t.app, &order.id).await.unwrap();
+    assert_eq!(cents, 2_500);
+    assert_eq!(after.refunded_cents, 5_000);
+    assert_eq!(t.balance().await.posted, NanoCredits::ZERO);
+    assert_eq!(t.balance().await.debt, NanoCredits::ZERO);
+    assert_eq!(t.app.db.order_clawbacks(&order.id).await.unwrap().len(), 2);
+
+    // Another purchase is disputed: what the lot has is clawed back; winning restores it.
+    let second = checkout(&t, "credits-10000", None).await;
+    let paid = fake_pay(
+        &t,
+        &base,
+        second.provider_ref.as_ref().unwrap(),
+        "4000000000000259",
+    )
+    .await;
+    let pi = paid["session"]["payment_intent"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(t.balance().await.posted, credits("10000"));
+    let created: Value = t
+        .client
+        .post(format!("{base}/_test/charges/{pi}/dispute"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(t.balance().await.posted, NanoCredits::ZERO);
+    let stored = t.app.db.order(&second.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Disputed);
+    let dispute = created["data"]["object"]["id"].as_str().unwrap().to_owned();
+    t.client
+        .post(format!("{base}/_test/disputes/{dispute}/close"))
+        .json(&json!({"won": true}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(t.balance().await.posted, credits("10000"));
+    // The dispute's event again changes nothing.
+    assert_eq!(fake.deliver(&created).await, Some(200));
+    assert_eq!(t.balance().await.posted, credits("10000"));
+    let stored = t.app.db.order(&second.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Credited);
+    assert!(t.app.db.verify().await.unwrap().is_clean());
+}

@@ -545,7 +545,7 @@ async fn dispute_won<J: Journal + TxStatements>(
     if j.transfer(&transfer_id).await?.is_some() {
         return Ok((order, None));
     }
-    let lot_id = LotId::parse(&format!("lot_{}_won_{}", order.id, dispute.len()))
+    let lot_id = LotId::parse(&format!("lot_{}_won_{dispute}", order.id))
         .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
     ops::grant(
         j,

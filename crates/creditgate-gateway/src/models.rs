@@ -109,7 +109,7 @@ async fn count_tokens_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, app.cfg.max_body_bytes).await?;
+    let (bytes, _in_flight) = read_body(app, body).await?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;

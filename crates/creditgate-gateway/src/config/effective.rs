@@ -122,6 +122,26 @@ impl Config {
                 "CREDITGATE_SHUTDOWN_TIMEOUT_MS",
                 json!(self.shutdown_timeout_ms),
             ),
+            s(
+                "limits.header_read_timeout_ms",
+                "CREDITGATE_HEADER_READ_TIMEOUT_MS",
+                json!(self.header_read_timeout_ms),
+            ),
+            s(
+                "limits.body_read_timeout_ms",
+                "CREDITGATE_BODY_READ_TIMEOUT_MS",
+                json!(self.body_read_timeout_ms),
+            ),
+            s(
+                "limits.max_body_bytes_in_flight",
+                "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
+                json!(self.max_body_bytes_in_flight),
+            ),
+            s(
+                "limits.max_connections",
+                "CREDITGATE_MAX_CONNECTIONS",
+                json!(self.max_connections),
+            ),
         ]
     }
 }

@@ -47,6 +47,18 @@ pub const SPOOL_RETRY_INTERVAL_MS: u64 = 1_000;
 /// directory). Replicas on one host must each set their own.
 pub const DEFAULT_POSTGRES_SPOOL: &str = "creditgate-settlements.spool";
 
+/// Longest a client may take to send a request's headers (and, on a kept-alive connection, to
+/// start the next request) before the connection is closed: a slowloris costs a connection for
+/// at most this long.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 20_000;
+/// Longest a client may take to send a whole request body, once its headers arrived.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 120_000;
+/// Request bodies held in memory at once, all requests together (at least `max_body_bytes`):
+/// parsing and estimating a body costs a few times its size, so this bounds the gateway's memory
+/// against many large bodies arriving together.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+/// Client connections served at once; further ones wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2_048;
 /// How long a cached API key lookup (or organization setting) is trusted by a replica: a key
 /// revoked with the CLI stops working within this time.
 pub const KEY_CACHE_TTL_MS: u64 = 5_000;
@@ -106,6 +118,10 @@ pub struct Config {
     pub default_disconnect_policy: DisconnectPolicy,
     pub payments: PaymentsConfig,
     pub accounts: AccountsConfig,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_body_bytes_in_flight: usize,
 }
 
 impl fmt::Debug for Config {
@@ -279,6 +295,18 @@ struct RawLimits {
     drain_timeout_ms: Option<u64>,
     sweep_interval_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    max_body_bytes_in_flight: Option<u64>,
+}
+
+/// A limit of zero would refuse everything: it is an error, not a way to switch a limit off.
+fn positive(value: u64, name: &str) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid(format!("{name} must be positive")));
+    }
+    Ok(value)
 }
 
 impl Config {
@@ -414,6 +442,16 @@ impl Config {
             DEFAULT_MAX_BODY_BYTES as u64,
         )? as usize;
         let accounts = accounts_config(raw.accounts, raw.email, listen, &env)?;
+        let max_body_bytes_in_flight = num(
+            "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
+            raw.limits.max_body_bytes_in_flight,
+            (DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as u64).max(max_body_bytes as u64),
+        )? as usize;
+        if max_body_bytes_in_flight < max_body_bytes {
+            return Err(invalid(
+                "limits.max_body_bytes_in_flight must be at least limits.max_body_bytes".into(),
+            ));
+        }
         Ok(Self {
             accounts,
             listen,
@@ -456,6 +494,31 @@ impl Config {
             )?,
             default_disconnect_policy,
             payments,
+            header_read_timeout_ms: positive(
+                num(
+                    "CREDITGATE_HEADER_READ_TIMEOUT_MS",
+                    raw.limits.header_read_timeout_ms,
+                    DEFAULT_HEADER_READ_TIMEOUT_MS,
+                )?,
+                "limits.header_read_timeout_ms",
+            )?,
+            body_read_timeout_ms: positive(
+                num(
+                    "CREDITGATE_BODY_READ_TIMEOUT_MS",
+                    raw.limits.body_read_timeout_ms,
+                    DEFAULT_BODY_READ_TIMEOUT_MS,
+                )?,
+                "limits.body_read_timeout_ms",
+            )?,
+            max_connections: positive(
+                num(
+                    "CREDITGATE_MAX_CONNECTIONS",
+                    raw.limits.max_connections,
+                    DEFAULT_MAX_CONNECTIONS as u64,
+                )?,
+                "limits.max_connections",
+            )? as usize,
+            max_body_bytes_in_flight,
         })
     }
 }

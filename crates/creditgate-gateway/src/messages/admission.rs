@@ -56,7 +56,7 @@ pub(super) async fn admit(
     body: Body,
     request_id: &RequestId,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, app.cfg.max_body_bytes).await?;
+    let (bytes, _in_flight) = read_body(&app, body).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;

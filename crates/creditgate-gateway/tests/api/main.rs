@@ -3,6 +3,7 @@
 
 mod accounts;
 mod admission;
+mod attacks;
 mod backpressure;
 mod concurrency;
 mod database_down;

@@ -32,10 +32,34 @@ pub struct Upstream {
     client: reqwest::Client,
 }
 
+/// No attempt got a response. What clients are told never names the upstream's URL or the
+/// transport's details; those go to the log ([`UpstreamError::detail`]) with the request id.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("the upstream could not be reached: {0}")]
-    Unreachable(String),
+    #[error("The upstream API could not be reached ({what}); nothing was charged.")]
+    Unreachable { what: &'static str, detail: String },
+}
+
+impl UpstreamError {
+    /// The transport's own description (it may name the upstream's URL): for the log only.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Unreachable { detail, .. } => detail,
+        }
+    }
+}
+
+/// What failed, in words safe to show a client (reqwest's own messages name the URL).
+pub fn failure(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "the upstream timed out"
+    } else if err.is_connect() {
+        "the connection to the upstream failed"
+    } else if err.is_body() || err.is_decode() {
+        "the upstream's response broke off"
+    } else {
+        "the upstream request failed"
+    }
 }
 
 impl Upstream {
@@ -72,7 +96,7 @@ impl Upstream {
         let url = format!("{}{}", self.base_url, path_and_query);
         let attempts = self.keys.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last_err = None;
+        let mut last_err: Option<reqwest::Error> = None;
         for attempt in 0..attempts {
             let mut req = self.client.request(method.clone(), &url).body(body.clone());
             for name in FORWARDED_HEADERS {
@@ -94,16 +118,26 @@ impl Upstream {
                 // Not even connected: the request was not delivered.
                 Err(err) if err.is_connect() => {
                     tracing::warn!(error = %err, "upstream unreachable; failing over");
-                    last_err = Some(err.to_string());
+                    last_err = Some(err);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "upstream failed after the request was sent; not retried");
-                    return Err(UpstreamError::Unreachable(err.to_string()));
+                    return Err(UpstreamError::Unreachable {
+                        what: failure(&err),
+                        detail: err.to_string(),
+                    });
                 }
             }
         }
-        Err(UpstreamError::Unreachable(
-            last_err.unwrap_or_else(|| "no response".into()),
-        ))
+        Err(match last_err {
+            Some(err) => UpstreamError::Unreachable {
+                what: failure(&err),
+                detail: err.to_string(),
+            },
+            None => UpstreamError::Unreachable {
+                what: "no upstream key answered",
+                detail: "no response".into(),
+            },
+        })
     }
 }

@@ -22,7 +22,7 @@ mod property_tests;
 
 pub use book::{
     EarlierRates, LongContextTier, ModelPrice, ModelStatus, Modifiers, PriceBook, Rates,
-    SelectedRates, MAX_RATE_PLACES,
+    SelectedRates, MAX_MODEL_NAME_CHARS, MAX_RATE_PLACES,
 };
 pub use calendar::{format_date, parse_date, MS_PER_DAY};
 pub use cost::{

@@ -30,8 +30,16 @@ fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
     let model = obj
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid_request("model: Field required"))?
-        .to_owned();
+        .ok_or_else(|| ApiError::invalid_request("model: Field required"))?;
+    // Before any work on it, and without echoing it: a huge name costs nothing but this check.
+    if model.len() > pricing::MAX_MODEL_NAME_CHARS {
+        return Err(ApiError::invalid_request(format!(
+            "model: must be at most {} characters; this one has {} bytes",
+            pricing::MAX_MODEL_NAME_CHARS,
+            model.len()
+        )));
+    }
+    let model = model.to_owned();
     let max_tokens = obj
         .get("max_tokens")
         .and_then(Value::as_u64)

@@ -105,6 +105,7 @@ impl Admitted {
                 self.settle_with_retries(ReceiptStatus::Free, None, "upstream unreachable")
                     .await;
                 return ApiError::upstream_unreachable(err.to_string())
+                    .with_detail(err.detail())
                     .with_request_id(self.request_id.as_str())
                     .into_response();
             }

@@ -158,3 +158,90 @@ async fn bodies_in_flight_share_one_memory_budget() {
     }
     accepted.assert_ok();
 }
+
+#[tokio::test]
+async fn a_3_mb_model_name_is_a_short_400_that_does_not_echo_it() {
+    let app = TestApp::spawn_with(Setup {
+        max_body_bytes: 8 * 1024 * 1024,
+        ..Setup::default()
+    })
+    .await;
+    let name = format!("claude-haiku-4-5{}", "x".repeat(3 * 1024 * 1024));
+    let request = json!({"model": name, "max_tokens": 5,
+        "messages": [{"role": "user", "content": "hi"}]});
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        let resp = app
+            .client
+            .post(app.url(path))
+            .header("x-api-key", &app.api_key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&request)
+            .send()
+            .await
+            .unwrap();
+        let reply = crate::helpers::JsonReply::read(resp).await;
+        reply.assert_error(400, "invalid_request_error");
+        let shown = reply.body.to_string();
+        assert!(shown.len() < 500, "{path}: {} bytes", shown.len());
+        assert!(
+            !shown.contains("xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"),
+            "{shown}"
+        );
+    }
+    // A long id in the path is not looked up character by character either.
+    let reply = app
+        .get(&format!("/v1/models/claude-{}", "y".repeat(20_000)))
+        .await;
+    reply.assert_error(404, "not_found_error");
+    assert!(reply.body.to_string().len() < 500, "{}", reply.body);
+    app.assert_ledger_clean().await;
+}
+
+/// Error bodies and receipts say what failed, never where: no upstream URL, host or port.
+#[tokio::test]
+async fn errors_and_receipts_never_name_the_upstream() {
+    let closed = crate::helpers::closed_port().await;
+    let app = TestApp::spawn_with(Setup {
+        upstream_base_url: Some(format!("http://{closed}")),
+        ..Setup::default()
+    })
+    .await;
+    let port = closed.port().to_string();
+    for stream in [false, true] {
+        let mut request = body(16, "");
+        request["stream"] = json!(stream);
+        let reply = app.message(&request).await;
+        reply.assert_error(502, "api_error");
+        let shown = reply.body.to_string();
+        assert!(
+            !shown.contains("http://") && !shown.contains(&port),
+            "{shown}"
+        );
+        let receipt = app.receipt(&reply.request_id()).await;
+        assert!(!receipt.0.to_string().contains(&port), "{}", receipt.0);
+    }
+    let resp = app
+        .client
+        .post(app.url("/v1/messages/count_tokens"))
+        .header("x-api-key", &app.api_key)
+        .json(&json!({"model": "claude-haiku-4-5", "messages": []}))
+        .send()
+        .await
+        .unwrap();
+    let reply = crate::helpers::JsonReply::read(resp).await;
+    reply.assert_error(502, "api_error");
+    assert!(!reply.body.to_string().contains(&port), "{}", reply.body);
+
+    // A stream the upstream breaks mid-way: the receipt's note names no address either.
+    let app = TestApp::spawn().await;
+    let mut request = body(256, "output_tokens=100 chunk_tokens=2 reset_after=3");
+    request["stream"] = json!(true);
+    let reply = app.stream(&request).await;
+    let receipt = app.final_receipt(&reply.request_id()).await;
+    let note = receipt.0["note"].to_string();
+    assert!(note.contains("upstream"), "{}", receipt.0);
+    assert!(
+        !note.contains("http") && !note.contains("127.0.0.1"),
+        "{note}"
+    );
+}

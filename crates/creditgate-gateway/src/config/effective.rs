@@ -43,6 +43,11 @@ impl Config {
                 self.admin_key.as_deref().map_or(Value::Null, secret),
             ),
             s(
+                "spool_path",
+                "CREDITGATE_SPOOL_PATH",
+                json!(self.spool_path.display().to_string()),
+            ),
+            s(
                 "upstream.base_url",
                 "CREDITGATE_UPSTREAM_BASE_URL",
                 json!(self.upstream_base_url),

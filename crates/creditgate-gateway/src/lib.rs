@@ -26,6 +26,7 @@ pub mod server;
 pub mod sign_in;
 pub mod spool;
 pub mod sse;
+pub mod throttle;
 pub mod unique_keys;
 pub mod upstream;
 
@@ -69,6 +70,8 @@ pub struct App {
     pub mailer: mail::Mailer,
     /// Memory of request bodies in flight, shared by all requests.
     pub bodies: body::BodyBudget,
+    /// Failed authentications per client address.
+    pub auth_throttle: throttle::AuthThrottle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +105,7 @@ impl App {
     pub fn new(cfg: Config, db: Database, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
         let book = price_book(&cfg)?;
         let cfg_bodies = cfg.max_body_bytes_in_flight;
+        let cfg_auth_failures = cfg.auth_failures_per_minute;
         let pricing = PricingConfig {
             multiplier: cfg.price_multiplier,
             credit_unit: cfg.credit_unit.clone(),
@@ -131,6 +135,7 @@ impl App {
             payments,
             clock,
             bodies: body::BodyBudget::new(cfg_bodies),
+            auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
         }))
     }
 
@@ -160,6 +165,10 @@ pub fn router(app: Arc<App>) -> Router {
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(|| async { ApiError::not_found("Not found.") })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            throttle::middleware,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(app)
 }

@@ -110,6 +110,7 @@ async fn count_tokens_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
+    crate::upstream::check_betas(headers, &app.cfg.upstream_allowed_betas)?;
     let (bytes, _in_flight) = read_body(app, body).await?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))

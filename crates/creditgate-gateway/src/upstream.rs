@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 
+use crate::error::ApiError;
+
 /// Request headers copied from the client to the upstream. Everything else (the client's own key,
 /// cookies, hop-by-hop headers) stays behind.
 const FORWARDED_HEADERS: [&str; 4] = [
@@ -18,6 +20,30 @@ const FORWARDED_HEADERS: [&str; 4] = [
     "content-type",
     "anthropic-user-profile-id",
 ];
+
+/// Longest beta name echoed in an error.
+const MAX_BETA_SHOWN: usize = 64;
+
+/// Refuses a request that asks for an `anthropic-beta` the operator has not enabled (only betas
+/// the price book bills completely can be), before any work is done for it.
+pub fn check_betas(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    for value in headers.get_all("anthropic-beta") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::invalid_request("anthropic-beta: must be ASCII text"))?;
+        for beta in text.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            if !allowed.iter().any(|a| a == beta) {
+                let shown: String = beta.chars().take(MAX_BETA_SHOWN).collect();
+                return Err(ApiError::invalid_request(format!(
+                    "anthropic-beta: `{shown}` is not enabled on this gateway (its costs could \
+                     not be billed). Enabled betas: {}.",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Statuses after which the next upstream key is tried: refusals that did no billable work
 /// (nothing has been sent to the client yet).

@@ -121,6 +121,15 @@ impl Database {
         }
     }
 
+    /// Whether the connection to the database is encrypted: a Postgres connection made with
+    /// `sslmode=require` or `verify-full`; never for SQLite (a local file).
+    pub async fn connection_uses_tls(&self) -> LedgerResult<bool> {
+        match self {
+            Database::Sqlite(_) => Ok(false),
+            Database::Postgres(p) => p.uses_tls().await,
+        }
+    }
+
     /// Which backend this is: `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         match self {

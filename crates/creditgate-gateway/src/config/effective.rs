@@ -58,6 +58,16 @@ impl Config {
                 Value::Array(self.upstream_api_keys.iter().map(|k| secret(k)).collect()),
             ),
             s(
+                "upstream.allow_http",
+                "CREDITGATE_UPSTREAM_ALLOW_HTTP",
+                json!(self.upstream_allow_http),
+            ),
+            s(
+                "upstream.allowed_betas",
+                "CREDITGATE_UPSTREAM_ALLOWED_BETAS",
+                json!(self.upstream_allowed_betas),
+            ),
+            s(
                 "upstream.connect_timeout_ms",
                 "CREDITGATE_UPSTREAM_CONNECT_TIMEOUT_MS",
                 json!(self.upstream_connect_timeout_ms),
@@ -141,6 +151,11 @@ impl Config {
                 "limits.max_body_bytes_in_flight",
                 "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
                 json!(self.max_body_bytes_in_flight),
+            ),
+            s(
+                "limits.auth_failures_per_minute",
+                "CREDITGATE_AUTH_FAILURES_PER_MINUTE",
+                json!(self.auth_failures_per_minute),
             ),
             s(
                 "limits.max_connections",

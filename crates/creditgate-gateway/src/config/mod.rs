@@ -57,6 +57,9 @@ pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 120_000;
 /// parsing and estimating a body costs a few times its size, so this bounds the gateway's memory
 /// against many large bodies arriving together.
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+/// Failed authentications one client address may make per minute before it is locked out for a
+/// while (429); the lockout doubles with each repeat, up to 15 minutes.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u64 = 30;
 /// Client connections served at once; further ones wait in the listen backlog.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 2_048;
 /// How long a cached API key lookup (or organization setting) is trusted by a replica: a key
@@ -122,6 +125,11 @@ pub struct Config {
     pub body_read_timeout_ms: u64,
     pub max_connections: usize,
     pub max_body_bytes_in_flight: usize,
+    pub auth_failures_per_minute: u32,
+    /// Plain `http://` to a host that is not loopback, allowed explicitly.
+    pub upstream_allow_http: bool,
+    /// `anthropic-beta` values forwarded; every one is billed completely by the price book.
+    pub upstream_allowed_betas: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -273,6 +281,8 @@ struct RawUpstream {
     api_keys: Option<Vec<String>>,
     connect_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    allow_http: Option<bool>,
+    allowed_betas: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -299,6 +309,38 @@ struct RawLimits {
     body_read_timeout_ms: Option<u64>,
     max_connections: Option<u64>,
     max_body_bytes_in_flight: Option<u64>,
+    auth_failures_per_minute: Option<u64>,
+}
+
+/// The operator's beta allow-list (default: every beta the price book bills); a beta whose costs
+/// the price book cannot bill is a configuration error.
+fn allowed_betas(
+    env: Option<String>,
+    file: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = match (env, file) {
+        (Some(v), _) => v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        (None, Some(list)) => list,
+        (None, None) => creditgate_core::pricing::BILLED_BETAS
+            .iter()
+            .map(|b| (*b).to_owned())
+            .collect(),
+    };
+    if let Some(unbilled) = list
+        .iter()
+        .find(|b| !creditgate_core::pricing::bills_beta(b))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "upstream.allowed_betas: `{unbilled}` is not a beta the price book can bill (it may \
+             cost outside `usage`, e.g. container time or another model); the ones it can: {}",
+            creditgate_core::pricing::BILLED_BETAS.join(", ")
+        )));
+    }
+    Ok(list)
 }
 
 /// A limit of zero would refuse everything: it is an error, not a way to switch a limit off.
@@ -519,6 +561,25 @@ impl Config {
                 "limits.max_connections",
             )? as usize,
             max_body_bytes_in_flight,
+            auth_failures_per_minute: u32::try_from(positive(
+                num(
+                    "CREDITGATE_AUTH_FAILURES_PER_MINUTE",
+                    raw.limits.auth_failures_per_minute,
+                    DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                )?,
+                "limits.auth_failures_per_minute",
+            )?)
+            .unwrap_or(u32::MAX),
+            upstream_allow_http: match env("CREDITGATE_UPSTREAM_ALLOW_HTTP") {
+                Some(v) => v.parse().map_err(|_| {
+                    invalid("CREDITGATE_UPSTREAM_ALLOW_HTTP must be true or false".into())
+                })?,
+                None => raw.upstream.allow_http.unwrap_or(false),
+            },
+            upstream_allowed_betas: allowed_betas(
+                env("CREDITGATE_UPSTREAM_ALLOWED_BETAS"),
+                raw.upstream.allowed_betas,
+            )?,
         })
     }
 }
@@ -558,6 +619,28 @@ mod tests {
         assert!(Config::from_toml("[billing]\ndisconnect_policy = \"maybe\"").is_err());
         assert!(Config::from_toml("admin_key = \"short\"").is_err());
         assert!(Config::from_toml("").unwrap().check_production().is_err());
+    }
+
+    #[test]
+    fn only_betas_the_price_book_bills_can_be_allowed() {
+        let all = Config::from_toml("").unwrap().upstream_allowed_betas;
+        assert!(all.iter().any(|b| b == "claude-code-20250219"), "{all:?}");
+        let one = Config::from_toml("[upstream]\nallowed_betas = [\"claude-code-20250219\"]")
+            .unwrap()
+            .upstream_allowed_betas;
+        assert_eq!(one, ["claude-code-20250219"]);
+        let err = Config::from_toml("[upstream]\nallowed_betas = [\"code-execution-2025-08-25\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`code-execution-2025-08-25` is not a beta"),
+            "{err}"
+        );
+        let none = Config::load(None, |k| {
+            (k == "CREDITGATE_UPSTREAM_ALLOWED_BETAS").then(|| " ".to_owned())
+        })
+        .unwrap();
+        assert!(none.upstream_allowed_betas.is_empty());
     }
 
     #[test]

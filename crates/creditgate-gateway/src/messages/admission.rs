@@ -64,6 +64,7 @@ pub(super) async fn admit(
     body: Body,
     request_id: &RequestId,
 ) -> Result<Response, ApiError> {
+    crate::upstream::check_betas(&headers, &app.cfg.upstream_allowed_betas)?;
     let (bytes, _in_flight) = read_body(&app, body).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))

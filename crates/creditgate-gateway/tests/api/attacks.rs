@@ -245,3 +245,174 @@ async fn errors_and_receipts_never_name_the_upstream() {
         "{note}"
     );
 }
+
+#[tokio::test]
+async fn failed_authentications_are_throttled_per_address() {
+    let app = TestApp::spawn_with(Setup {
+        auth_failures_per_minute: 5,
+        ..Setup::default()
+    })
+    .await;
+    for _ in 0..5 {
+        app.message_as("sk-cg-not-a-key", &body(5, ""))
+            .await
+            .assert_error(401, "authentication_error");
+    }
+    // The rest of a burst of bad keys is refused before any lookup, with a time to come back.
+    for _ in 0..200 {
+        let locked = app.message_as("sk-cg-not-a-key", &body(5, "")).await;
+        locked.assert_error(429, "rate_limit_error");
+        let wait: u64 = locked.header("retry-after").unwrap().parse().unwrap();
+        assert!((1..=10).contains(&wait), "{wait}");
+    }
+    // The address is locked out whatever key it presents…
+    app.message(&body(5, ""))
+        .await
+        .assert_error(429, "rate_limit_error");
+    // …while another address is unaffected.
+    let other = reqwest::Client::builder()
+        .local_address("127.0.0.2".parse::<std::net::IpAddr>().unwrap())
+        .build()
+        .unwrap();
+    let resp = other
+        .post(app.url("/v1/messages"))
+        .header("x-api-key", &app.api_key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body(5, ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(
+        app.sim.stats().messages,
+        1,
+        "only the valid request was forwarded"
+    );
+    app.assert_ledger_clean().await;
+}
+
+/// Sends `request` with these `anthropic-beta` header values.
+async fn with_betas(app: &TestApp, betas: &[&str], path: &str) -> crate::helpers::JsonReply {
+    let mut req = app
+        .client
+        .post(app.url(path))
+        .header("x-api-key", &app.api_key)
+        .header("anthropic-version", "2023-06-01")
+        .json(&body(5, ""));
+    for b in betas {
+        req = req.header("anthropic-beta", *b);
+    }
+    crate::helpers::JsonReply::read(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn only_betas_the_price_book_bills_are_forwarded() {
+    let app = TestApp::spawn().await;
+    let before = app.balance().await;
+    for path in ["/v1/messages", "/v1/messages/count_tokens"] {
+        for betas in [
+            vec!["code-execution-2025-08-25"],
+            vec!["claude-code-20250219,code-execution-2025-08-25"],
+            vec!["claude-code-20250219", "skills-2025-10-02"],
+        ] {
+            let reply = with_betas(&app, &betas, path).await;
+            reply.assert_error(400, "invalid_request_error");
+            assert!(
+                reply.error_message().contains("is not enabled"),
+                "{}",
+                reply.body
+            );
+        }
+    }
+    assert_eq!(app.sim.stats().messages + app.sim.stats().count_tokens, 0);
+    assert_eq!(app.balance().await, before, "a refused beta costs nothing");
+
+    let reply = with_betas(
+        &app,
+        &["claude-code-20250219, interleaved-thinking-2025-05-14"],
+        "/v1/messages",
+    )
+    .await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let forwarded = app.sim.recorded();
+    let beta = forwarded
+        .last()
+        .unwrap()
+        .headers
+        .iter()
+        .find(|(n, _)| n == "anthropic-beta")
+        .map(|(_, v)| v.clone());
+    assert_eq!(
+        beta.as_deref(),
+        Some("claude-code-20250219, interleaved-thinking-2025-05-14")
+    );
+}
+
+/// J58: odd hosts and non-canonical paths route exactly as the canonical path does: to the
+/// same handler with the same authentication, or to 404, and nothing else reaches the upstream.
+#[tokio::test]
+async fn host_and_path_confusion_changes_nothing() {
+    let app = TestApp::spawn().await;
+    let payload = body(5, "").to_string();
+    let send = |path: &str, host: &str, key: Option<&str>| {
+        let key = key
+            .map(|k| format!("x-api-key: {k}\r\n"))
+            .unwrap_or_default();
+        format!(
+            "POST {path} HTTP/1.1\r\nhost: {host}\r\n{key}anthropic-version: 2023-06-01\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{payload}",
+            payload.len()
+        )
+    };
+    let status = |answer: &str| answer.get(9..12).unwrap_or("").to_owned();
+    let key = app.api_key.clone();
+    for path in [
+        "//v1/messages",
+        "/v1//messages",
+        "/v1/%2e%2e/v1/messages",
+        "/v1/../v1/messages",
+        "/v1/messages/",
+        "/V1/MESSAGES",
+        "/v1/messages%2f",
+        "/v1/models/../messages",
+    ] {
+        let mut c = connect(&app).await;
+        c.write_all(send(path, "localhost", Some(&key)).as_bytes())
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut c).await.unwrap();
+        assert!(
+            ["404", "400", "405"].contains(&status(&answer).as_str()),
+            "{path}: {answer}"
+        );
+    }
+    assert_eq!(app.sim.stats().messages, 0, "no odd path was forwarded");
+    for host in ["localhost/#@evil.example", "evil.example", "127.0.0.1:1"] {
+        let mut c = connect(&app).await;
+        c.write_all(send("/v1/messages", host, None).as_bytes())
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut c).await.unwrap();
+        assert_eq!(status(&answer), "401", "{host}: {answer}");
+        let mut c = connect(&app).await;
+        c.write_all(send("/v1/messages", host, Some(&key)).as_bytes())
+            .await
+            .unwrap();
+        let answer = read_to_close(&mut c).await.unwrap();
+        assert_eq!(status(&answer), "200", "{host}: {answer}");
+    }
+    // The upstream saw only its own host and the canonical path.
+    for r in app.sim.recorded() {
+        assert_eq!(r.path, "/v1/messages");
+        let host = r
+            .headers
+            .iter()
+            .find(|(n, _)| n == "host")
+            .map(|(_, v)| v.as_str());
+        assert!(
+            host.is_some_and(|h| h.starts_with("127.0.0.1:")),
+            "{host:?}"
+        );
+    }
+    app.assert_ledger_clean().await;
+}

@@ -60,6 +60,7 @@ pub struct Setup {
     pub body_read_timeout_ms: u64,
     pub max_connections: u64,
     pub max_body_bytes_in_flight: u64,
+    pub auth_failures_per_minute: u64,
 }
 
 impl Default for Setup {
@@ -83,6 +84,7 @@ impl Default for Setup {
             body_read_timeout_ms: 120_000,
             max_connections: 2_048,
             max_body_bytes_in_flight: 256 * 1024 * 1024,
+            auth_failures_per_minute: 30,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -518,6 +520,7 @@ header_read_timeout_ms = {header_timeout}
 body_read_timeout_ms = {body_timeout}
 max_connections = {max_connections}
 max_body_bytes_in_flight = {in_flight}
+auth_failures_per_minute = {auth_failures}
 {extra}
 "#,
         signup = if setup.signup_open { "open" } else { "invite" },
@@ -536,6 +539,7 @@ max_body_bytes_in_flight = {in_flight}
         body_timeout = setup.body_read_timeout_ms,
         max_connections = setup.max_connections,
         in_flight = setup.max_body_bytes_in_flight,
+        auth_failures = setup.auth_failures_per_minute,
     )
 }
 

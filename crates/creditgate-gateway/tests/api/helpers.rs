@@ -84,7 +84,8 @@ impl Default for Setup {
             body_read_timeout_ms: 120_000,
             max_connections: 2_048,
             max_body_bytes_in_flight: 256 * 1024 * 1024,
-            auth_failures_per_minute: 30,
+            // Tests that send many bad keys on purpose are not throttled unless they ask to be.
+            auth_failures_per_minute: 100_000,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()

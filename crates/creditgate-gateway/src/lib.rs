@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod body;
 pub mod caller;
 pub mod config;
 pub mod error;
@@ -21,13 +22,15 @@ pub mod organization_api;
 pub mod payments;
 pub mod request_id;
 pub mod routes;
+pub mod server;
 pub mod sign_in;
 pub mod spool;
 pub mod sse;
+pub mod throttle;
 pub mod unique_keys;
 pub mod upstream;
 
-use std::future::{Future, IntoFuture};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -67,6 +70,10 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     /// Invitations and password resets (SMTP, or `.eml` files in the outbox directory).
     pub mailer: mail::Mailer,
+    /// Memory of request bodies in flight, shared by all requests.
+    pub bodies: body::BodyBudget,
+    /// Failed authentications per client address.
+    pub auth_throttle: throttle::AuthThrottle,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -99,6 +106,8 @@ pub fn price_book(cfg: &Config) -> Result<PriceBook, StartError> {
 impl App {
     pub fn new(cfg: Config, db: Database, clock: Arc<dyn Clock>) -> Result<Arc<Self>, StartError> {
         let book = price_book(&cfg)?;
+        let cfg_bodies = cfg.max_body_bytes_in_flight;
+        let cfg_auth_failures = cfg.auth_failures_per_minute;
         let pricing = PricingConfig {
             multiplier: cfg.price_multiplier,
             credit_unit: cfg.credit_unit.clone(),
@@ -128,6 +137,8 @@ impl App {
             lifecycle: Lifecycle::default(),
             payments,
             clock,
+            bodies: body::BodyBudget::new(cfg_bodies),
+            auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
         }))
     }
 
@@ -168,6 +179,10 @@ pub fn router(app: Arc<App>) -> Router {
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
         .fallback(|| async { ApiError::not_found("Not found.") })
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            throttle::middleware,
+        ))
         .layer(axum::middleware::from_fn(request_id::assign))
         .with_state(app)
 }
@@ -183,21 +198,15 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let spool = tokio::spawn(apply_spool_forever(app.clone()));
     let reconcile = tokio::spawn(payments::reconcile_forever(app.clone()));
-    // Nagle's algorithm meeting delayed ACKs costs tens of milliseconds per small write.
-    let listener = axum::serve::ListenerExt::tap_io(listener, |stream| {
-        if let Err(error) = stream.set_nodelay(true) {
-            tracing::warn!(%error, "could not set TCP_NODELAY");
-        }
-    });
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
-    // Connect info gives the audit log and the sign-in throttle the client's address.
-    let service = router(app.clone()).into_make_service_with_connect_info::<std::net::SocketAddr>();
-    let server = axum::serve(listener, service)
-        .with_graceful_shutdown(async move {
-            shutdown.await;
-            let _ = signalled.send(());
-        })
-        .into_future();
+    let limits = server::ConnectionLimits {
+        max_connections: app.cfg.max_connections,
+        header_read_timeout: Duration::from_millis(app.cfg.header_read_timeout_ms),
+    };
+    let server = server::run(listener, router(app.clone()), limits, async move {
+        shutdown.await;
+        let _ = signalled.send(());
+    });
     let mut server = tokio::spawn(server);
     let mut on_signal = on_signal;
     // The signal first: with no connection open the server ends at once after it, and the

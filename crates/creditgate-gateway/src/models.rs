@@ -9,7 +9,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use creditgate_core::ledger::LedgerStore;
 use creditgate_core::pricing::ModelPrice;
 use serde_json::{json, Value};
 
@@ -85,7 +84,9 @@ pub async fn get(
 ) -> Response {
     match app.book.resolve(&id) {
         Ok(m) if m.status().is_served() => Json(model_json(m)).into_response(),
-        _ => ApiError::not_found(format!("model: {id}")).into_response(),
+        Ok(_) => ApiError::not_found(format!("model: {id}")).into_response(),
+        // The error names the model cut to a safe length (a path can be long).
+        Err(e) => ApiError::not_found(e.to_string()).into_response(),
     }
 }
 
@@ -109,7 +110,8 @@ async fn count_tokens_inner(
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, app.cfg.max_body_bytes).await?;
+    crate::upstream::check_betas(headers, &app.cfg.upstream_allowed_betas)?;
+    let (bytes, _in_flight) = read_body(app, body).await?;
     let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;
@@ -125,13 +127,16 @@ async fn count_tokens_inner(
         .upstream
         .send(Method::POST, path, headers, bytes)
         .await
-        .map_err(|e| ApiError::upstream_unreachable(e.to_string()))?;
+        .map_err(|e| ApiError::upstream_unreachable(e.to_string()).with_detail(e.detail()))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get("content-type").cloned();
-    let body = resp
-        .bytes()
-        .await
-        .map_err(|e| ApiError::upstream_unreachable(e.to_string()))?;
+    let body = resp.bytes().await.map_err(|e| {
+        ApiError::upstream_unreachable(format!(
+            "The upstream response failed: {}.",
+            crate::upstream::failure(&e)
+        ))
+        .with_detail(e.to_string())
+    })?;
     let mut out = (status, body).into_response();
     if let Some(ct) =
         content_type.and_then(|v| axum::http::HeaderValue::from_bytes(v.as_bytes()).ok())
@@ -141,12 +146,13 @@ async fn count_tokens_inner(
     Ok(out)
 }
 
-/// Ready when the database answers. Either way the answer carries the settlement spool's depth
+/// Ready when the database answers a trivial query (a probe must stay cheap however many
+/// organizations there are). Either way the answer carries the settlement spool's depth
 /// (settlements waiting for the database) in `x-creditgate-spool-depth`, and in the body when
 /// ready.
 pub async fn ready(State(app): State<Arc<App>>) -> Response {
     let depth = app.spool.depth();
-    let mut resp = match app.db.organizations().await {
+    let mut resp = match app.db.ping().await {
         Ok(_) => (
             StatusCode::OK,
             axum::Json(serde_json::json!({"status": "ready", "spool_depth": depth})),

@@ -10,6 +10,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, Method};
 use bytes::Bytes;
 
+use crate::error::ApiError;
+
 /// Request headers copied from the client to the upstream. Everything else (the client's own key,
 /// cookies, hop-by-hop headers) stays behind.
 const FORWARDED_HEADERS: [&str; 4] = [
@@ -18,6 +20,30 @@ const FORWARDED_HEADERS: [&str; 4] = [
     "content-type",
     "anthropic-user-profile-id",
 ];
+
+/// Longest beta name echoed in an error.
+const MAX_BETA_SHOWN: usize = 64;
+
+/// Refuses a request that asks for an `anthropic-beta` the operator has not enabled (only betas
+/// the price book bills completely can be), before any work is done for it.
+pub fn check_betas(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiError> {
+    for value in headers.get_all("anthropic-beta") {
+        let text = value
+            .to_str()
+            .map_err(|_| ApiError::invalid_request("anthropic-beta: must be ASCII text"))?;
+        for beta in text.split(',').map(str::trim).filter(|b| !b.is_empty()) {
+            if !allowed.iter().any(|a| a == beta) {
+                let shown: String = beta.chars().take(MAX_BETA_SHOWN).collect();
+                return Err(ApiError::invalid_request(format!(
+                    "anthropic-beta: `{shown}` is not enabled on this gateway (its costs could \
+                     not be billed). Enabled betas: {}.",
+                    allowed.join(", ")
+                )));
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Statuses after which the next upstream key is tried: refusals that did no billable work
 /// (nothing has been sent to the client yet).
@@ -32,10 +58,34 @@ pub struct Upstream {
     client: reqwest::Client,
 }
 
+/// No attempt got a response. What clients are told never names the upstream's URL or the
+/// transport's details; those go to the log ([`UpstreamError::detail`]) with the request id.
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
-    #[error("the upstream could not be reached: {0}")]
-    Unreachable(String),
+    #[error("The upstream API could not be reached ({what}); nothing was charged.")]
+    Unreachable { what: &'static str, detail: String },
+}
+
+impl UpstreamError {
+    /// The transport's own description (it may name the upstream's URL): for the log only.
+    pub fn detail(&self) -> &str {
+        match self {
+            Self::Unreachable { detail, .. } => detail,
+        }
+    }
+}
+
+/// What failed, in words safe to show a client (reqwest's own messages name the URL).
+pub fn failure(err: &reqwest::Error) -> &'static str {
+    if err.is_timeout() {
+        "the upstream timed out"
+    } else if err.is_connect() {
+        "the connection to the upstream failed"
+    } else if err.is_body() || err.is_decode() {
+        "the upstream's response broke off"
+    } else {
+        "the upstream request failed"
+    }
 }
 
 impl Upstream {
@@ -72,7 +122,7 @@ impl Upstream {
         let url = format!("{}{}", self.base_url, path_and_query);
         let attempts = self.keys.len().max(1);
         let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut last_err = None;
+        let mut last_err: Option<reqwest::Error> = None;
         for attempt in 0..attempts {
             let mut req = self.client.request(method.clone(), &url).body(body.clone());
             for name in FORWARDED_HEADERS {
@@ -94,16 +144,26 @@ impl Upstream {
                 // Not even connected: the request was not delivered.
                 Err(err) if err.is_connect() => {
                     tracing::warn!(error = %err, "upstream unreachable; failing over");
-                    last_err = Some(err.to_string());
+                    last_err = Some(err);
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "upstream failed after the request was sent; not retried");
-                    return Err(UpstreamError::Unreachable(err.to_string()));
+                    return Err(UpstreamError::Unreachable {
+                        what: failure(&err),
+                        detail: err.to_string(),
+                    });
                 }
             }
         }
-        Err(UpstreamError::Unreachable(
-            last_err.unwrap_or_else(|| "no response".into()),
-        ))
+        Err(match last_err {
+            Some(err) => UpstreamError::Unreachable {
+                what: failure(&err),
+                detail: err.to_string(),
+            },
+            None => UpstreamError::Unreachable {
+                what: "no upstream key answered",
+                detail: "no response".into(),
+            },
+        })
     }
 }

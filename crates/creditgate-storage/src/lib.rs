@@ -99,6 +99,37 @@ impl Database {
         }
     }
 
+    /// Whether the database answers: one trivial query, whatever the size of the ledger (what
+    /// `/readyz` asks on every probe).
+    pub async fn ping(&self) -> LedgerResult<()> {
+        match self {
+            Database::Sqlite(s) => {
+                s.read(|conn, _now| {
+                    conn.query_row("SELECT 1", [], |_| Ok(()))
+                        .map_err(sqlite::sqlite_error)
+                })
+                .await
+            }
+            Database::Postgres(p) => {
+                let client = p.client().await?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map_err(postgres::pg_error)?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Whether the connection to the database is encrypted: a Postgres connection made with
+    /// `sslmode=require` or `verify-full`; never for SQLite (a local file).
+    pub async fn connection_uses_tls(&self) -> LedgerResult<bool> {
+        match self {
+            Database::Sqlite(_) => Ok(false),
+            Database::Postgres(p) => p.uses_tls().await,
+        }
+    }
+
     /// Which backend this is: `"sqlite"` or `"postgres"`.
     pub fn backend(&self) -> &'static str {
         match self {

@@ -19,6 +19,9 @@ pub const MAX_RATE_PLACES: u32 = 8;
 const MAX_TOKENIZER_FACTOR_PLACES: u32 = 4;
 /// How many close matches an unknown-model error names at most.
 const MAX_SUGGESTIONS: usize = 3;
+/// The longest model name looked up or echoed. Real names are under 64 characters; anything
+/// longer is refused without edit distances (O(n·m) per known name) and shown cut to this length.
+pub const MAX_MODEL_NAME_CHARS: usize = 128;
 /// Hex digits of the content hash in a price version id.
 const VERSION_HASH_HEX: usize = 12;
 
@@ -521,6 +524,13 @@ impl PriceBook {
     /// The row for a model id, alias or dated snapshot id. Names are matched exactly (the API
     /// does the same); an unknown name is an error that lists close matches, never a free row.
     pub fn resolve(&self, model: &str) -> Result<&ModelPrice, PricingError> {
+        if model.len() > MAX_MODEL_NAME_CHARS {
+            let cut: String = model.chars().take(MAX_MODEL_NAME_CHARS / 4).collect();
+            return Err(PricingError::UnknownModel {
+                model: format!("{cut}… ({} bytes)", model.len()),
+                suggestions: Vec::new(),
+            });
+        }
         match self.names.get(model) {
             Some(&i) => Ok(&self.models[i]),
             None => Err(PricingError::UnknownModel {
@@ -1080,6 +1090,27 @@ mod tests {
             Err(PricingError::UnknownModel { suggestions, .. }) => assert!(suggestions.is_empty()),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_huge_model_name_is_refused_without_suggestions_or_echo() {
+        let book = PriceBook::builtin();
+        let huge = format!("claude-haiku-4-5{}", "x".repeat(3_000_000));
+        match book.resolve(&huge) {
+            Err(err @ PricingError::UnknownModel { .. }) => {
+                let shown = err.to_string();
+                assert!(shown.len() < 200, "{} bytes echoed", shown.len());
+                assert!(shown.contains("3000016 bytes"), "{shown}");
+                let PricingError::UnknownModel { suggestions, .. } = err else {
+                    unreachable!()
+                };
+                assert!(suggestions.is_empty());
+            }
+            other => panic!("{other:?}"),
+        }
+        // At the limit, names are still looked up and matched as before.
+        let long = format!("claude-haiku-4-5{}", "x".repeat(MAX_MODEL_NAME_CHARS - 16));
+        assert!(book.resolve(&long).is_err());
     }
 
     #[test]

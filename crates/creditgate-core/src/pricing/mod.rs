@@ -5,6 +5,7 @@
 //! fractions in `i128`, and a request's cost is rounded once, up, to the nano-credit. The rules
 //! are written out in `docs/pricing.md`.
 
+mod betas;
 mod book;
 mod calendar;
 mod cost;
@@ -20,9 +21,10 @@ mod golden_tests;
 #[cfg(test)]
 mod property_tests;
 
+pub use betas::{bills_beta, BILLED_BETAS};
 pub use book::{
     EarlierRates, LongContextTier, ModelPrice, ModelStatus, Modifiers, PriceBook, Rates,
-    SelectedRates, MAX_RATE_PLACES,
+    SelectedRates, MAX_MODEL_NAME_CHARS, MAX_RATE_PLACES,
 };
 pub use calendar::{format_date, parse_date, MS_PER_DAY};
 pub use cost::{

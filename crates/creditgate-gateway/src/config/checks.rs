@@ -57,6 +57,32 @@ fn weak_admin_key(key: &str) -> Option<String> {
     })
 }
 
+/// Why the upstream URL would send keys and prompts unencrypted across a network, if it would:
+/// plain `http://` is accepted only to this machine (a simulator, a local proxy) or when the
+/// operator says so.
+fn insecure_upstream(cfg: &Config) -> Option<String> {
+    if !cfg.upstream_base_url.starts_with("http://") || cfg.upstream_allow_http {
+        return None;
+    }
+    let host = reqwest::Url::parse(&cfg.upstream_base_url)
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_owned))
+        .unwrap_or_default();
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let loopback = bare.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    (!loopback).then(|| {
+        format!(
+            "upstream.base_url is plain http:// to {host:?}, which is not this machine: the \
+             upstream keys and every prompt would cross the network unencrypted. Use https://, \
+             or set upstream.allow_http = true (CREDITGATE_UPSTREAM_ALLOW_HTTP=true) if that \
+             network is trusted"
+        )
+    })
+}
+
 impl Config {
     /// Checks what `serve` (production) needs beyond what the demo needs: a real admin key and
     /// real upstream keys. `creditgate config check` runs the same checks.
@@ -92,6 +118,9 @@ impl Config {
                 ));
             }
         }
+        if let Some(problem) = insecure_upstream(self) {
+            problems.push(problem);
+        }
         if problems.is_empty() {
             Ok(())
         } else {
@@ -126,6 +155,38 @@ mod tests {
             !err.contains("sk-ant-replace-me"),
             "values are not echoed: {err}"
         );
+    }
+
+    #[test]
+    fn plain_http_upstreams_are_refused_unless_loopback_or_allowed() {
+        let with = |base_url: &str, extra: &str| {
+            servable(&format!(
+                "admin_key = \"{REAL_ADMIN}\"\n[upstream]\nbase_url = \"{base_url}\"\n\
+                 api_keys = [\"sk-ant-api03-abcdefghijklmnop\"]\n{extra}"
+            ))
+        };
+        for ok in [
+            "https://api.anthropic.com",
+            "http://127.0.0.1:8081",
+            "http://127.9.9.9",
+            "http://[::1]:8081",
+            "http://localhost:8081",
+        ] {
+            assert!(with(ok, "").is_ok(), "{ok}: {:?}", with(ok, ""));
+        }
+        for refused in [
+            "http://api.anthropic.com",
+            "http://10.0.0.5:8081",
+            "http://127.0.0.1.example.net",
+            "http://localhost.example.net",
+        ] {
+            let err = with(refused, "").unwrap_err();
+            assert!(
+                err.contains("upstream.base_url is plain http://"),
+                "{refused}: {err}"
+            );
+            assert!(with(refused, "allow_http = true").is_ok(), "{refused}");
+        }
     }
 
     #[test]

@@ -43,6 +43,11 @@ impl Config {
                 self.admin_key.as_deref().map_or(Value::Null, secret),
             ),
             s(
+                "spool_path",
+                "CREDITGATE_SPOOL_PATH",
+                json!(self.spool_path.display().to_string()),
+            ),
+            s(
                 "upstream.base_url",
                 "CREDITGATE_UPSTREAM_BASE_URL",
                 json!(self.upstream_base_url),
@@ -51,6 +56,16 @@ impl Config {
                 "upstream.api_keys",
                 "CREDITGATE_UPSTREAM_API_KEYS",
                 Value::Array(self.upstream_api_keys.iter().map(|k| secret(k)).collect()),
+            ),
+            s(
+                "upstream.allow_http",
+                "CREDITGATE_UPSTREAM_ALLOW_HTTP",
+                json!(self.upstream_allow_http),
+            ),
+            s(
+                "upstream.allowed_betas",
+                "CREDITGATE_UPSTREAM_ALLOWED_BETAS",
+                json!(self.upstream_allowed_betas),
             ),
             s(
                 "upstream.connect_timeout_ms",
@@ -121,6 +136,31 @@ impl Config {
                 "limits.shutdown_timeout_ms",
                 "CREDITGATE_SHUTDOWN_TIMEOUT_MS",
                 json!(self.shutdown_timeout_ms),
+            ),
+            s(
+                "limits.header_read_timeout_ms",
+                "CREDITGATE_HEADER_READ_TIMEOUT_MS",
+                json!(self.header_read_timeout_ms),
+            ),
+            s(
+                "limits.body_read_timeout_ms",
+                "CREDITGATE_BODY_READ_TIMEOUT_MS",
+                json!(self.body_read_timeout_ms),
+            ),
+            s(
+                "limits.max_body_bytes_in_flight",
+                "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
+                json!(self.max_body_bytes_in_flight),
+            ),
+            s(
+                "limits.auth_failures_per_minute",
+                "CREDITGATE_AUTH_FAILURES_PER_MINUTE",
+                json!(self.auth_failures_per_minute),
+            ),
+            s(
+                "limits.max_connections",
+                "CREDITGATE_MAX_CONNECTIONS",
+                json!(self.max_connections),
             ),
         ]
     }

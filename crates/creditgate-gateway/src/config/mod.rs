@@ -47,6 +47,21 @@ pub const SPOOL_RETRY_INTERVAL_MS: u64 = 1_000;
 /// directory). Replicas on one host must each set their own.
 pub const DEFAULT_POSTGRES_SPOOL: &str = "creditgate-settlements.spool";
 
+/// Longest a client may take to send a request's headers (and, on a kept-alive connection, to
+/// start the next request) before the connection is closed: a slowloris costs a connection for
+/// at most this long.
+pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 20_000;
+/// Longest a client may take to send a whole request body, once its headers arrived.
+pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 120_000;
+/// Request bodies held in memory at once, all requests together (at least `max_body_bytes`):
+/// parsing and estimating a body costs a few times its size, so this bounds the gateway's memory
+/// against many large bodies arriving together.
+pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
+/// Failed authentications one client address may make per minute before it is locked out for a
+/// while (429); the lockout doubles with each repeat, up to 15 minutes.
+pub const DEFAULT_AUTH_FAILURES_PER_MINUTE: u64 = 30;
+/// Client connections served at once; further ones wait in the listen backlog.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2_048;
 /// How long a cached API key lookup (or organization setting) is trusted by a replica: a key
 /// revoked with the CLI stops working within this time.
 pub const KEY_CACHE_TTL_MS: u64 = 5_000;
@@ -106,6 +121,15 @@ pub struct Config {
     pub default_disconnect_policy: DisconnectPolicy,
     pub payments: PaymentsConfig,
     pub accounts: AccountsConfig,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: usize,
+    pub max_body_bytes_in_flight: usize,
+    pub auth_failures_per_minute: u32,
+    /// Plain `http://` to a host that is not loopback, allowed explicitly.
+    pub upstream_allow_http: bool,
+    /// `anthropic-beta` values forwarded; every one is billed completely by the price book.
+    pub upstream_allowed_betas: Vec<String>,
 }
 
 impl fmt::Debug for Config {
@@ -257,6 +281,8 @@ struct RawUpstream {
     api_keys: Option<Vec<String>>,
     connect_timeout_ms: Option<u64>,
     idle_timeout_ms: Option<u64>,
+    allow_http: Option<bool>,
+    allowed_betas: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -279,6 +305,50 @@ struct RawLimits {
     drain_timeout_ms: Option<u64>,
     sweep_interval_ms: Option<u64>,
     shutdown_timeout_ms: Option<u64>,
+    header_read_timeout_ms: Option<u64>,
+    body_read_timeout_ms: Option<u64>,
+    max_connections: Option<u64>,
+    max_body_bytes_in_flight: Option<u64>,
+    auth_failures_per_minute: Option<u64>,
+}
+
+/// The operator's beta allow-list (default: every beta the price book bills); a beta whose costs
+/// the price book cannot bill is a configuration error.
+fn allowed_betas(
+    env: Option<String>,
+    file: Option<Vec<String>>,
+) -> Result<Vec<String>, ConfigError> {
+    let list: Vec<String> = match (env, file) {
+        (Some(v), _) => v
+            .split(',')
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+            .collect(),
+        (None, Some(list)) => list,
+        (None, None) => creditgate_core::pricing::BILLED_BETAS
+            .iter()
+            .map(|b| (*b).to_owned())
+            .collect(),
+    };
+    if let Some(unbilled) = list
+        .iter()
+        .find(|b| !creditgate_core::pricing::bills_beta(b))
+    {
+        return Err(ConfigError::Invalid(format!(
+            "upstream.allowed_betas: `{unbilled}` is not a beta the price book can bill (it may \
+             cost outside `usage`, e.g. container time or another model); the ones it can: {}",
+            creditgate_core::pricing::BILLED_BETAS.join(", ")
+        )));
+    }
+    Ok(list)
+}
+
+/// A limit of zero would refuse everything: it is an error, not a way to switch a limit off.
+fn positive(value: u64, name: &str) -> Result<u64, ConfigError> {
+    if value == 0 {
+        return Err(ConfigError::Invalid(format!("{name} must be positive")));
+    }
+    Ok(value)
 }
 
 impl Config {
@@ -414,6 +484,16 @@ impl Config {
             DEFAULT_MAX_BODY_BYTES as u64,
         )? as usize;
         let accounts = accounts_config(raw.accounts, raw.email, listen, &env)?;
+        let max_body_bytes_in_flight = num(
+            "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
+            raw.limits.max_body_bytes_in_flight,
+            (DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as u64).max(max_body_bytes as u64),
+        )? as usize;
+        if max_body_bytes_in_flight < max_body_bytes {
+            return Err(invalid(
+                "limits.max_body_bytes_in_flight must be at least limits.max_body_bytes".into(),
+            ));
+        }
         Ok(Self {
             accounts,
             listen,
@@ -456,6 +536,50 @@ impl Config {
             )?,
             default_disconnect_policy,
             payments,
+            header_read_timeout_ms: positive(
+                num(
+                    "CREDITGATE_HEADER_READ_TIMEOUT_MS",
+                    raw.limits.header_read_timeout_ms,
+                    DEFAULT_HEADER_READ_TIMEOUT_MS,
+                )?,
+                "limits.header_read_timeout_ms",
+            )?,
+            body_read_timeout_ms: positive(
+                num(
+                    "CREDITGATE_BODY_READ_TIMEOUT_MS",
+                    raw.limits.body_read_timeout_ms,
+                    DEFAULT_BODY_READ_TIMEOUT_MS,
+                )?,
+                "limits.body_read_timeout_ms",
+            )?,
+            max_connections: positive(
+                num(
+                    "CREDITGATE_MAX_CONNECTIONS",
+                    raw.limits.max_connections,
+                    DEFAULT_MAX_CONNECTIONS as u64,
+                )?,
+                "limits.max_connections",
+            )? as usize,
+            max_body_bytes_in_flight,
+            auth_failures_per_minute: u32::try_from(positive(
+                num(
+                    "CREDITGATE_AUTH_FAILURES_PER_MINUTE",
+                    raw.limits.auth_failures_per_minute,
+                    DEFAULT_AUTH_FAILURES_PER_MINUTE,
+                )?,
+                "limits.auth_failures_per_minute",
+            )?)
+            .unwrap_or(u32::MAX),
+            upstream_allow_http: match env("CREDITGATE_UPSTREAM_ALLOW_HTTP") {
+                Some(v) => v.parse().map_err(|_| {
+                    invalid("CREDITGATE_UPSTREAM_ALLOW_HTTP must be true or false".into())
+                })?,
+                None => raw.upstream.allow_http.unwrap_or(false),
+            },
+            upstream_allowed_betas: allowed_betas(
+                env("CREDITGATE_UPSTREAM_ALLOWED_BETAS"),
+                raw.upstream.allowed_betas,
+            )?,
         })
     }
 }
@@ -495,6 +619,28 @@ mod tests {
         assert!(Config::from_toml("[billing]\ndisconnect_policy = \"maybe\"").is_err());
         assert!(Config::from_toml("admin_key = \"short\"").is_err());
         assert!(Config::from_toml("").unwrap().check_production().is_err());
+    }
+
+    #[test]
+    fn only_betas_the_price_book_bills_can_be_allowed() {
+        let all = Config::from_toml("").unwrap().upstream_allowed_betas;
+        assert!(all.iter().any(|b| b == "claude-code-20250219"), "{all:?}");
+        let one = Config::from_toml("[upstream]\nallowed_betas = [\"claude-code-20250219\"]")
+            .unwrap()
+            .upstream_allowed_betas;
+        assert_eq!(one, ["claude-code-20250219"]);
+        let err = Config::from_toml("[upstream]\nallowed_betas = [\"code-execution-2025-08-25\"]")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("`code-execution-2025-08-25` is not a beta"),
+            "{err}"
+        );
+        let none = Config::load(None, |k| {
+            (k == "CREDITGATE_UPSTREAM_ALLOWED_BETAS").then(|| " ".to_owned())
+        })
+        .unwrap();
+        assert!(none.upstream_allowed_betas.is_empty());
     }
 
     #[test]

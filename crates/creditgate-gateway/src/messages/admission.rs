@@ -44,8 +44,16 @@ fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
     let model = obj
         .get("model")
         .and_then(Value::as_str)
-        .ok_or_else(|| ApiError::invalid_request("model: Field required"))?
-        .to_owned();
+        .ok_or_else(|| ApiError::invalid_request("model: Field required"))?;
+    // Before any work on it, and without echoing it: a huge name costs nothing but this check.
+    if model.len() > pricing::MAX_MODEL_NAME_CHARS {
+        return Err(ApiError::invalid_request(format!(
+            "model: must be at most {} characters; this one has {} bytes",
+            pricing::MAX_MODEL_NAME_CHARS,
+            model.len()
+        )));
+    }
+    let model = model.to_owned();
     let max_tokens = obj
         .get("max_tokens")
         .and_then(Value::as_u64)
@@ -76,7 +84,8 @@ pub(super) async fn admit(
     body: Body,
     request_id: &RequestId,
 ) -> Result<Response, ApiError> {
-    let bytes = read_body(body, app.cfg.max_body_bytes).await?;
+    crate::upstream::check_betas(&headers, &app.cfg.upstream_allowed_betas)?;
+    let (bytes, _in_flight) = read_body(&app, body).await?;
     let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
     })?;

@@ -17,7 +17,11 @@ impl Admitted {
         let mut out_headers = HeaderMap::new();
         copy_response_headers(resp.headers(), &mut out_headers);
         let body = match self
-            .unless_cut(read_limited(resp, MAX_UPSTREAM_JSON_BYTES))
+            .unless_cut(read_limited(
+                resp,
+                MAX_UPSTREAM_JSON_BYTES,
+                self.request_id.as_str(),
+            ))
             .await
         {
             Some(Ok(b)) => b,
@@ -119,9 +123,17 @@ pub(super) fn copy_response_headers(from: &reqwest::header::HeaderMap, to: &mut 
     }
 }
 
-async fn read_limited(mut resp: reqwest::Response, limit: usize) -> Result<Bytes, String> {
+/// The whole upstream body, or a reason safe to show the client (the details are logged).
+async fn read_limited(
+    mut resp: reqwest::Response,
+    limit: usize,
+    request_id: &str,
+) -> Result<Bytes, String> {
     let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
+    while let Some(chunk) = resp.chunk().await.map_err(|err| {
+        tracing::warn!(request_id, error = %err, "upstream response broke");
+        crate::upstream::failure(&err).to_owned()
+    })? {
         if buf.len() + chunk.len() > limit {
             return Err(format!("response larger than {limit} bytes"));
         }

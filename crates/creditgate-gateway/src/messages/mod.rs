@@ -43,13 +43,11 @@ use crate::App;
 
 use admission::Parsed;
 
-/// Reads a request body up to `limit` bytes; more is 413.
-pub async fn read_body(body: Body, limit: usize) -> Result<Bytes, ApiError> {
-    axum::body::to_bytes(body, limit).await.map_err(|_| {
-        ApiError::too_large(format!(
-            "Request body exceeds the maximum size of {limit} bytes."
-        ))
-    })
+/// Reads a request body within the configured size, time and memory bounds; keep the returned
+/// share of the memory budget alive as long as the body.
+pub async fn read_body(app: &App, body: Body) -> Result<(Bytes, crate::body::InFlight), ApiError> {
+    let timeout = std::time::Duration::from_millis(app.cfg.body_read_timeout_ms);
+    crate::body::read(body, app.cfg.max_body_bytes, timeout, &app.bodies).await
 }
 
 /// The request's id (from the middleware) becomes its hold's transfer id.
@@ -108,6 +106,7 @@ impl Admitted {
                 self.settle_with_retries(ReceiptStatus::Free, None, "upstream unreachable")
                     .await;
                 return ApiError::upstream_unreachable(err.to_string())
+                    .with_detail(err.detail())
                     .with_request_id(self.request_id.as_str())
                     .into_response();
             }

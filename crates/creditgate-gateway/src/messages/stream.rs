@@ -129,7 +129,11 @@ impl Admitted {
         match next {
             Ok(Some(chunk)) => Ok(chunk),
             Ok(None) => Err(Ending::Eof),
-            Err(err) => Err(Ending::Broken(err.to_string())),
+            Err(err) => {
+                // The receipt's note is shown to the client: the URL stays in the log.
+                tracing::warn!(request_id = %self.request_id, error = %err, "upstream stream broke");
+                Err(Ending::Broken(crate::upstream::failure(&err).to_owned()))
+            }
         }
     }
 

@@ -56,6 +56,11 @@ pub struct Setup {
     pub extra_toml: String,
     /// `[accounts] signup = "open"` instead of invitations only.
     pub signup_open: bool,
+    pub header_read_timeout_ms: u64,
+    pub body_read_timeout_ms: u64,
+    pub max_connections: u64,
+    pub max_body_bytes_in_flight: u64,
+    pub auth_failures_per_minute: u64,
 }
 
 impl Default for Setup {
@@ -75,6 +80,12 @@ impl Default for Setup {
             database_url: None,
             extra_toml: String::new(),
             signup_open: false,
+            header_read_timeout_ms: 20_000,
+            body_read_timeout_ms: 120_000,
+            max_connections: 2_048,
+            max_body_bytes_in_flight: 256 * 1024 * 1024,
+            // Tests that send many bad keys on purpose are not throttled unless they ask to be.
+            auth_failures_per_minute: 100_000,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -506,6 +517,11 @@ signup = "{signup}"
 [email]
 outbox_dir = "{outbox}"
 
+header_read_timeout_ms = {header_timeout}
+body_read_timeout_ms = {body_timeout}
+max_connections = {max_connections}
+max_body_bytes_in_flight = {in_flight}
+auth_failures_per_minute = {auth_failures}
 {extra}
 "#,
         signup = if setup.signup_open { "open" } else { "invite" },
@@ -520,6 +536,11 @@ outbox_dir = "{outbox}"
         sweep = setup.sweep_interval_ms,
         extra = setup.extra_toml,
         idle = setup.upstream_idle_timeout_ms,
+        header_timeout = setup.header_read_timeout_ms,
+        body_timeout = setup.body_read_timeout_ms,
+        max_connections = setup.max_connections,
+        in_flight = setup.max_body_bytes_in_flight,
+        auth_failures = setup.auth_failures_per_minute,
     )
 }
 

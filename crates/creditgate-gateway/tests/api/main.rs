@@ -4,6 +4,7 @@
 mod access_matrix;
 mod accounts;
 mod admission;
+mod attacks;
 mod backpressure;
 mod concurrency;
 mod database_down;

@@ -148,7 +148,11 @@ async fn client_headers_and_unknown_fields_pass_through_and_the_key_is_replaced(
         .post(app.url("/v1/messages?beta=true"))
         .header("x-api-key", &app.api_key)
         .header("anthropic-version", "2023-06-01")
-        .header("anthropic-beta", "fancy-feature-2026-01-01,other-beta")
+        // Betas on the operator's allow-list pass unchanged (others are refused: see attacks.rs).
+        .header(
+            "anthropic-beta",
+            "claude-code-20250219,interleaved-thinking-2025-05-14",
+        )
         .header("content-type", "application/json")
         .body(text.clone())
         .send()
@@ -179,7 +183,7 @@ async fn client_headers_and_unknown_fields_pass_through_and_the_key_is_replaced(
     assert_eq!(header("anthropic-version"), ["2023-06-01"]);
     assert_eq!(
         header("anthropic-beta"),
-        ["fancy-feature-2026-01-01,other-beta"]
+        ["claude-code-20250219,interleaved-thinking-2025-05-14"]
     );
     assert!(
         seen.headers.iter().all(|(_, v)| !v.contains(&app.api_key)),

@@ -9,6 +9,7 @@
 //! migrations in [`MIGRATIONS`].
 
 pub(crate) mod ledger;
+pub mod tls;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -77,21 +78,26 @@ impl std::fmt::Debug for PgStore {
 }
 
 impl PgStore {
-    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`), without TLS, and
-    /// applies pending migrations.
+    /// Connects to `url` (`postgres://user[:password]@host[:port]/database`, with TLS as its
+    /// `sslmode` says: see [`tls`]), and applies pending migrations.
     pub async fn connect(url: &str, clock: Arc<dyn Clock>) -> LedgerResult<Self> {
-        let mut config = tokio_postgres::Config::from_str(url)
+        let (driver_url, tls_mode) = tls::split_url(url)?;
+        let mut config = tokio_postgres::Config::from_str(&driver_url)
             .map_err(|e| LedgerError::Unavailable(format!("invalid Postgres URL: {e}")))?;
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(POOL_TIMEOUT);
         }
-        let manager = Manager::from_config(
-            config,
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
+        let recycling = || ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        };
+        let manager = match tls::client_config(&tls_mode)? {
+            None => Manager::from_config(config, NoTls, recycling()),
+            Some(client) => {
+                config.ssl_mode(tokio_postgres::config::SslMode::Require);
+                let tls = tokio_postgres_rustls::MakeRustlsConnect::new(client);
+                Manager::from_config(config, tls, recycling())
+            }
+        };
         let pool = Pool::builder(manager)
             .max_size(POOL_SIZE)
             .runtime(Runtime::Tokio1)
@@ -111,6 +117,20 @@ impl PgStore {
             .get()
             .await
             .map_err(|e| LedgerError::Unavailable(format!("postgres: {e}")))
+    }
+
+    /// Whether this store's connections are encrypted (Postgres's own `pg_stat_ssl` for the
+    /// connection asking).
+    pub async fn uses_tls(&self) -> LedgerResult<bool> {
+        let client = self.client().await?;
+        let row = client
+            .query_one(
+                "SELECT coalesce((SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()), false)",
+                &[],
+            )
+            .await
+            .map_err(pg_error)?;
+        Ok(row.get(0))
     }
 
     /// The clock this store reads "now" from.

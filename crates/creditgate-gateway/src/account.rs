@@ -7,7 +7,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use creditgate_core::clock::Timestamp;
+use creditgate_core::accounts::{period_start, LimitPeriod};
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
@@ -83,16 +83,21 @@ pub async fn key(State(app): State<Arc<App>>, ApiKeyCaller(key): ApiKeyCaller) -
 async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
     let now = app.clock.now();
     let scope = key.scope();
-    let day = Timestamp::from_millis(now.millis() - now.millis().rem_euclid(DAY_MS));
-    // Weeks start on Monday (1970-01-01 was a Thursday: shift by 3 days).
-    let week_ms = 7 * DAY_MS;
-    let week =
-        Timestamp::from_millis(now.millis() - (now.millis() + 3 * DAY_MS).rem_euclid(week_ms));
-    let month_text = format!("{}-01", &now.to_rfc3339()[..7]);
-    let month = Timestamp::parse_rfc3339(&month_text).unwrap_or(day);
-    let spent_day = app.db.scope_spend(&scope, day).await?;
-    let spent_week = app.db.scope_spend(&scope, week).await?;
-    let spent_month = app.db.scope_spend(&scope, month).await?;
+    let mut usage = serde_json::Map::new();
+    let mut remaining = serde_json::Map::new();
+    for period in LimitPeriod::ALL {
+        let spent = app
+            .db
+            .scope_spend(&scope, period_start(period, now))
+            .await?;
+        usage.insert(period.as_str().to_owned(), json!(spent));
+        let left = key
+            .limits
+            .spend
+            .get(period)
+            .map(|cap| cap.checked_sub(spent).ok());
+        remaining.insert(period.as_str().to_owned(), json!(left));
+    }
     Ok(json!({
         "id": key.id,
         "name": key.name,
@@ -101,12 +106,16 @@ async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
         "status": key.status,
         "created_at": key.created_at.to_rfc3339(),
         "expires_at": key.expires_at.map(|t| t.to_rfc3339()),
-        "limits": {"spend": Value::Null, "requests_per_minute": Value::Null, "tokens_per_minute": Value::Null},
+        "limits": key.limits,
+        // Spent (charges plus active holds) since the start of each period, and what is left
+        // under each cap.
         "usage": {
             "unit": app.cfg.credit_unit.name,
-            "day": spent_day,
-            "week": spent_week,
-            "month": spent_month,
+            "day": usage["daily"],
+            "week": usage["weekly"],
+            "month": usage["monthly"],
+            "total": usage["total"],
+            "spend_remaining": remaining,
         },
     }))
 }

@@ -82,9 +82,13 @@ impl FromRequestParts<Arc<App>> for ApiKeyCaller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        authenticate(&parts.headers, &app.db, &app.keys, app.clock.now())
-            .await
-            .map(Self)
+        let key = authenticate(&parts.headers, &app.db, &app.keys, app.clock.now()).await?;
+        if app.organization_suspended(&key.org).await? {
+            return Err(ApiError::permission(
+                "This organization is suspended; contact the operator.",
+            ));
+        }
+        Ok(Self(key))
     }
 }
 

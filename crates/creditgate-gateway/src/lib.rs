@@ -56,6 +56,8 @@ pub struct App {
     pub keys: KeyCache,
     /// Organizations' disconnect policies, read at most once per TTL per replica.
     pub policies: TtlCache<OrganizationId, DisconnectPolicy>,
+    /// Whether an organization is suspended, trusted as long as a key lookup.
+    pub suspended: TtlCache<OrganizationId, bool>,
     /// Settlements the database could not take, until it takes them.
     pub spool: Spool,
     /// Requests in flight, and the shutdown cut.
@@ -121,11 +123,23 @@ impl App {
             upstream,
             keys: KeyCache::new(Duration::from_millis(API_KEY_CACHE_TTL_MS)),
             policies: TtlCache::new(Duration::from_millis(KEY_CACHE_TTL_MS)),
+            suspended: TtlCache::new(Duration::from_millis(API_KEY_CACHE_TTL_MS)),
             spool,
             lifecycle: Lifecycle::default(),
             payments,
             clock,
         }))
+    }
+
+    /// Whether the organization is suspended (its keys get 403), as seen within the key-cache
+    /// TTL of a change on any replica.
+    pub async fn organization_suspended(&self, org: &OrganizationId) -> Result<bool, ApiError> {
+        if let Some(s) = self.suspended.get(org) {
+            return Ok(s);
+        }
+        let s = self.db.organization_suspended(org).await?;
+        self.suspended.put(org.clone(), s);
+        Ok(s)
     }
 
     /// The organization's disconnect policy, or the operator's default (cached for the key-cache

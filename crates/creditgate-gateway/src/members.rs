@@ -97,11 +97,15 @@ impl<'a> Change<'a> {
 /// its owner.
 pub async fn create_organization(
     change: &Change<'_>,
+    id: Option<OrganizationId>,
     name: &str,
     owner: Option<(&Email, &Mailer, &str)>,
 ) -> Result<Organization, ApiError> {
     let name = parse_name("name", name)?;
-    let id = new_id("org", OrganizationId::parse)?;
+    let id = match id {
+        Some(id) => id,
+        None => new_id("org", OrganizationId::parse)?,
+    };
     let org = change.db.create_organization(id, name).await?;
     change
         .audit(
@@ -387,6 +391,11 @@ pub async fn remove_member(
     change: &Change<'_>,
     user: &UserId,
 ) -> Result<(), ApiError> {
+    // The role is checked before the id is looked up, so that a role without the right learns
+    // nothing about which ids exist.
+    if !is_self(caller, user) {
+        caller.require(Action::ManageMembers)?;
+    }
     let target = member_or_404(change.db, &caller.org, user).await?;
     check_removal(caller.role, is_self(caller, user), target.role)?;
     if !change.db.remove_member(&caller.org, user).await? {

@@ -65,7 +65,7 @@ pub async fn create(
     let owner = email
         .as_ref()
         .map(|e| (e, &app.mailer, app.cfg.accounts.public_url.as_str()));
-    let org = members::create_organization(&change, &req.name, owner).await?;
+    let org = members::create_organization(&change, None, &req.name, owner).await?;
     Ok(Json(org_json(&app, &org).await?))
 }
 

@@ -140,6 +140,13 @@ pub fn audit_json(e: &AuditEvent) -> Value {
     })
 }
 
+/// Reads a body's fields once the caller is known to be allowed (so that a caller without the
+/// role learns nothing from validation errors).
+fn parse_body<T: serde::de::DeserializeOwned>(raw: Value) -> Result<T, ApiError> {
+    serde_json::from_value(raw)
+        .map_err(|e| ApiError::invalid_request(format!("Invalid request body: {e}")))
+}
+
 fn parse_id<T>(
     text: &str,
     parse: fn(&str) -> Result<T, creditgate_core::ids::IdError>,
@@ -197,9 +204,10 @@ pub async fn update_user(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<RoleChange>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageMembers)?;
+    let req: RoleChange = parse_body(raw)?;
     let user = parse_id(&id, UserId::parse, "user")?;
     let role = Role::parse(&req.role)?;
     let change = Change::by(&app.db, &caller, app.clock.now());
@@ -229,9 +237,10 @@ pub struct Transfer {
 pub async fn transfer_ownership(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
-    JsonBody(req): JsonBody<Transfer>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::Own)?;
+    let req: Transfer = parse_body(raw)?;
     let to = parse_id(&req.user_id, UserId::parse, "user")?;
     let change = Change::by(&app.db, &caller, app.clock.now());
     members::transfer_ownership(&caller, &change, &to).await?;
@@ -250,9 +259,10 @@ pub struct NewInvite {
 pub async fn create_invite(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
-    JsonBody(req): JsonBody<NewInvite>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageMembers)?;
+    let req: NewInvite = parse_body(raw)?;
     let email = Email::parse(&req.email)?;
     let role = Role::parse(&req.role)?;
     let change = Change::by(&app.db, &caller, app.clock.now());
@@ -376,9 +386,10 @@ pub struct NewApiKey {
 pub async fn create_api_key(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
-    JsonBody(req): JsonBody<NewApiKey>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageKeys)?;
+    let req: NewApiKey = parse_body(raw)?;
     let expires_at = parse_expiry(req.expires_at.as_deref())?;
     let change = Change::by(&app.db, &caller, app.clock.now());
     let limits = req.limits.unwrap_or_default();
@@ -412,9 +423,10 @@ pub async fn update_api_key(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<ApiKeyChange>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageKeys)?;
+    let req: ApiKeyChange = parse_body(raw)?;
     let key_id = parse_id(&id, ApiKeyId::parse, "API key")?;
     let status = match req.status.as_deref() {
         None => None,
@@ -452,9 +464,10 @@ pub struct NewAdminKey {
 pub async fn create_admin_key(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
-    JsonBody(req): JsonBody<NewAdminKey>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageMembers)?;
+    let req: NewAdminKey = parse_body(raw)?;
     let change = Change::by(&app.db, &caller, app.clock.now());
     let (key, secret) = members::create_admin_key(&change, &caller.org, &req.name).await?;
     let mut v = admin_key_json(&key);
@@ -484,9 +497,10 @@ pub async fn update_admin_key(
     State(app): State<Arc<App>>,
     caller: OrgCaller,
     Path(id): Path<String>,
-    JsonBody(req): JsonBody<AdminKeyChange>,
+    JsonBody(raw): JsonBody<Value>,
 ) -> Answer {
     caller.require(Action::ManageMembers)?;
+    let req: AdminKeyChange = parse_body(raw)?;
     let key_id = parse_id(&id, AdminKeyId::parse, "admin key")?;
     if req.status != "inactive" {
         return Err(ApiError::invalid_request(

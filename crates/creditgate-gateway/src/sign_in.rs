@@ -209,7 +209,9 @@ pub async fn sign_out(
     body: Option<Json<SignOut>>,
 ) -> Result<Response, ApiError> {
     let (Some(hash), Some(user)) = (&caller.session, &caller.user) else {
-        return Err(ApiError::invalid_request("Only a session can sign out."));
+        return Err(ApiError::authentication(
+            "Only a member session can sign out.",
+        ));
     };
     let everywhere = body.map(|Json(b)| b.everywhere).unwrap_or(false);
     let ended = if everywhere {
@@ -282,7 +284,7 @@ pub async fn sign_up(
         ));
     }
     let change = Change::new(&app.db, Actor::user(user.id.as_str()), ip.0, now);
-    let org = members::create_organization(&change, &org_name, None).await?;
+    let org = members::create_organization(&change, None, &org_name, None).await?;
     app.db
         .add_member(&org.id, &user.id, Role::Owner, now)
         .await?;

@@ -1,15 +1,24 @@
-//! `creditgate org …`: create and list organizations, set their gateway policy.
+//! `creditgate org …`: create, list and search organizations, suspend and resume them, grant
+//! credits, issue admin keys, set their gateway policy, read the audit log — through the same
+//! accounts service as the operator API (`/admin/v1/*`), so every change is audited.
 
 use clap::{Args, Subcommand};
+use creditgate_core::accounts::{parse_name, Actor, Email};
+use creditgate_core::clock::{Clock, SystemClock};
 use creditgate_core::ids::OrganizationId;
-use creditgate_core::ledger::{LedgerStore, Organization};
+use creditgate_core::ledger::Organization;
+use creditgate_core::money::NanoCredits;
+use creditgate_gateway::config::Config;
+use creditgate_gateway::mail::Mailer;
+use creditgate_gateway::members::{self, Change};
+use creditgate_gateway::organization_api::{admin_key_json, audit_json};
 use creditgate_storage::Database;
 use serde_json::{json, Value};
 
-use crate::output::{emit, generated_id};
+use crate::output::emit;
 
-/// Longest organization name accepted.
-const MAX_ORG_NAME_LEN: usize = 200;
+/// Most organizations `org list` prints.
+const MAX_LISTED: i64 = 10_000;
 
 #[derive(Debug, Args)]
 pub struct OrgArgs {
@@ -27,9 +36,50 @@ enum OrgCommand {
         /// Id to use (1-128 of A-Z a-z 0-9 _ - . :); generated as `org_…` when omitted.
         #[arg(long)]
         id: Option<String>,
+        /// Invite this email as the owner (mailed over SMTP, or written to the outbox
+        /// directory: `CREDITGATE_SMTP_URL`, `CREDITGATE_OUTBOX_DIR`, `CREDITGATE_PUBLIC_URL`).
+        #[arg(long)]
+        owner_email: Option<String>,
     },
-    /// List organizations.
-    List,
+    /// List organizations, or those whose id or name contains `--search`.
+    List {
+        #[arg(long)]
+        search: Option<String>,
+    },
+    /// Suspend an organization: its API keys get 403 until it is resumed.
+    Suspend { org: String },
+    /// Resume a suspended organization.
+    Resume { org: String },
+    /// Grant credits as a new lot, idempotent on `--reference`.
+    Grant {
+        org: String,
+        /// Credits, as an exact decimal.
+        #[arg(long)]
+        amount: String,
+        /// `granted` (promotion) or `paid`.
+        #[arg(long, default_value = "granted")]
+        category: String,
+        #[arg(long)]
+        expires_in_days: Option<i64>,
+        /// Idempotency key: the same reference never grants twice.
+        #[arg(long)]
+        reference: String,
+        #[arg(long)]
+        memo: Option<String>,
+    },
+    /// Create an organization admin key (`sk-cg-admin-…`); its secret is printed once.
+    AdminKey {
+        org: String,
+        #[arg(long, default_value = "automation")]
+        name: String,
+    },
+    /// The audit log, newest first (of one organization with `--org`).
+    Audit {
+        #[arg(long)]
+        org: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
     /// Choose what happens to a stream whose client disconnects: `drain` (keep reading the
     /// upstream, charge the exact usage), `cancel` (stop it, charge exact input and estimated
     /// output) or `default` (the operator's `billing.disconnect_policy`). Running gateways apply
@@ -50,24 +100,42 @@ fn org_json(org: &Organization) -> Value {
     })
 }
 
+fn org_id(text: &str) -> anyhow::Result<OrganizationId> {
+    OrganizationId::parse(text).map_err(|e| anyhow::anyhow!("organization: {e}"))
+}
+
+/// The service's errors carry Anthropic's envelope; the CLI prints their message.
+fn fail(e: creditgate_gateway::error::ApiError) -> anyhow::Error {
+    anyhow::anyhow!("{}", e.message)
+}
+
 pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<()> {
+    let change = Change::new(db, Actor::operator(), None, SystemClock.now());
     match args.command {
-        OrgCommand::Create { name, id } => {
-            let name = name.trim().to_owned();
-            if name.is_empty() || name.len() > MAX_ORG_NAME_LEN {
-                anyhow::bail!("--name must be 1 to {MAX_ORG_NAME_LEN} characters");
-            }
-            let id = match id {
-                Some(id) => OrganizationId::parse(&id).map_err(|e| anyhow::anyhow!("--id: {e}"))?,
-                None => OrganizationId::parse(&generated_id("org"))?,
-            };
-            let org = db.create_organization(id, name).await?;
+        OrgCommand::Create {
+            name,
+            id,
+            owner_email,
+        } => {
+            parse_name("--name", &name)?;
+            let id = id.as_deref().map(org_id).transpose()?;
+            let email = owner_email.as_deref().map(Email::parse).transpose()?;
+            let cfg = Config::load(None, |k| std::env::var(k).ok())?;
+            let mailer = Mailer::from_config(&cfg.accounts)?;
+            let owner = email
+                .as_ref()
+                .map(|e| (e, &mailer, cfg.accounts.public_url.as_str()));
+            let org = members::create_organization(&change, id, &name, owner)
+                .await
+                .map_err(fail)?;
             emit(as_json, &org_json(&org), || {
                 format!("Created organization {} ({})", org.id, org.name)
             });
         }
-        OrgCommand::List => {
-            let orgs = db.organizations().await?;
+        OrgCommand::List { search } => {
+            let orgs = db
+                .search_organizations(search.as_deref().unwrap_or(""), MAX_LISTED)
+                .await?;
             let value = json!({"organizations": orgs.iter().map(org_json).collect::<Vec<_>>()});
             emit(as_json, &value, || {
                 if orgs.is_empty() {
@@ -79,15 +147,124 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
                     .join("\n")
             });
         }
+        OrgCommand::Suspend { org } => suspend(&change, &org, true, as_json).await?,
+        OrgCommand::Resume { org } => suspend(&change, &org, false, as_json).await?,
+        OrgCommand::Grant {
+            org,
+            amount,
+            category,
+            expires_in_days,
+            reference,
+            memo,
+        } => {
+            let org = org_id(&org)?;
+            let amount: NanoCredits = amount
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+            let granted = match category.as_str() {
+                "granted" => true,
+                "paid" => false,
+                _ => anyhow::bail!("--category must be granted or paid"),
+            };
+            let (g, replayed) = members::grant(
+                &change,
+                &org,
+                amount,
+                granted,
+                expires_in_days,
+                &reference,
+                memo.as_deref(),
+            )
+            .await
+            .map_err(fail)?;
+            let value = json!({"lot": crate::output::lot_json(&g.lot), "replayed": replayed});
+            emit(as_json, &value, || {
+                let again = if replayed {
+                    " (already granted: nothing changed)"
+                } else {
+                    ""
+                };
+                format!(
+                    "Granted {} credits to {org} as {}{again}",
+                    g.lot.amount, g.lot.id
+                )
+            });
+        }
+        OrgCommand::AdminKey { org, name } => {
+            let org = org_id(&org)?;
+            let (key, secret) = members::create_admin_key(&change, &org, &name)
+                .await
+                .map_err(fail)?;
+            let mut value = admin_key_json(&key);
+            value["secret"] = json!(secret.expose());
+            emit(as_json, &value, || {
+                format!(
+                    "Admin key {} for {org} (shown once):\n{}",
+                    key.id,
+                    secret.expose()
+                )
+            });
+        }
+        OrgCommand::Audit { org, limit } => {
+            let org = org.as_deref().map(org_id).transpose()?;
+            let events = db
+                .audit_log(org.as_ref(), None, limit.clamp(1, 10_000))
+                .await?;
+            let value = json!({"data": events.iter().map(audit_json).collect::<Vec<_>>()});
+            emit(as_json, &value, || {
+                events
+                    .iter()
+                    .map(|e| {
+                        format!(
+                            "{}  {}  {} {}  {}:{}",
+                            e.at,
+                            e.org.as_deref().unwrap_or("-"),
+                            e.actor.kind,
+                            e.actor.id.as_deref().unwrap_or(""),
+                            e.action,
+                            e.target_id
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         OrgCommand::SetPolicy { org, disconnect } => {
-            let org = OrganizationId::parse(&org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
+            let org = org_id(&org)?;
             let policy = (disconnect != "default").then_some(disconnect.as_str());
             db.set_disconnect_policy(&org, policy).await?;
+            change
+                .audit(
+                    &org,
+                    "organization.disconnect_policy_set",
+                    "organization",
+                    org.as_str(),
+                    json!({"disconnect_policy": policy}),
+                )
+                .await
+                .map_err(fail)?;
             let value = json!({"id": org, "disconnect_policy": policy});
             emit(as_json, &value, || {
                 format!("{org}: disconnect policy {}", policy.unwrap_or("default"))
             });
         }
     }
+    Ok(())
+}
+
+async fn suspend(
+    change: &Change<'_>,
+    org: &str,
+    suspended: bool,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    members::set_suspended(change, &org, suspended)
+        .await
+        .map_err(fail)?;
+    let status = if suspended { "suspended" } else { "active" };
+    emit(as_json, &json!({"id": org, "status": status}), || {
+        format!("{org}: {status}")
+    });
     Ok(())
 }

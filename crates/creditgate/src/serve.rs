@@ -6,11 +6,14 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::Args;
+use creditgate_core::accounts::{Actor, Email, Role, User};
 use creditgate_core::clock::{Clock, SystemClock};
-use creditgate_core::ids::{LotId, OrganizationId, TransferId};
+use creditgate_core::ids::{LotId, OrganizationId, TransferId, UserId};
 use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource};
 use creditgate_core::money::NanoCredits;
 use creditgate_gateway::config::Config;
+use creditgate_gateway::members::{self, Change};
+use creditgate_gateway::sign_in::hash_password;
 use creditgate_gateway::App;
 use creditgate_sim::{SimConfig, Simulator};
 use creditgate_storage::Database;
@@ -115,12 +118,18 @@ pub async fn demo(args: DemoArgs, json_line: bool) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("creditgate-demo-{}", random_hex(6)));
     std::fs::create_dir_all(&dir)?;
     let database_url = format!("sqlite://{}", dir.join("demo.db").display());
-    let result = run_demo(&args, &database_url, json_line).await;
+    let result = run_demo(&args, &database_url, &dir, json_line).await;
     let _ = std::fs::remove_dir_all(&dir);
     result
 }
 
-async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyhow::Result<()> {
+async fn run_demo(
+    args: &DemoArgs,
+    database_url: &str,
+    dir: &Path,
+    json_line: bool,
+) -> anyhow::Result<()> {
+    let outbox = dir.join("outbox");
     let upstream_key = format!("sim-{}", random_hex(16));
     let (sim_addr, _sim, _sim_task) = creditgate_sim::spawn(SimConfig {
         api_key: Some(upstream_key.clone()),
@@ -140,8 +149,11 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
         credit_name = "credit"
         credit_usd = "0.005"
         price_multiplier = "0.70"
+        [email]
+        outbox_dir = "{outbox}"
         "#,
         listen = args.listen,
+        outbox = outbox.display(),
     ))?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
     let db = Database::connect(database_url, clock.clone()).await?;
@@ -161,6 +173,7 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
     })
     .await?;
     let (key, secret) = crate::keys::create_key(&db, &org, "demo key", None).await?;
+    let (dashboard_password, organization_admin_key) = demo_owner(&db, &org).await?;
     let listener = bind(cfg.listen).await?;
     let addr = listener.local_addr()?;
     let base_url = format!("http://{addr}");
@@ -175,6 +188,10 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
                 "api_key_id": key.id,
                 "admin_key": admin_key,
                 "organization_id": org,
+                "organization_admin_key": organization_admin_key,
+                "dashboard_email": DEMO_OWNER_EMAIL,
+                "dashboard_password": dashboard_password,
+                "outbox_dir": outbox,
                 "dashboard_url": serde_json::Value::Null,
                 "database_url": database_url,
                 "upstream_url": format!("http://{sim_addr}"),
@@ -188,6 +205,9 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
         println!("  API key        {}", secret.expose());
         println!("  admin key      {admin_key}");
         println!("  organization   {org} (1000 credits, 1 credit = $0.005, prices 0.70 x list)");
+        println!("  sign in        {DEMO_OWNER_EMAIL} / {dashboard_password}");
+        println!("  org admin key  {organization_admin_key}");
+        println!("  outbox         {}", outbox.display());
         println!("  database       {database_url}");
         println!("  upstream       simulated, http://{sim_addr}\n");
         println!("Try it:");
@@ -207,6 +227,32 @@ async fn run_demo(args: &DemoArgs, database_url: &str, json_line: bool) -> anyho
     std::io::stdout().flush()?;
     creditgate_gateway::serve(app, listener, shutdown).await?;
     Ok(())
+}
+
+/// The demo owner's email (the password is random per run).
+const DEMO_OWNER_EMAIL: &str = "owner@demo.example";
+
+/// Adds the demo owner (who can sign in) and an organization admin key; returns the owner's
+/// password and the admin key's secret.
+async fn demo_owner(db: &Database, org: &OrganizationId) -> anyhow::Result<(String, String)> {
+    let now = SystemClock.now();
+    let password = random_hex(12);
+    let user = User {
+        id: UserId::parse("user_demo_owner")?,
+        email: Email::parse(DEMO_OWNER_EMAIL)?,
+        name: "Demo owner".into(),
+        created_at: now,
+    };
+    let hash = hash_password(password.clone())
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    db.create_user(&user, Some(&hash)).await?;
+    db.add_member(org, &user.id, Role::Owner, now).await?;
+    let change = Change::new(db, Actor::system(), None, now);
+    let (_, secret) = members::create_admin_key(&change, org, "demo admin key")
+        .await
+        .map_err(|e| anyhow::anyhow!(e.message))?;
+    Ok((password, secret.expose().to_owned()))
 }
 
 pub async fn upstream_sim(args: SimArgs) -> anyhow::Result<()> {

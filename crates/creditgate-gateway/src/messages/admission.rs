@@ -10,7 +10,7 @@ use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
 use creditgate_core::pricing::{self, HoldEstimate};
 use serde_json::{json, Value};
 
-use super::{read_body, Admitted};
+use super::{limits, read_body, Admitted};
 use crate::error::{ApiError, Refusal};
 use crate::lifecycle::Live;
 use crate::request_id::RequestId;
@@ -83,6 +83,7 @@ pub(super) async fn admit(
     crate::unique_keys::check(&bytes)
         .map_err(|e| ApiError::invalid_request(format!("The request body is ambiguous: {e}")))?;
     let parsed = parse_request(&body)?;
+    limits::check_model(&key, &parsed.model)?;
     let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)?;
     let first_output = if parsed.stream {
         parsed.first_slice(app.cfg.first_slice_tokens)
@@ -95,6 +96,10 @@ pub(super) async fn admit(
             parsed.max_tokens
         ))
     })?;
+    let tokens = estimate.input_tokens().saturating_add(parsed.max_tokens);
+    if let Some(refused) = limits::take_rate(&app, &key, tokens, request_id.as_str()).await? {
+        return Ok(refused);
+    }
     let policy = app.disconnect_policy(&key.org).await?;
     let transfer_id = request_id.transfer_id().clone();
 
@@ -106,7 +111,7 @@ pub(super) async fn admit(
             amount,
             timeout_ms: app.cfg.hold_timeout_ms,
             scope: Some(key.scope()),
-            limits: Vec::new(),
+            limits: key.limits.spend_limits(&key.scope(), app.clock.now()),
             // The usage record of a request in flight: what `GET /v1/requests/{id}` shows
             // until the settle attaches the receipt.
             memo: Some(
@@ -115,7 +120,11 @@ pub(super) async fn admit(
             ),
         })
         .await
-        .map_err(|e| refusal(e, &estimate, parsed.stream, &app.cfg.credit_unit.name))?;
+        .map_err(|e| {
+            let unit = &app.cfg.credit_unit.name;
+            limits::spend_refusal(&key, &e, app.clock.now(), unit)
+                .unwrap_or_else(|| refusal(e, &estimate, parsed.stream, unit))
+        })?;
 
     let job = Admitted {
         app: app.clone(),

@@ -95,7 +95,11 @@ impl Admitted {
                     hold: self.request_id.clone(),
                     amount: extra,
                     timeout_ms: self.app.cfg.hold_timeout_ms,
-                    limits: Vec::new(),
+                    // The key's spend caps bind every slice, not only the first.
+                    limits: self
+                        .key
+                        .limits
+                        .spend_limits(&self.key.scope(), self.app.clock.now()),
                 })
                 .await?;
             hold.held = grown.amount;

@@ -32,6 +32,7 @@ pub(super) async fn take_rate(
     app: &App,
     key: &ApiKeyRecord,
     tokens: u64,
+    request_id: &str,
 ) -> Result<Option<Response>, ApiError> {
     let rpm = key.limits.requests_per_minute.map(clamp);
     let tpm = key.limits.tokens_per_minute.map(clamp);
@@ -41,7 +42,10 @@ pub(super) async fn take_rate(
     let now = app.clock.now();
     let start = Timestamp::from_millis(now.millis() - now.millis().rem_euclid(WINDOW_MS));
     let reset = start.plus_millis(WINDOW_MS);
-    let taken = app.db.take_rate(&key.id, start, clamp(tokens), rpm, tpm).await?;
+    let taken = app
+        .db
+        .take_rate(&key.id, start, clamp(tokens), rpm, tpm)
+        .await?;
     let Err((requests, used)) = taken else {
         return Ok(None);
     };
@@ -55,6 +59,8 @@ pub(super) async fn take_rate(
         format!("This API key's {which}-per-minute limit is reached; retry in {retry} s."),
         retry.max(1) as u64,
     )
+    // With its id already set, the error keeps the headers added here.
+    .with_request_id(request_id)
     .into_response();
     let h = resp.headers_mut();
     let reset_text = HeaderValue::from_str(&reset.to_rfc3339()).ok();
@@ -114,6 +120,6 @@ pub(super) fn spend_refusal(
     Some(ApiError::billing(format!(
         "This API key's {name} spend limit of {cap} {unit} is reached: {} {unit} left, \
          {needed} {unit} needed. {resets}",
-        remaining.max(creditgate_core::money::NanoCredits::ZERO)
+        (*remaining).max(creditgate_core::money::NanoCredits::ZERO)
     )))
 }

@@ -16,6 +16,7 @@
 mod admission;
 mod forward;
 mod hold;
+mod limits;
 mod receipt;
 mod settle;
 mod stream;

@@ -13,7 +13,8 @@ use crate::helpers::TestApp;
 
 /// A path with its parameters filled by ids that exist nowhere.
 fn concrete(path: &str) -> String {
-    path.replace("{id}", "x_nothing").replace("{token}", &"0".repeat(64))
+    path.replace("{id}", "x_nothing")
+        .replace("{token}", &"0".repeat(64))
 }
 
 #[derive(Debug, Clone)]
@@ -36,10 +37,28 @@ fn expected(access: Access, who: &Who, write: bool) -> &'static str {
         (Access::Session, Member(_)) => "allowed",
         (Access::Session, NoCsrf(_)) if !write => "allowed",
         (Access::Session, NoCsrf(_)) => "403",
-        (Access::Organization(action), AdminKey) => if Role::Admin.may(action) { "allowed" } else { "403" },
-        (Access::Organization(action), Member(role)) => if role.may(action) { "allowed" } else { "403" },
+        (Access::Organization(action), AdminKey) => {
+            if Role::Admin.may(action) {
+                "allowed"
+            } else {
+                "403"
+            }
+        }
+        (Access::Organization(action), Member(role)) => {
+            if role.may(action) {
+                "allowed"
+            } else {
+                "403"
+            }
+        }
         (Access::Organization(_), NoCsrf(_)) if write => "403",
-        (Access::Organization(action), NoCsrf(role)) => if role.may(action) { "allowed" } else { "403" },
+        (Access::Organization(action), NoCsrf(role)) => {
+            if role.may(action) {
+                "allowed"
+            } else {
+                "403"
+            }
+        }
         _ => "401",
     }
 }
@@ -50,7 +69,10 @@ async fn every_route_answers_every_credential_as_the_contract_says() {
     let admin = admin_key(&t, &t.org).await;
     let mut sessions: Vec<(Role, SignedIn)> = Vec::new();
     for role in Role::ALL {
-        sessions.push((role, member(&t, &format!("{}@example.com", role.as_str()), role).await));
+        sessions.push((
+            role,
+            member(&t, &format!("{}@example.com", role.as_str()), role).await,
+        ));
     }
     let mut whos = vec![Who::Nobody, Who::InferenceKey, Who::AdminKey, Who::Operator];
     for role in Role::ALL {
@@ -71,15 +93,30 @@ async fn every_route_answers_every_credential_as_the_contract_says() {
                 Who::AdminKey => Cred::Key(admin.clone()),
                 Who::Operator => Cred::Operator,
                 // Signing out ends a session: use a fresh one for that route.
-                Who::Member(role) if route.path == "/auth/sign-out" => {
-                    crate::accounts::session_of(&crate::accounts::sign_in(&t, &format!("{}@example.com", role.as_str()), crate::accounts::PASSWORD).await).cred()
-                }
+                Who::Member(role) if route.path == "/auth/sign-out" => crate::accounts::session_of(
+                    &crate::accounts::sign_in(
+                        &t,
+                        &format!("{}@example.com", role.as_str()),
+                        crate::accounts::PASSWORD,
+                    )
+                    .await,
+                )
+                .cred(),
                 Who::Member(role) => session(role).cred(),
-                Who::NoCsrf(role) => Cred::Session { cookie: session(role).cookie, csrf: None },
+                Who::NoCsrf(role) => Cred::Session {
+                    cookie: session(role).cookie,
+                    csrf: None,
+                },
             };
             let r = call(&t, method.clone(), &path, &cred, write.then(|| json!({}))).await;
-            let what = format!("{} {} as {who:?}: {} {}", route.method, route.path, r.status, r.body);
-            assert_ne!(r.body["error"]["message"], "Not found.", "not routed: {what}");
+            let what = format!(
+                "{} {} as {who:?}: {} {}",
+                route.method, route.path, r.status, r.body
+            );
+            assert_ne!(
+                r.body["error"]["message"], "Not found.",
+                "not routed: {what}"
+            );
             assert_ne!(r.status, 405, "{what}");
             match expected(route.access, who, write) {
                 "401" => assert_eq!(r.status, 401, "{what}"),
@@ -90,8 +127,13 @@ async fn every_route_answers_every_credential_as_the_contract_says() {
             checked += 1;
         }
         if !public_answers.is_empty() {
-            assert!(public_answers.iter().all(|s| *s == public_answers[0] && *s != 401),
-                "a public route ignores credentials: {} {public_answers:?}", route.path);
+            assert!(
+                public_answers
+                    .iter()
+                    .all(|s| *s == public_answers[0] && *s != 401),
+                "a public route ignores credentials: {} {public_answers:?}",
+                route.path
+            );
         }
     }
     assert!(checked > 600, "{checked}");
@@ -105,16 +147,26 @@ async fn openapi_documents_every_route_that_is_not_anthropics() {
     let paths = doc["paths"].as_object().unwrap();
     let mut expected = 0;
     for route in table() {
-        let op = &paths.get(route.path).map(|p| p[route.method.to_lowercase()].clone());
+        let op = &paths
+            .get(route.path)
+            .map(|p| p[route.method.to_lowercase()].clone());
         if ANTHROPIC_ROUTES.contains(&route.path) {
             assert!(op.is_none(), "{} is Anthropic's", route.path);
             continue;
         }
         expected += 1;
         let op = op.clone().unwrap_or_default();
-        assert!(op.is_object(), "{} {} missing from /openapi.json", route.method, route.path);
+        assert!(
+            op.is_object(),
+            "{} {} missing from /openapi.json",
+            route.method,
+            route.path
+        );
         assert_eq!(op["summary"], route.summary);
     }
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
-    assert_eq!(documented, expected, "nothing documented that is not served");
+    assert_eq!(
+        documented, expected,
+        "nothing documented that is not served"
+    );
 }

@@ -887,6 +887,8 @@ async fn the_operator_creates_searches_suspends_and_grants() {
     .await;
     assert_eq!(bad.status, 400);
 
+    let key = t.app.db.create_api_key(&org_id, "k", None).await.unwrap().1;
+    assert_eq!(t.message_as(key.expose(), &body(8, "")).await.status, 200);
     let r = call(
         &t,
         Method::POST,
@@ -896,6 +898,21 @@ async fn the_operator_creates_searches_suspends_and_grants() {
     )
     .await;
     assert_eq!(r.body["status"], "suspended");
+    // Suspension reaches the key within the key cache's half second.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let refused = loop {
+        let r = t.message_as(key.expose(), &body(8, "")).await;
+        if r.status != 200 || std::time::Instant::now() > deadline {
+            break r;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        (refused.status, refused.body["error"]["type"].as_str()),
+        (403, Some("permission_error")),
+        "{}",
+        refused.body
+    );
     let log = call(
         &t,
         Method::GET,

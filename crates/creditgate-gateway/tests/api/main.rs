@@ -1,6 +1,7 @@
 //! The gateway's API tests: the real app on a loopback port, a fresh SQLite file and the
 //! simulated upstream per test (see `helpers`).
 
+mod access_matrix;
 mod accounts;
 mod admission;
 mod backpressure;
@@ -9,6 +10,7 @@ mod database_down;
 mod disconnects;
 mod estimate;
 mod helpers;
+mod key_limits;
 mod messages;
 mod payments;
 mod progressive;

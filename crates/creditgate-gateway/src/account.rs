@@ -109,7 +109,14 @@ async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
         "limits": key.limits,
         // Spent (charges plus active holds) since the start of each period, and what is left
         // under each cap.
-        "usage": {"unit": app.cfg.credit_unit.name, "spend": usage, "spend_remaining": remaining},
+        "usage": {
+            "unit": app.cfg.credit_unit.name,
+            "day": usage["daily"],
+            "week": usage["weekly"],
+            "month": usage["monthly"],
+            "total": usage["total"],
+            "spend_remaining": remaining,
+        },
     }))
 }
 

@@ -3,7 +3,7 @@
 //! accounts service as the operator API (`/admin/v1/*`), so every change is audited.
 
 use clap::{Args, Subcommand};
-use creditgate_core::accounts::{Actor, Email};
+use creditgate_core::accounts::{parse_name, Actor, Email};
 use creditgate_core::clock::{Clock, SystemClock};
 use creditgate_core::ids::OrganizationId;
 use creditgate_core::ledger::Organization;
@@ -117,6 +117,7 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
             id,
             owner_email,
         } => {
+            parse_name("--name", &name)?;
             let id = id.as_deref().map(org_id).transpose()?;
             let email = owner_email.as_deref().map(Email::parse).transpose()?;
             let cfg = Config::load(None, |k| std::env::var(k).ok())?;

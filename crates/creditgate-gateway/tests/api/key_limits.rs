@@ -106,7 +106,7 @@ async fn a_daily_spend_limit_holds_against_100_concurrent_requests() {
     assert!(spent <= cap, "spent {spent} of a {cap} cap");
     let key = t.get_as(&secret, "/v1/key").await;
     assert_eq!(key.body["limits"]["spend"]["daily"], json!(cap));
-    assert_eq!(key.body["usage"]["spend"]["daily"], json!(spent));
+    assert_eq!(key.body["usage"]["day"], json!(spent));
     t.assert_ledger_clean().await;
 }
 

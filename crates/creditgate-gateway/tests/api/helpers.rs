@@ -510,18 +510,17 @@ slice_tokens = {slice}
 drain_timeout_ms = {drain}
 hold_timeout_ms = {hold_timeout}
 sweep_interval_ms = {sweep}
+header_read_timeout_ms = {header_timeout}
+body_read_timeout_ms = {body_timeout}
+max_connections = {max_connections}
+max_body_bytes_in_flight = {in_flight}
+auth_failures_per_minute = {auth_failures}
 
 [accounts]
 signup = "{signup}"
 
 [email]
 outbox_dir = "{outbox}"
-
-header_read_timeout_ms = {header_timeout}
-body_read_timeout_ms = {body_timeout}
-max_connections = {max_connections}
-max_body_bytes_in_flight = {in_flight}
-auth_failures_per_minute = {auth_failures}
 {extra}
 "#,
         signup = if setup.signup_open { "open" } else { "invite" },

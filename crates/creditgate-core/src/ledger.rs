@@ -195,8 +195,14 @@ pub struct SettleRequest {
     pub transfer_id: TransferId,
     pub hold: TransferId,
     pub amount: NanoCredits,
-    /// Free-form JSON stored with the charge (the gateway puts the receipt here).
+    /// Free-form text stored with the charge's transfer.
     pub memo: Option<String>,
+    /// The request's usage record, written with the charge in the same transaction (its
+    /// per-line credits must add up to `amount`).
+    /// (Absent from the serialized form when `None`, so the idempotency digest of a settle
+    /// without a record is what it was before records existed.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<crate::usage::UsageRecord>,
 }
 
 /// One lot's share of a charge.

@@ -10,12 +10,15 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use creditgate_core::clock::SystemClock;
-use creditgate_core::ids::{LotId, OrganizationId, TransferId};
+use creditgate_core::ids::{ApiKeyId, LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
     GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource, SettleRequest,
     DEFAULT_HOLD_TIMEOUT_MS,
 };
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::{
+    DisconnectPolicy, Lines, PicoUsd, ReceiptStatus, Service, Tokens, UsageRecord,
+};
 use creditgate_storage::Database;
 
 /// Concurrent tasks placing and settling holds.
@@ -27,10 +30,52 @@ const CHARGE: i64 = 900_000;
 /// Credit each organization starts with: enough for any run.
 const FUNDS: i64 = 4_000_000_000_000_000_000;
 
+#[derive(Clone, Copy)]
 struct Case {
     backend: &'static str,
     orgs: usize,
     tasks: usize,
+    settle: SettleKind,
+}
+
+/// What each settle carries.
+#[derive(Clone, Copy, PartialEq)]
+enum SettleKind {
+    /// Nothing: the ledger alone.
+    Bare,
+    /// The receipt as a JSON memo on the charge (what the gateway wrote before usage records).
+    Memo,
+    /// A typed usage record, written with its three rollup rows (what the gateway writes now).
+    Record,
+}
+
+impl SettleKind {
+    const ALL: [SettleKind; 3] = [Self::Bare, Self::Memo, Self::Record];
+
+    fn name(self) -> &'static str {
+        match self {
+            Self::Bare => "bare",
+            Self::Memo => "memo",
+            Self::Record => "record",
+        }
+    }
+}
+
+/// The cases of one backend: one hot organization alone, one hot organization under 64 tasks,
+/// 64 organizations under 64 tasks; each with every kind of settle.
+fn cases(backend: &'static str) -> Vec<Case> {
+    let mut out = Vec::new();
+    for (orgs, tasks) in [(1, 1), (1, TASKS), (MANY_ORGS, TASKS)] {
+        for settle in SettleKind::ALL {
+            out.push(Case {
+                backend,
+                orgs,
+                tasks,
+                settle,
+            });
+        }
+    }
+    out
 }
 
 struct Measured {
@@ -52,23 +97,7 @@ fn main() {
         let mut rows = Vec::new();
         let dir = std::env::temp_dir().join(format!("creditgate-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        for (i, case) in [
-            Case {
-                backend: "sqlite",
-                orgs: 1,
-                tasks: 1,
-            },
-            Case {
-                backend: "sqlite",
-                orgs: 1,
-                tasks: TASKS,
-            },
-            Case {
-                backend: "sqlite",
-                orgs: MANY_ORGS,
-                tasks: TASKS,
-            },
-        ]
+        for (i, case) in cases("sqlite")
         .into_iter()
         .enumerate()
         {
@@ -93,23 +122,7 @@ fn main() {
                     let db = Database::connect(&url, Arc::new(SystemClock))
                         .await
                         .expect("postgres");
-                    for (i, case) in [
-                        Case {
-                            backend: "postgres",
-                            orgs: 1,
-                            tasks: 1,
-                        },
-                        Case {
-                            backend: "postgres",
-                            orgs: 1,
-                            tasks: TASKS,
-                        },
-                        Case {
-                            backend: "postgres",
-                            orgs: MANY_ORGS,
-                            tasks: TASKS,
-                        },
-                    ]
+                    for (i, case) in cases("postgres")
                     .into_iter()
                     .enumerate()
                     {
@@ -132,17 +145,27 @@ fn main() {
             cores()
         );
         println!(
-            "{:<10} {:>5} {:>6} {:>10} {:>12}",
-            "backend", "orgs", "tasks", "pairs", "pairs/s"
+            "{:<10} {:>5} {:>6} {:>7} {:>10} {:>12} {:>10}",
+            "backend", "orgs", "tasks", "settle", "pairs", "pairs/s", "vs memo"
         );
+        let rate = |m: &Measured| m.pairs as f64 / m.elapsed.as_secs_f64();
         for (case, m) in &rows {
+            // The same shape's memo run: what settling cost before usage records.
+            let memo = rows.iter().find(|(c, _)| {
+                c.backend == case.backend
+                    && c.orgs == case.orgs
+                    && c.tasks == case.tasks
+                    && c.settle == SettleKind::Memo
+            });
             println!(
-                "{:<10} {:>5} {:>6} {:>10} {:>12.0}",
+                "{:<10} {:>5} {:>6} {:>7} {:>10} {:>12.0} {:>10.3}",
                 case.backend,
                 case.orgs,
                 case.tasks,
+                case.settle.name(),
                 m.pairs,
-                m.pairs as f64 / m.elapsed.as_secs_f64()
+                rate(m),
+                memo.map_or(f64::NAN, |(_, mm)| rate(m) / rate(mm))
             );
         }
     });
@@ -185,6 +208,7 @@ async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration
         let org = orgs[t % orgs.len()].clone();
         let stop = stop.clone();
         let pairs = pairs.clone();
+        let kind = case.settle;
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
@@ -202,9 +226,10 @@ async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration
                 .expect("hold");
                 db.settle(SettleRequest {
                     transfer_id: TransferId::parse(&format!("c{case_no}-t{t}-{n}-s")).unwrap(),
+                    memo: (kind == SettleKind::Memo).then(|| receipt_memo(&hold)),
                     hold,
                     amount: NanoCredits::from_nanos(CHARGE),
-                    memo: None,
+                    usage: (kind == SettleKind::Record).then(record),
                 })
                 .await
                 .expect("settle");
@@ -222,6 +247,58 @@ async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration
         pairs: pairs.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
     }
+}
+
+/// A typical request's usage: a key, a model, every token category, a few lines.
+fn record() -> UsageRecord {
+    UsageRecord {
+        key_id: Some(ApiKeyId::parse("key_0123456789abcdef").unwrap()),
+        model: "claude-haiku-4-5".into(),
+        tokens: Some(Tokens {
+            input: 1_200,
+            cache_write_5m: 0,
+            cache_write_1h: 0,
+            cache_read: 2_000,
+            output: 64,
+            thinking: None,
+            web_search_requests: 0,
+            web_fetch_requests: 0,
+        }),
+        service: Service {
+            tier: Some("standard".into()),
+            inference_geo: Some("global".into()),
+            speed: Some("standard".into()),
+            long_context: false,
+        },
+        credits: Lines {
+            input: NanoCredits::from_nanos(600_000),
+            cache_read: NanoCredits::from_nanos(100_000),
+            output: NanoCredits::from_nanos(200_000),
+            ..Lines::default()
+        },
+        list: Lines {
+            input: PicoUsd::from_pico(1_200_000_000),
+            cache_read: PicoUsd::from_pico(200_000_000),
+            output: PicoUsd::from_pico(320_000_000),
+            ..Lines::default()
+        },
+        cache_savings: NanoCredits::from_nanos(900_000),
+        price_version: Some("claude-haiku-4-5@2025-10-01".into()),
+        latency_ms: 12,
+        status: ReceiptStatus::Settled,
+        stream: false,
+        disconnect_policy: DisconnectPolicy::Drain,
+        upstream_request_id: Some("req_011CVx7s1ZqS2mH3nQ4pW5rT".into()),
+        flags: Vec::new(),
+        note: None,
+    }
+}
+
+/// The receipt JSON the gateway stored in the charge's memo before usage records.
+fn receipt_memo(id: &TransferId) -> String {
+    format!(
+        r#"{{"id":"{id}","model":"claude-haiku-4-5","usage":{{"input_tokens":1200,"cache_creation_input_tokens":0,"cache_read_input_tokens":2000,"cache_creation":{{"ephemeral_5m_input_tokens":0,"ephemeral_1h_input_tokens":0}},"output_tokens":64,"service_tier":"standard","inference_geo":"global","speed":"standard"}},"held":"0.001","charged":"0.0009","unit":"credit","price_version":"claude-haiku-4-5@2025-10-01","status":"settled","disconnect_policy":"drain","stream":false,"key_id":"key_0123456789abcdef","lines":[{{"category":"input","quantity":1200,"rate":"1","list_usd":"0.0012","charged_usd":"0.00084","credits":"0.0006"}},{{"category":"cache_read","quantity":2000,"rate":"0.1","list_usd":"0.0002","charged_usd":"0.00014","credits":"0.0001"}},{{"category":"output","quantity":64,"rate":"5","list_usd":"0.00032","charged_usd":"0.000224","credits":"0.0002"}}],"list_usd":"0.00172","flags":[],"note":null,"latency_ms":12}}"#
+    )
 }
 
 async fn admin_exec(admin_url: &str, sql: &str) {

@@ -23,6 +23,7 @@ pub mod postgres;
 mod requests;
 pub mod sqlite;
 mod statement;
+mod usage;
 
 use std::sync::Arc;
 

@@ -1,40 +1,55 @@
-//! Request receipts, read from the ledger: the hold placed at admission (with the gateway's
-//! admission memo) and the charge posted at settlement (with the receipt). A request's usage
-//! record is written in the same transactions as its money; there is no second table to keep
-//! in step.
+//! Request receipts, read back from typed rows: the hold placed at admission, the charge posted
+//! at settlement and the usage record written with it.
 
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
-use creditgate_core::ledger::{HoldResolution, LedgerError, LedgerResult};
+use creditgate_core::ledger::{HoldResolution, LedgerError, LedgerResult, Settlement};
 use creditgate_core::money::NanoCredits;
-use creditgate_core::usage::ReceiptRecord;
+use creditgate_core::usage::{Admission, ChargeFacts, Receipt};
 
 use crate::statement::{Columns, Param};
+use crate::usage::{record_columns, record_from_row};
 use crate::Database;
 
-/// Maps the row of the receipt query below (without its id and organization).
-fn receipt_row(row: &dyn Columns) -> LedgerResult<ReceiptRecord> {
+/// Column where the usage record's columns start in the receipt query.
+const RECORD_AT: usize = 8;
+
+/// Maps the row of the receipt query below.
+fn receipt_row(row: &dyn Columns) -> LedgerResult<Receipt> {
     let corrupt =
         |what: &str| LedgerError::Corrupt(format!("stored receipt has an invalid {what}"));
-    let settled = match (row.opt_text(3)?, row.opt_text(4)?) {
-        (Some(receipt), Some(result)) => Some((
-            receipt,
-            serde_json::from_str(&result).map_err(|_| corrupt("settlement"))?,
-        )),
+    // The ledger's own stored result of the settle: what was held, charged and drawn.
+    let charge = match (row.opt_int(3)?, row.opt_text(4)?) {
+        (Some(at), Some(result)) => {
+            let s: Settlement = serde_json::from_str(&result).map_err(|_| corrupt("settlement"))?;
+            Some(ChargeFacts {
+                at: Timestamp::from_millis(at),
+                held: s.held,
+                charged: s.charged,
+                overrun: s.overrun,
+                late: s.late,
+                lots: s.draws,
+            })
+        }
         _ => None,
     };
     let resolution = match row.opt_text(5)? {
         Some(r) => Some(HoldResolution::parse(&r).ok_or_else(|| corrupt("resolution"))?),
         None => None,
     };
-    Ok(ReceiptRecord {
+    // An admission memo that is not ours (a hold placed by another caller) just isn't shown.
+    let admission = row
+        .opt_text(1)?
+        .and_then(|m| serde_json::from_str::<Admission>(&m).ok());
+    Ok(Receipt {
         id: TransferId::parse(&row.text(6)?).map_err(|_| corrupt("id"))?,
         org: OrganizationId::parse(&row.text(7)?).map_err(|_| corrupt("organization"))?,
-        held: NanoCredits::from_nanos(row.int(0)?),
-        admission: row.opt_text(1)?,
+        admission,
         created_at: Timestamp::from_millis(row.int(2)?),
-        settled,
+        held: NanoCredits::from_nanos(row.int(0)?),
         resolution,
+        charge,
+        record: record_from_row(row, RECORD_AT)?,
     })
 }
 
@@ -44,17 +59,22 @@ impl Database {
         &self,
         org: &OrganizationId,
         id: &TransferId,
-    ) -> LedgerResult<Option<ReceiptRecord>> {
-        self.query_opt(
+    ) -> LedgerResult<Option<Receipt>> {
+        const SQL: &str = concat!(
             "SELECT CAST(h.amount + COALESCE((SELECT SUM(e.amount) FROM hold_extensions e \
                                                WHERE e.hold = h.id), 0) AS BIGINT), \
-                    t.memo, h.created_at, c.memo, s.result, r.resolution, h.id, h.org \
-             FROM holds h \
+                    t.memo, h.created_at, c.at, s.result, r.resolution, h.id, h.org, ",
+            record_columns!(),
+            " FROM holds h \
              JOIN transfers t ON t.id = h.id \
              LEFT JOIN charges c ON c.hold = h.id \
              LEFT JOIN transfers s ON s.id = c.transfer_id \
              LEFT JOIN hold_resolutions r ON r.hold = h.id \
-             WHERE h.id = $1 AND h.org = $2",
+             LEFT JOIN usage_records u ON u.request_id = h.id \
+             WHERE h.id = $1 AND h.org = $2"
+        );
+        self.query_opt(
+            SQL,
             vec![Param::Text(id.to_string()), Param::Text(org.to_string())],
             receipt_row,
         )

@@ -16,6 +16,7 @@ use crate::Database;
 #[derive(Debug, Clone)]
 pub(crate) enum Param {
     Int(i64),
+    Bool(bool),
     Text(String),
     OptInt(Option<i64>),
     OptText(Option<String>),
@@ -25,6 +26,7 @@ impl rusqlite::ToSql for Param {
     fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
         match self {
             Param::Int(v) => rusqlite::ToSql::to_sql(v),
+            Param::Bool(v) => rusqlite::ToSql::to_sql(v),
             Param::Text(v) => rusqlite::ToSql::to_sql(v),
             Param::OptInt(v) => rusqlite::ToSql::to_sql(v),
             Param::OptText(v) => rusqlite::ToSql::to_sql(v),
@@ -40,6 +42,7 @@ impl ToSql for Param {
     ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
         match self {
             Param::Int(v) => ToSql::to_sql(v, ty, out),
+            Param::Bool(v) => ToSql::to_sql(v, ty, out),
             Param::Text(v) => ToSql::to_sql(v, ty, out),
             Param::OptInt(v) => ToSql::to_sql(v, ty, out),
             Param::OptText(v) => ToSql::to_sql(v, ty, out),
@@ -47,7 +50,7 @@ impl ToSql for Param {
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty) || <bool as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();
@@ -59,6 +62,7 @@ pub(crate) trait Columns {
     fn text(&self, i: usize) -> LedgerResult<String>;
     fn opt_int(&self, i: usize) -> LedgerResult<Option<i64>>;
     fn opt_text(&self, i: usize) -> LedgerResult<Option<String>>;
+    fn flag(&self, i: usize) -> LedgerResult<bool>;
 }
 
 impl Columns for rusqlite::Row<'_> {
@@ -74,6 +78,9 @@ impl Columns for rusqlite::Row<'_> {
     fn opt_text(&self, i: usize) -> LedgerResult<Option<String>> {
         self.get(i).map_err(sqlite_error)
     }
+    fn flag(&self, i: usize) -> LedgerResult<bool> {
+        self.get(i).map_err(sqlite_error)
+    }
 }
 
 impl Columns for tokio_postgres::Row {
@@ -87,6 +94,9 @@ impl Columns for tokio_postgres::Row {
         self.try_get(i).map_err(pg_error)
     }
     fn opt_text(&self, i: usize) -> LedgerResult<Option<String>> {
+        self.try_get(i).map_err(pg_error)
+    }
+    fn flag(&self, i: usize) -> LedgerResult<bool> {
         self.try_get(i).map_err(pg_error)
     }
 }
@@ -111,6 +121,7 @@ pub(crate) trait TxStatements {
     ) -> impl std::future::Future<Output = LedgerResult<Vec<T>>> + Send;
 }
 
+/// A `$n` statement in SQLite's spelling (`?n`).
 pub(crate) fn sqlite_sql(sql: &str) -> String {
     sql.replace('$', "?")
 }

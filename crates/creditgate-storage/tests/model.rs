@@ -670,6 +670,7 @@ fn next_request(rng: &mut StdRng, m: &Model, n: &mut u64) -> Request {
                     _ => rng.gen_range(0..=held),
                 }),
                 memo: None,
+                usage: None,
             })
         }
         56..=63 if !hold_ids.is_empty() => Request::Release(ReleaseRequest {

@@ -1,7 +1,7 @@
 //! The cost of one request: usage × rates × modifiers × the operator's multiplier, in credits,
 //! computed exactly and rounded once, up, to the nano-credit.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::book::{ModelPrice, PriceBook};
 use super::usage::{Usage, UsageFlag};
@@ -19,7 +19,7 @@ pub struct CostOptions {
 }
 
 /// What a line of a cost is for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum LineCategory {
     #[serde(rename = "input")]
     Input,

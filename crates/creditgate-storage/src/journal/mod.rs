@@ -21,6 +21,7 @@ use creditgate_core::ledger::{
     Entry, Hold, HoldResolution, LedgerError, LedgerResult, Lot, Organization,
 };
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::UsageRecord;
 
 /// Most holds or lots one `expire_holds`/`sweep_expired_lots` pass picks up per query; the pass
 /// repeats until a query returns fewer.
@@ -79,6 +80,26 @@ pub(crate) const DANGLING_CHECKS: &[(&str, &str)] = &[
         "SELECT COUNT(*) FROM lot_refunds f
          WHERE NOT EXISTS (SELECT 1 FROM lots l WHERE l.id = f.lot)
             OR NOT EXISTS (SELECT 1 FROM transfers t WHERE t.id = f.transfer_id)",
+    ),
+    (
+        "usage records without their charge, or other credits than it",
+        "SELECT COUNT(*) FROM usage_records u
+         WHERE NOT EXISTS (SELECT 1 FROM charges c
+                           WHERE c.hold = u.request_id AND c.charged = u.credits
+                             AND c.org = u.org)",
+    ),
+    (
+        "usage rollups whose sums differ from their organization's usage records",
+        "SELECT COUNT(*) FROM (
+             SELECT org, width, SUM(requests) AS n,
+                    SUM(credits_input + credits_cache_write_5m + credits_cache_write_1h
+                        + credits_cache_read + credits_output + credits_web_search
+                        + credits_web_fetch) AS c
+             FROM usage_rollups GROUP BY org, width) r
+         WHERE NOT EXISTS (
+             SELECT 1 FROM (SELECT org, COUNT(*) AS n, SUM(credits) AS c
+                            FROM usage_records GROUP BY org) u
+             WHERE u.org = r.org AND u.n = r.n AND u.c = r.c)",
     ),
     (
         "cached lot states without their lot",
@@ -303,6 +324,15 @@ pub(crate) trait Journal {
     ) -> impl Future<Output = LedgerResult<()>> + Send;
     fn insert_charge(&mut self, c: &ChargeRow<'_>)
         -> impl Future<Output = LedgerResult<()>> + Send;
+    /// Writes a request's usage record (`crate::usage::INSERT_USAGE`) and adds it to its
+    /// rollup rows (`crate::usage::ADD_TO_ROLLUPS`).
+    fn insert_usage(
+        &mut self,
+        request: &TransferId,
+        org: &OrganizationId,
+        at: Timestamp,
+        record: &UsageRecord,
+    ) -> impl Future<Output = LedgerResult<()>> + Send;
     /// Charges at or after `since` plus holds active at `now`, for `scope` and below it.
     fn scope_spend(
         &mut self,

@@ -202,6 +202,9 @@ pub(crate) async fn settle<J: Journal>(
 ) -> LedgerResult<Settlement> {
     check_non_negative("charge", req.amount)?;
     check_memo("memo", req.memo.as_deref())?;
+    if let Some(record) = &req.usage {
+        record.check(req.amount).map_err(LedgerError::InvalidRequest)?;
+    }
     let digest = request_digest(kind::SETTLE, &req);
     let org = hold_org(j, &req.hold).await?;
     let mut state = lock(j, &org).await?;
@@ -235,6 +238,10 @@ pub(crate) async fn settle<J: Journal>(
         memo: req.memo.as_deref(),
     })
     .await?;
+    // The usage record goes in the same transaction as the charge it describes.
+    if let Some(record) = &req.usage {
+        j.insert_usage(&req.hold, &org, now, record).await?;
+    }
     let spendable = j.spendable_total(&org, now).await?;
     let (still_held, _) = j.held(&org, now).await?;
     let result = Settlement {

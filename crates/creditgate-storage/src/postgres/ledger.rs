@@ -11,12 +11,14 @@ use creditgate_core::ledger::{
     RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement, VerifyReport,
 };
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::UsageRecord;
 use deadpool_postgres::Transaction;
 use futures_util::future::join_all;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{is_retryable, pg_error, PgStore, MAX_ATTEMPTS};
+use crate::usage;
 use crate::journal::rows::{self, lot_columns, StoredRow};
 use crate::journal::{
     audit, ops, stored_id, AuditHold, AuditLot, ChargeRow, HoldRow, Journal, NewTransfer, OrgState,
@@ -586,6 +588,25 @@ impl Journal for PgJournal<'_, '_> {
                 own(c.at.millis()),
                 own(c.memo.map(str::to_owned)),
             ],
+        )
+    }
+
+    async fn insert_usage(
+        &mut self,
+        request: &TransferId,
+        org: &OrganizationId,
+        at: Timestamp,
+        record: &UsageRecord,
+    ) -> LedgerResult<()> {
+        let params = usage::usage_params(request, org, at, record)?;
+        self.defer(
+            usage::INSERT_USAGE,
+            params.into_iter().map(|p| own(p)).collect(),
+        )?;
+        let params = usage::rollup_params(org, at, record)?;
+        self.defer(
+            usage::ADD_TO_ROLLUPS,
+            params.into_iter().map(|p| own(p)).collect(),
         )
     }
 

@@ -50,6 +50,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_payments",
         include_str!("../../migrations/postgres/0006_payments.sql"),
     ),
+    (
+        7,
+        "0007_usage_records",
+        include_str!("../../migrations/postgres/0007_usage_records.sql"),
+    ),
+    (
+        8,
+        "0008_usage_rollups",
+        include_str!("../../migrations/postgres/0008_usage_rollups.sql"),
+    ),
 ];
 
 /// Connections per process.
@@ -166,6 +176,9 @@ impl PgStore {
                 tx.batch_execute(sql).await.map_err(|e| {
                     LedgerError::Unavailable(format!("migration {name} failed: {e}"))
                 })?;
+                if name.ends_with(crate::usage::BACKFILL_MIGRATION) {
+                    crate::usage::backfill_postgres(&tx).await?;
+                }
                 tx.execute(
                     "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)",
                     &[&version, &name],

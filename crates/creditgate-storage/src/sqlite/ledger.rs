@@ -13,9 +13,12 @@ use creditgate_core::ledger::{
     RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement, VerifyReport,
 };
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::UsageRecord;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{sqlite_error, SqliteStore};
+use crate::statement::sqlite_sql;
+use crate::usage;
 use crate::journal::rows::{self, lot_columns, StoredRow};
 use crate::journal::{
     audit, ops, run_ready, stored_id, AuditHold, AuditLot, ChargeRow, HoldRow, Journal,
@@ -616,6 +619,32 @@ impl Journal for SqliteJournal<'_> {
                     c.memo
                 ],
             )
+        })
+    }
+
+    fn insert_usage(
+        &mut self,
+        request: &TransferId,
+        org: &OrganizationId,
+        at: Timestamp,
+        record: &UsageRecord,
+    ) -> impl Future<Output = LedgerResult<()>> + Send {
+        now_checked(|| {
+            let params = usage::usage_params(request, org, at, record)?;
+            let mut st = self
+                .conn
+                .prepare_cached(&sqlite_sql(usage::INSERT_USAGE))
+                .map_err(sqlite_error)?;
+            st.execute(rusqlite::params_from_iter(params.iter()))
+                .map_err(sqlite_error)?;
+            let params = usage::rollup_params(org, at, record)?;
+            let mut st = self
+                .conn
+                .prepare_cached(&sqlite_sql(usage::ADD_TO_ROLLUPS))
+                .map_err(sqlite_error)?;
+            st.execute(rusqlite::params_from_iter(params.iter()))
+                .map_err(sqlite_error)?;
+            Ok(())
         })
     }
 

@@ -45,6 +45,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0006_payments",
         include_str!("../../migrations/sqlite/0006_payments.sql"),
     ),
+    (
+        7,
+        "0007_usage_records",
+        include_str!("../../migrations/sqlite/0007_usage_records.sql"),
+    ),
+    (
+        8,
+        "0008_usage_rollups",
+        include_str!("../../migrations/sqlite/0008_usage_rollups.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.
@@ -264,6 +274,9 @@ fn migrate(conn: &mut Connection) -> LedgerResult<()> {
         if !applied {
             tx.execute_batch(sql)
                 .map_err(|e| LedgerError::Unavailable(format!("migration {name} failed: {e}")))?;
+            if name.ends_with(crate::usage::BACKFILL_MIGRATION) {
+                crate::usage::backfill_sqlite(&tx)?;
+            }
             tx.execute(
                 "INSERT INTO schema_migrations (version, name, applied_at)
                  VALUES (?1, ?2, CAST(unixepoch('subsec') * 1000 AS INTEGER))",

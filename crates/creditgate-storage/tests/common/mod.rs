@@ -232,6 +232,7 @@ pub fn settle_req(hold: &str, id: &str, amount: i64) -> SettleRequest {
         hold: tid(hold),
         amount: nc(amount),
         memo: None,
+        usage: None,
     }
 }
 

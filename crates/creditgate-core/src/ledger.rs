@@ -202,7 +202,7 @@ pub struct SettleRequest {
     /// (Absent from the serialized form when `None`, so the idempotency digest of a settle
     /// without a record is what it was before records existed.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub usage: Option<crate::usage::UsageRecord>,
+    pub usage: Option<Box<crate::usage::UsageRecord>>,
 }
 
 /// One lot's share of a charge.

@@ -10,13 +10,11 @@
 //! - a stream that ends early is `partial`, one whose client left under `cancel` is
 //!   `estimated`, one that reached `message_stop` is `settled`.
 
-use serde_json::Value;
-
 use crate::money::NanoCredits;
 use crate::pricing::{
     self, Cost, CostOptions, PriceBook, PricingConfig, PricingError, Usage, UsageFlag,
 };
-use crate::usage::ReceiptStatus;
+use crate::usage::{ReceiptStatus, ReportedUsage};
 
 /// What a request is charged, with what the receipt needs to explain it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,12 +34,16 @@ pub struct Charge {
 pub fn charge(
     book: &PriceBook,
     model: &str,
-    usage: Option<&Value>,
+    usage: Option<&ReportedUsage>,
     held: NanoCredits,
     status: ReceiptStatus,
     cfg: &PricingConfig,
 ) -> Charge {
-    let Some(reported) = usage else {
+    let Some(ReportedUsage {
+        usage: parsed,
+        flags,
+    }) = usage
+    else {
         return Charge {
             amount: NanoCredits::ZERO,
             status: ReceiptStatus::Free,
@@ -50,9 +52,9 @@ pub fn charge(
             pricing_error: None,
         };
     };
-    let (parsed, flags) = Usage::from_json(reported);
+    let flags = flags.clone();
     let (amount, cost, pricing_error) =
-        match pricing::cost(book, model, &parsed, &CostOptions::default(), cfg) {
+        match pricing::cost(book, model, parsed, &CostOptions::default(), cfg) {
             Ok(c) => (c.total, Some(c), None),
             Err(err) => (held, None, Some(err)),
         };
@@ -80,14 +82,14 @@ pub fn charge(
 pub fn input_cost(
     book: &PriceBook,
     model: &str,
-    usage: &Value,
+    usage: &Usage,
     cfg: &PricingConfig,
 ) -> Option<NanoCredits> {
-    let mut usage = usage.clone();
-    if let Some(obj) = usage.as_object_mut() {
-        obj.insert("output_tokens".into(), Value::from(0));
-    }
-    let (usage, _) = Usage::from_json(&usage);
+    let usage = Usage {
+        output_tokens: 0,
+        thinking_tokens: None,
+        ..usage.clone()
+    };
     pricing::cost(book, model, &usage, &CostOptions::default(), cfg)
         .ok()
         .map(|c| c.total)
@@ -165,10 +167,14 @@ impl StreamEnd {
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     use super::*;
     use crate::money::{CreditUnit, Decimal};
+
+    fn reported(v: &Value) -> ReportedUsage {
+        ReportedUsage::parse(v)
+    }
 
     const MODEL: &str = "claude-opus-5";
 
@@ -200,7 +206,7 @@ mod tests {
         let c = charge(
             book(),
             MODEL,
-            Some(&zero),
+            Some(&reported(&zero)),
             held(5),
             ReceiptStatus::Partial,
             &cfg(),
@@ -217,7 +223,7 @@ mod tests {
         let c = charge(
             book(),
             MODEL,
-            Some(&usage),
+            Some(&reported(&usage)),
             held(1),
             ReceiptStatus::Settled,
             &cfg(),
@@ -233,7 +239,7 @@ mod tests {
         let c = charge(
             book(),
             MODEL,
-            Some(&usage),
+            Some(&reported(&usage)),
             held(7),
             ReceiptStatus::Settled,
             &cfg(),
@@ -248,7 +254,7 @@ mod tests {
         let c = charge(
             book(),
             "no-such-model",
-            Some(&usage),
+            Some(&reported(&usage)),
             held(9),
             ReceiptStatus::Settled,
             &cfg(),
@@ -280,11 +286,11 @@ mod tests {
     fn input_cost_ignores_output() {
         let with = json!({"input_tokens": 500, "output_tokens": 9000});
         let without = json!({"input_tokens": 500, "output_tokens": 0});
-        let a = input_cost(book(), MODEL, &with, &cfg()).unwrap();
+        let a = input_cost(book(), MODEL, &reported(&with).usage, &cfg()).unwrap();
         let b = charge(
             book(),
             MODEL,
-            Some(&without),
+            Some(&reported(&without)),
             held(0),
             ReceiptStatus::Settled,
             &cfg(),
@@ -320,7 +326,7 @@ mod tests {
             let usage = json!({"input_tokens": input, "output_tokens": output,
                                "cache_read_input_tokens": read});
             let hold = held(held_nanos);
-            let c = charge(book(), MODEL, Some(&usage), hold, status, &cfg());
+            let c = charge(book(), MODEL, Some(&reported(&usage)), hold, status, &cfg());
             let malformed = c.flags.iter().any(is_malformed);
             if c.amount > hold {
                 prop_assert!(!malformed, "malformed usage charged past the hold");

@@ -89,6 +89,21 @@ impl DisconnectPolicy {
     }
 }
 
+/// The upstream's usage object, parsed once at the edge: the counts (clamped by the rules of
+/// [`Usage::from_json`]) and what was irregular about them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedUsage {
+    pub usage: Usage,
+    pub flags: Vec<UsageFlag>,
+}
+
+impl ReportedUsage {
+    pub fn parse(v: &Value) -> Self {
+        let (usage, flags) = Usage::from_json(v);
+        Self { usage, flags }
+    }
+}
+
 /// What admission knows about a request; kept with its hold until the settle writes the record
 /// (an in-flight request's receipt shows it).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -101,7 +116,9 @@ pub struct Admission {
 /// An amount of US dollars in units of 10⁻¹² (list prices are exact decimals of up to
 /// 8 + 6 + modifier places; 10⁻¹² keeps every price of the built-in book exactly and rounds a
 /// finer one up).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct PicoUsd(i64);
 
@@ -125,7 +142,9 @@ impl PicoUsd {
         } else {
             crate::money::div_ceil_i128(usd.units(), pow10(usd.scale() - PICO_USD_DECIMALS)?)?
         };
-        i64::try_from(units).map(Self).map_err(|_| MoneyError::Overflow)
+        i64::try_from(units)
+            .map(Self)
+            .map_err(|_| MoneyError::Overflow)
     }
 
     /// The exact amount in USD.
@@ -249,7 +268,9 @@ impl Tokens {
         u.insert("input_tokens".into(), self.input.into());
         u.insert(
             "cache_creation_input_tokens".into(),
-            self.cache_write_5m.saturating_add(self.cache_write_1h).into(),
+            self.cache_write_5m
+                .saturating_add(self.cache_write_1h)
+                .into(),
         );
         u.insert("cache_read_input_tokens".into(), self.cache_read.into());
         u.insert(
@@ -297,6 +318,18 @@ pub struct Service {
     pub speed: Option<String>,
     /// Priced at the model's long-context rates (Anthropic's `context_window` `200k-1M`).
     pub long_context: bool,
+}
+
+impl Service {
+    /// Anthropic's `context_window` report dimension: `200k-1M` when priced at long-context
+    /// rates, else `0-200k`.
+    pub fn context_window(&self) -> &'static str {
+        if self.long_context {
+            "200k-1M"
+        } else {
+            "0-200k"
+        }
+    }
 }
 
 /// One request's usage record, as the gateway hands it to the settle that charges it. The
@@ -485,9 +518,10 @@ pub fn spread(
     let mut given = NanoCredits::ZERO;
     let mut largest = (LineCategory::Input, NanoCredits::ZERO);
     for (category, amount) in priced.each() {
-        let share = i128::from(amount.nanos()) * i128::from(charged.nanos())
-            / i128::from(total.nanos());
-        let share = NanoCredits::from_nanos(i64::try_from(share).map_err(|_| MoneyError::Overflow)?);
+        let share =
+            i128::from(amount.nanos()) * i128::from(charged.nanos()) / i128::from(total.nanos());
+        let share =
+            NanoCredits::from_nanos(i64::try_from(share).map_err(|_| MoneyError::Overflow)?);
         *out.get_mut(category) = share;
         given = given.checked_add(share)?;
         if amount > largest.1 {

@@ -11,6 +11,7 @@ use creditgate_core::accounts::{period_start, LimitPeriod};
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
+use creditgate_core::usage::{Receipt, UsageRecord};
 use serde_json::{json, Value};
 
 use crate::auth::ApiKeyCaller;
@@ -135,41 +136,85 @@ async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, 
         return Ok(pending_receipt(&spooled));
     }
     let rec = app.db.receipt(&key.org, &id).await?.ok_or_else(not_found)?;
-    if let Some((receipt, settlement)) = rec.settled {
-        // The receipt written with the charge, completed by what the ledger did with it.
-        let mut v: Value = serde_json::from_str(&receipt).unwrap_or_else(|_| json!({}));
-        v["held"] = json!(settlement.held);
-        v["charged"] = json!(settlement.charged);
-        v["overrun"] = json!(settlement.overrun);
-        v["late"] = json!(settlement.late);
-        v["lots"] = json!(settlement.draws);
-        return Ok(v);
-    }
-    let admission: Value = rec
-        .admission
-        .as_deref()
-        .and_then(|a| serde_json::from_str(a).ok())
-        .unwrap_or(Value::Null);
-    // In flight, or a hold that ended without a charge (released, or expired unsettled).
-    let (status, note) = match rec.resolution {
-        None => ("pending", None),
-        Some(r) => (
-            "free",
-            Some(format!("hold {} without a charge", r.as_str())),
-        ),
-    };
-    Ok(json!({
+    Ok(receipt_json(&rec, &app.cfg.credit_unit.name))
+}
+
+/// A receipt as `GET /v1/requests/{id}` shows it (`PRODUCT.md` §9): the usage in Anthropic's
+/// shape, held and charged, the charge per line, the lots drawn. A request in flight is
+/// `pending`; a hold that ended without a charge (released, or expired unsettled) is `free`.
+pub fn receipt_json(rec: &Receipt, unit: &str) -> Value {
+    let admission = rec.admission.as_ref();
+    let mut v = json!({
         "id": rec.id,
-        "model": admission["model"],
-        "key_id": admission["key_id"],
-        "stream": admission["stream"],
+        "model": admission.map(|a| a.model.clone()),
+        "key_id": admission.map(|a| a.key_id.clone()),
+        "stream": admission.map(|a| a.stream),
         "usage": Value::Null,
         "held": rec.held,
         "charged": "0",
-        "status": status,
-        "note": note,
+        "unit": unit,
         "created_at": rec.created_at.to_rfc3339(),
-    }))
+    });
+    let (Some(charge), Some(record)) = (&rec.charge, &rec.record) else {
+        let (status, note) = match rec.resolution {
+            None => ("pending", None),
+            Some(r) => (
+                "free",
+                Some(format!("hold {} without a charge", r.as_str())),
+            ),
+        };
+        v["status"] = json!(status);
+        v["note"] = json!(note);
+        return v;
+    };
+    v["model"] = json!(record.model);
+    v["key_id"] = json!(record.key_id);
+    v["stream"] = json!(record.stream);
+    v["usage"] = record
+        .tokens
+        .map_or(Value::Null, |t| t.anthropic_json(&record.service));
+    v["held"] = json!(charge.held);
+    v["charged"] = json!(charge.charged);
+    v["overrun"] = json!(charge.overrun);
+    v["late"] = json!(charge.late);
+    v["lots"] = json!(charge.lots);
+    v["settled_at"] = json!(charge.at.to_rfc3339());
+    v["status"] = json!(record.status);
+    v["price_version"] = json!(record.price_version);
+    v["disconnect_policy"] = json!(record.disconnect_policy);
+    v["lines"] = lines_json(record);
+    v["list_usd"] = json!(record.list.total().map(|l| l.to_usd()).ok());
+    v["cache_savings"] = json!(record.cache_savings);
+    v["context_window"] = json!(record.service.context_window());
+    v["flags"] = json!(record.flags);
+    v["note"] = json!(record.note);
+    v["latency_ms"] = json!(record.latency_ms);
+    v["upstream_request_id"] = json!(record.upstream_request_id);
+    v
+}
+
+/// The charge per line: the token lines always, server tools when used.
+fn lines_json(record: &UsageRecord) -> Value {
+    let tokens = record.tokens.unwrap_or_default();
+    let list = record.list.each();
+    let lines: Vec<Value> = record
+        .credits
+        .each()
+        .iter()
+        .zip(list.iter())
+        .filter(|((category, credits), _)| {
+            category.is_tokens() || credits.is_positive() || tokens.quantity(*category) > 0
+        })
+        .map(|((category, credits), (_, list))| {
+            json!({
+                "category": category,
+                "quantity": tokens.quantity(*category),
+                "credits": credits,
+                "list_usd": list.to_usd(),
+            })
+        })
+        .collect();
+    Value::Array(lines)
 }
 
 /// The receipt of a settlement waiting in this process's spool: what it will charge, marked

@@ -97,10 +97,7 @@ fn main() {
         let mut rows = Vec::new();
         let dir = std::env::temp_dir().join(format!("creditgate-bench-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        for (i, case) in cases("sqlite")
-        .into_iter()
-        .enumerate()
-        {
+        for (i, case) in cases("sqlite").into_iter().enumerate() {
             let url = format!("sqlite://{}", dir.join(format!("bench-{i}.db")).display());
             let db = Database::connect(&url, Arc::new(SystemClock))
                 .await
@@ -122,10 +119,7 @@ fn main() {
                     let db = Database::connect(&url, Arc::new(SystemClock))
                         .await
                         .expect("postgres");
-                    for (i, case) in cases("postgres")
-                    .into_iter()
-                    .enumerate()
-                    {
+                    for (i, case) in cases("postgres").into_iter().enumerate() {
                         let measured = run_case(&db, 100 + i, &case, duration).await;
                         rows.push((case, measured));
                     }
@@ -229,7 +223,7 @@ async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration
                     memo: (kind == SettleKind::Memo).then(|| receipt_memo(&hold)),
                     hold,
                     amount: NanoCredits::from_nanos(CHARGE),
-                    usage: (kind == SettleKind::Record).then(record),
+                    usage: (kind == SettleKind::Record).then(|| Box::new(record())),
                 })
                 .await
                 .expect("settle");

@@ -50,7 +50,9 @@ impl ToSql for Param {
     }
 
     fn accepts(ty: &Type) -> bool {
-        <i64 as ToSql>::accepts(ty) || <String as ToSql>::accepts(ty) || <bool as ToSql>::accepts(ty)
+        <i64 as ToSql>::accepts(ty)
+            || <String as ToSql>::accepts(ty)
+            || <bool as ToSql>::accepts(ty)
     }
 
     to_sql_checked!();

@@ -174,15 +174,6 @@ pub(crate) const ADD_TO_ROLLUPS: &str = "INSERT INTO usage_rollups (width, bucke
     list_web_fetch = usage_rollups.list_web_fetch + excluded.list_web_fetch,
     cache_savings = usage_rollups.cache_savings + excluded.cache_savings";
 
-/// What `Service::long_context` is called in Anthropic's reports (`context_window`).
-pub fn context_window(long_context: bool) -> &'static str {
-    if long_context {
-        "200k-1M"
-    } else {
-        "0-200k"
-    }
-}
-
 /// The parameters of [`ADD_TO_ROLLUPS`].
 pub(crate) fn rollup_params(
     org: &OrganizationId,
@@ -194,10 +185,15 @@ pub(crate) fn rollup_params(
     let mut p = vec![
         Param::Int(at.millis()),
         Param::Text(org.to_string()),
-        Param::Text(rec.key_id.as_ref().map(ToString::to_string).unwrap_or_default()),
+        Param::Text(
+            rec.key_id
+                .as_ref()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+        ),
         Param::Text(rec.model.clone()),
         text(&rec.service.tier),
-        Param::Text(context_window(rec.service.long_context).to_owned()),
+        Param::Text(rec.service.context_window().to_owned()),
         text(&rec.service.inference_geo),
         text(&rec.service.speed),
     ];
@@ -368,7 +364,9 @@ fn old_lines(lines: &Value) -> (Lines<NanoCredits>, Lines<PicoUsd>) {
             let slot = credits.get_mut(category);
             *slot = slot.checked_add(c).unwrap_or(*slot);
         }
-        let usd = line["list_usd"].as_str().and_then(|s| s.parse::<Decimal>().ok());
+        let usd = line["list_usd"]
+            .as_str()
+            .and_then(|s| s.parse::<Decimal>().ok());
         if let Some(p) = usd.and_then(|d| PicoUsd::from_usd(d).ok()) {
             let slot = list.get_mut(category);
             *slot = slot.checked_add(p).unwrap_or(*slot);
@@ -399,7 +397,14 @@ pub(crate) fn backfill_sqlite(conn: &rusqlite::Connection) -> LedgerResult<u64> 
     let mut source = conn.prepare(BACKFILL_SOURCE).map_err(sqlite_error)?;
     let old = source
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+            ))
         })
         .map_err(sqlite_error)?
         .collect::<Result<Vec<OldCharge>, _>>()

@@ -131,14 +131,18 @@ async fn receipts_follow_the_hold_from_admission_to_charge(h: Harness) {
 
     let record = sample_record(120, 7);
     let mut settle = settle_req("req_1", "req_1:settle", 120);
-    settle.usage = Some(record.clone());
+    settle.usage = Some(Box::new(record.clone()));
     db.settle(settle).await.unwrap();
     let done = db
         .receipt(&org("acme"), &tid("req_1"))
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(done.record, Some(record), "the typed record reads back as written");
+    assert_eq!(
+        done.record,
+        Some(record),
+        "the typed record reads back as written"
+    );
     let charge = done.charge.unwrap();
     assert_eq!((charge.held, charge.charged), (nc(150), nc(120)));
     assert_eq!(charge.at, START);
@@ -198,7 +202,11 @@ fn sample_record(charged: i64, seed: u64) -> UsageRecord {
     ];
     let last = slots.len() - 1;
     for (i, slot) in slots.iter_mut().enumerate() {
-        let take = if i == last { left } else { rng.gen_range(0..=left) };
+        let take = if i == last {
+            left
+        } else {
+            rng.gen_range(0..=left)
+        };
         **slot = nc(take);
         left -= take;
     }
@@ -286,7 +294,7 @@ async fn usage_records_add_up_to_the_charges_after_a_random_run(h: Harness) {
             _ => {
                 let amount = rng.gen_range(0..=held + 5_000);
                 let mut settle = settle_req(&id, &format!("{id}:settle"), amount);
-                settle.usage = Some(sample_record(amount, n));
+                settle.usage = Some(Box::new(sample_record(amount, n)));
                 if db.settle(settle.clone()).await.is_ok() {
                     charges += 1;
                     // A replay answers the first result and writes no second record.
@@ -304,9 +312,15 @@ async fn usage_records_add_up_to_the_charges_after_a_random_run(h: Harness) {
             .unwrap();
         let mut total = NanoCredits::ZERO;
         for r in &rows {
-            total = total.checked_add(r.record.credits.total().unwrap()).unwrap();
+            total = total
+                .checked_add(r.record.credits.total().unwrap())
+                .unwrap();
         }
-        assert_eq!(total.nanos(), journal_charges(db, o).await, "seed {seed}, org {o}");
+        assert_eq!(
+            total.nanos(),
+            journal_charges(db, o).await,
+            "seed {seed}, org {o}"
+        );
         records += rows.len();
     }
     assert!(charges > 50, "seed {seed}: only {charges} charges");
@@ -320,16 +334,20 @@ async fn a_record_that_does_not_add_up_is_refused_and_changes_nothing(h: Harness
     db.reserve(hold_req("acme", "req_1", 100)).await.unwrap();
     let before = db.balance(&org("acme")).await.unwrap();
     let mut settle = settle_req("req_1", "req_1:settle", 90);
-    settle.usage = Some(sample_record(80, 1));
+    settle.usage = Some(Box::new(sample_record(80, 1)));
     assert!(matches!(
         db.settle(settle).await,
         Err(LedgerError::InvalidRequest(_))
     ));
     assert_eq!(db.balance(&org("acme")).await.unwrap(), before);
-    let receipt = db.receipt(&org("acme"), &tid("req_1")).await.unwrap().unwrap();
+    let receipt = db
+        .receipt(&org("acme"), &tid("req_1"))
+        .await
+        .unwrap()
+        .unwrap();
     assert!(receipt.record.is_none() && receipt.charge.is_none());
     let mut settle = settle_req("req_1", "req_1:settle", 80);
-    settle.usage = Some(sample_record(80, 1));
+    settle.usage = Some(Box::new(sample_record(80, 1)));
     db.settle(settle).await.unwrap();
     assert_clean(db).await;
 }
@@ -362,7 +380,9 @@ async fn old_receipts_are_carried_over_by_the_migration(h: Harness) {
     db.settle(settle).await.unwrap();
     // A charge with no memo at all (a settle from outside the gateway) is carried over too.
     db.reserve(hold_req("acme", "req_bare", 100)).await.unwrap();
-    db.settle(settle_req("req_bare", "req_bare:settle", 60)).await.unwrap();
+    db.settle(settle_req("req_bare", "req_bare:settle", 60))
+        .await
+        .unwrap();
 
     let db = forget_usage_records(&h).await;
     let r = db
@@ -376,7 +396,13 @@ async fn old_receipts_are_carried_over_by_the_migration(h: Harness) {
     assert_eq!(r.key_id, Some(ApiKeyId::parse("key_9").unwrap()));
     let t = r.tokens.unwrap();
     assert_eq!(
-        (t.input, t.cache_write_5m, t.cache_write_1h, t.cache_read, t.output),
+        (
+            t.input,
+            t.cache_write_5m,
+            t.cache_write_1h,
+            t.cache_read,
+            t.output
+        ),
         (100, 10, 20, 5, 40)
     );
     assert_eq!(r.credits.input, nc(600_000));
@@ -395,12 +421,18 @@ async fn old_receipts_are_carried_over_by_the_migration(h: Harness) {
         .unwrap()
         .record
         .expect("carried over");
-    assert_eq!((bare.model.as_str(), bare.credits.input), ("unknown", nc(60)));
+    assert_eq!(
+        (bare.model.as_str(), bare.credits.input),
+        ("unknown", nc(60))
+    );
     let all = db
         .usage_records(&org("acme"), START, h.clock.now().plus_millis(1), 100)
         .await
         .unwrap();
-    let total: i64 = all.iter().map(|r| r.record.credits.total().unwrap().nanos()).sum();
+    let total: i64 = all
+        .iter()
+        .map(|r| r.record.credits.total().unwrap().nanos())
+        .sum();
     assert_eq!(total, journal_charges(&db, "acme").await);
 }
 

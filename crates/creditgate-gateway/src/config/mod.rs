@@ -69,32 +69,7 @@ pub const KEY_CACHE_TTL_MS: u64 = 5_000;
 /// (or with the CLI) takes effect everywhere within this time.
 pub const API_KEY_CACHE_TTL_MS: u64 = 500;
 
-/// What happens to a stream whose client disconnects (§5.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DisconnectPolicy {
-    /// Keep reading the upstream (bounded by the drain timeout) and charge the exact usage.
-    Drain,
-    /// Abort the upstream; charge exact input and output estimated from the deltas seen.
-    Cancel,
-}
-
-impl DisconnectPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Drain => "drain",
-            Self::Cancel => "cancel",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "drain" => Some(Self::Drain),
-            "cancel" => Some(Self::Cancel),
-            _ => None,
-        }
-    }
-}
+pub use creditgate_core::usage::DisconnectPolicy;
 
 /// The validated configuration.
 #[derive(Clone)]

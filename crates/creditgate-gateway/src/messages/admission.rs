@@ -8,7 +8,8 @@ use axum::response::Response;
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
 use creditgate_core::pricing::{self, HoldEstimate};
-use serde_json::{json, Value};
+use creditgate_core::usage::Admission;
+use serde_json::Value;
 
 use super::{limits, read_body, Admitted};
 use crate::error::{ApiError, Refusal};
@@ -121,12 +122,14 @@ pub(super) async fn admit(
             timeout_ms: app.cfg.hold_timeout_ms,
             scope: Some(key.scope()),
             limits: key.limits.spend_limits(&key.scope(), app.clock.now()),
-            // The usage record of a request in flight: what `GET /v1/requests/{id}` shows
-            // until the settle attaches the receipt.
-            memo: Some(
-                json!({"model": parsed.model, "key_id": key.id, "stream": parsed.stream})
-                    .to_string(),
-            ),
+            // What `GET /v1/requests/{id}` shows of a request in flight, until the settle
+            // writes its usage record.
+            memo: serde_json::to_string(&Admission {
+                model: parsed.model.clone(),
+                key_id: key.id.clone(),
+                stream: parsed.stream,
+            })
+            .ok(),
         })
         .await
         .map_err(|e| {
@@ -144,6 +147,7 @@ pub(super) async fn admit(
         parsed,
         policy,
         started: std::time::Instant::now(),
+        upstream_request_id: std::sync::OnceLock::new(),
         _live: Live::start(app.clone(), hold.id.clone()),
     };
     let path = uri
@@ -184,6 +188,8 @@ pub(super) fn refusal(
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     #[test]

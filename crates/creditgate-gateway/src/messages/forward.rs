@@ -3,7 +3,7 @@
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use creditgate_core::usage::ReceiptStatus;
+use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
 use serde_json::Value;
 
 use super::Admitted;
@@ -38,6 +38,8 @@ impl Admitted {
         };
         let settled = if status.is_success() {
             let (status, usage, note) = self.observed_usage(&body);
+            // The edge: the upstream's usage is parsed here, once, into its typed form.
+            let usage = ReportedUsage::parse(&usage);
             self.settle_with_retries(status, Some(usage), note).await
         } else {
             self.settle_with_retries(ReceiptStatus::Free, None, "upstream error")

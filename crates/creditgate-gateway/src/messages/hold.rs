@@ -4,6 +4,7 @@
 use creditgate_core::ledger::{ExtendHoldRequest, LedgerError, LedgerStore};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::ReportedUsage;
 
 use super::Admitted;
 use crate::sse::UsageTally;
@@ -39,6 +40,7 @@ impl Admitted {
         let Some(usage) = tally.final_usage() else {
             return Ok(());
         };
+        let usage = ReportedUsage::parse(&usage).usage;
         let Some(cost) = metering::input_cost(
             &self.app.book,
             &self.parsed.model,

@@ -35,11 +35,11 @@ use creditgate_core::pricing::HoldEstimate;
 use creditgate_core::usage::ReceiptStatus;
 
 use crate::auth::ApiKeyCaller;
-use crate::config::DisconnectPolicy;
 use crate::error::ApiError;
 use crate::lifecycle::Live;
 use crate::request_id::RequestId;
 use crate::App;
+use creditgate_core::usage::DisconnectPolicy;
 
 use admission::Parsed;
 
@@ -82,6 +82,8 @@ struct Admitted {
     parsed: Parsed,
     policy: DisconnectPolicy,
     started: std::time::Instant,
+    /// The upstream's `request-id`, once its answer arrived.
+    upstream_request_id: std::sync::OnceLock<String>,
     /// Counts the request as live and keeps its hold alive until it is dropped (settled).
     _live: Live,
 }
@@ -111,6 +113,13 @@ impl Admitted {
                     .into_response();
             }
         };
+        if let Some(id) = resp
+            .headers()
+            .get("request-id")
+            .and_then(|v| v.to_str().ok())
+        {
+            let _ = self.upstream_request_id.set(id.to_owned());
+        }
         let is_sse = resp
             .headers()
             .get("content-type")

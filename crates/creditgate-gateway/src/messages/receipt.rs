@@ -1,34 +1,56 @@
-//! What a request's outcome tells the ledger (the receipt memo on the charge) and the client
-//! (cost headers on a JSON answer, a closing comment line on a stream).
+//! What a request's outcome tells the ledger (the usage record written with the charge) and the
+//! client (cost headers on a JSON answer, a closing comment line on a stream).
 
 use axum::http::{HeaderMap, HeaderValue};
 use creditgate_core::metering::Charge;
-use serde_json::{json, Value};
+use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::{self, Charged, ReportedUsage, RequestFacts, UsageRecord};
+use serde_json::json;
 
 use super::{Admitted, Settled};
 
 impl Admitted {
-    /// The receipt stored with the charge (read back by `GET /v1/requests/{id}`).
-    pub(super) fn receipt(&self, charge: &Charge, usage: Option<&Value>, note: &str) -> Value {
-        let cost = charge.cost.as_ref();
-        json!({
-            "id": self.request_id,
-            "model": self.parsed.model,
-            "usage": usage,
-            "held": self.held,
-            "charged": charge.amount,
-            "unit": self.app.cfg.credit_unit.name,
-            "price_version": cost.map(|c| c.price_version.clone()),
-            "status": charge.status,
-            "disconnect_policy": self.policy,
-            "stream": self.parsed.stream,
-            "key_id": self.key.id,
-            "lines": cost.map(|c| c.lines.clone()),
-            "list_usd": cost.map(|c| c.list_usd),
-            "flags": charge.flags,
-            "note": if note.is_empty() { None } else { Some(note) },
-            "latency_ms": self.started.elapsed().as_millis() as u64,
-        })
+    /// The usage record the settle writes with the charge (read back by
+    /// `GET /v1/requests/{id}` and the reports). `None` only if the amounts cannot be split,
+    /// which the ledger's own checks make impossible; the charge is then settled without one.
+    pub(super) fn usage_record(
+        &self,
+        charge: &Charge,
+        usage: Option<&ReportedUsage>,
+        note: &str,
+    ) -> Option<UsageRecord> {
+        let savings = match (usage, charge.cost.as_ref()) {
+            (Some(u), Some(cost)) => usage::cache_savings(
+                &self.app.book,
+                &self.parsed.model,
+                &u.usage,
+                cost,
+                &self.app.pricing,
+            ),
+            _ => NanoCredits::ZERO,
+        };
+        let facts = RequestFacts {
+            key_id: Some(self.key.id.clone()),
+            model: self.parsed.model.clone(),
+            stream: self.parsed.stream,
+            disconnect_policy: self.policy,
+            latency_ms: u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX),
+            upstream_request_id: self.upstream_request_id.get().cloned(),
+            note: (!note.is_empty()).then(|| note.to_owned()),
+        };
+        let charged = Charged {
+            amount: charge.amount,
+            status: charge.status,
+            cost: charge.cost.as_ref(),
+            flags: &charge.flags,
+        };
+        match UsageRecord::new(facts, usage.map(|u| &u.usage), charged, savings) {
+            Ok(record) => Some(record),
+            Err(err) => {
+                tracing::error!(request_id = %self.request_id, error = %err, "usage record failed");
+                None
+            }
+        }
     }
 
     /// The `x-creditgate-*` headers of a JSON answer.

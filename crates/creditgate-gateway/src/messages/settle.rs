@@ -6,8 +6,7 @@ use std::time::Duration;
 use creditgate_core::ledger::{LedgerError, LedgerStore, SettleRequest, Settlement};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
-use creditgate_core::usage::ReceiptStatus;
-use serde_json::Value;
+use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
 
 use super::{Admitted, Settled};
 use crate::spool::Spooled;
@@ -28,13 +27,14 @@ enum Posted {
 }
 
 impl Admitted {
-    /// Prices the usage (if any) and settles the hold once with the receipt. Retries a few times
-    /// on a database error (settling is idempotent on its transfer id); if the database still
-    /// cannot take it, the settlement goes to the spool and the client is told it is pending.
+    /// Prices the usage (if any) and settles the hold once with its usage record. Retries a few
+    /// times on a database error (settling is idempotent on its transfer id); if the database
+    /// still cannot take it, the settlement goes to the spool and the client is told it is
+    /// pending.
     pub(super) async fn settle_with_retries(
         &self,
         status: ReceiptStatus,
-        usage: Option<Value>,
+        usage: Option<ReportedUsage>,
         note: &str,
     ) -> Settled {
         let app = &self.app;
@@ -53,7 +53,7 @@ impl Admitted {
         if let Some(err) = &charge.pricing_error {
             tracing::error!(request_id = %self.request_id, error = %err, "pricing failed; charging the hold");
         }
-        let receipt = self.receipt(&charge, usage.as_ref(), note);
+        let record = self.usage_record(&charge, usage.as_ref(), note);
         let Ok(transfer_id) = self.request_id.child("settle") else {
             return Settled {
                 charged: NanoCredits::ZERO,
@@ -65,7 +65,8 @@ impl Admitted {
             transfer_id,
             hold: self.request_id.clone(),
             amount: charge.amount,
-            memo: Some(receipt.to_string()),
+            memo: None,
+            usage: record.map(Box::new),
         };
         match self.post_settlement(req).await {
             Posted::Ledger(s) => Settled {

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use creditgate_core::ledger::LedgerError;
 use creditgate_core::metering::StreamEnd;
-use creditgate_core::usage::ReceiptStatus;
+use creditgate_core::usage::{DisconnectPolicy, ReceiptStatus, ReportedUsage};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -18,7 +18,7 @@ use super::admission::refusal;
 use super::forward::{copy_response_headers, header_value};
 use super::hold::ProgressiveHold;
 use super::Admitted;
-use crate::config::{DisconnectPolicy, STREAM_BUFFER_CHUNKS};
+use crate::config::STREAM_BUFFER_CHUNKS;
 use crate::error::ApiError;
 use crate::sse::{SseEvent, SseScanner, UsageTally};
 
@@ -181,6 +181,8 @@ impl Admitted {
                 note.into(),
             )
         };
+        // The edge: the stream's merged usage is parsed here, once, into its typed form.
+        let usage = usage.map(|u| ReportedUsage::parse(&u));
         let settled = self.settle_with_retries(status, usage, &note).await;
         if run.client_gone {
             return;

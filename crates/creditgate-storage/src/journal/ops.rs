@@ -203,7 +203,9 @@ pub(crate) async fn settle<J: Journal>(
     check_non_negative("charge", req.amount)?;
     check_memo("memo", req.memo.as_deref())?;
     if let Some(record) = &req.usage {
-        record.check(req.amount).map_err(LedgerError::InvalidRequest)?;
+        record
+            .check(req.amount)
+            .map_err(LedgerError::InvalidRequest)?;
     }
     let digest = request_digest(kind::SETTLE, &req);
     let org = hold_org(j, &req.hold).await?;

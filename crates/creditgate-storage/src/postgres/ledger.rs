@@ -18,12 +18,12 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{is_retryable, pg_error, PgStore, MAX_ATTEMPTS};
-use crate::usage;
 use crate::journal::rows::{self, lot_columns, StoredRow};
 use crate::journal::{
     audit, ops, stored_id, AuditHold, AuditLot, ChargeRow, HoldRow, Journal, NewTransfer, OrgState,
     StoredTransfer, DANGLING_CHECKS, EXPIRY_BATCH,
 };
+use crate::usage;
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 /// An owned statement parameter, kept until a deferred write is sent.

@@ -17,13 +17,13 @@ use creditgate_core::usage::UsageRecord;
 use rusqlite::{params, Connection, OptionalExtension, Row};
 
 use super::{sqlite_error, SqliteStore};
-use crate::statement::sqlite_sql;
-use crate::usage;
 use crate::journal::rows::{self, lot_columns, StoredRow};
 use crate::journal::{
     audit, ops, run_ready, stored_id, AuditHold, AuditLot, ChargeRow, HoldRow, Journal,
     NewTransfer, OrgState, StoredTransfer, DANGLING_CHECKS, EXPIRY_BATCH,
 };
+use crate::statement::sqlite_sql;
+use crate::usage;
 
 /// The journal statements over one SQLite connection inside an open transaction.
 pub(crate) struct SqliteJournal<'c> {

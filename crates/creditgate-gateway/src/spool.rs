@@ -353,6 +353,7 @@ mod tests {
                 hold: TransferId::parse(&format!("req_{n}")).unwrap(),
                 amount: NanoCredits::from_nanos(1_000 + i64::from(n)),
                 memo: Some(format!("{{\"n\":{n}}}")),
+                usage: None,
             },
             org: OrganizationId::parse("org_a").unwrap(),
             at: i64::from(n),

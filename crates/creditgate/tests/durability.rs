@@ -22,7 +22,8 @@ use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource};
 use creditgate_core::money::{CreditUnit, Decimal, NanoCredits};
 use creditgate_core::pricing::{cost, hold_estimate, CostOptions, PriceBook, PricingConfig, Usage};
-use creditgate_core::usage::ReceiptRecord;
+use creditgate_core::usage::Receipt;
+use creditgate_gateway::account::receipt_json;
 use creditgate_sim::{SimConfig, Simulator};
 use creditgate_storage::Database;
 use serde_json::{json, Value};
@@ -158,7 +159,7 @@ disconnect_policy = "drain"
         .total
     }
 
-    async fn receipt(&self, id: &str) -> ReceiptRecord {
+    async fn receipt(&self, id: &str) -> Receipt {
         self.db
             .receipt(&self.org, &TransferId::parse(id).unwrap())
             .await
@@ -166,13 +167,14 @@ disconnect_policy = "drain"
             .expect("the request's hold exists")
     }
 
-    /// Waits until the request's hold carries a charge; returns the stored receipt JSON and the
-    /// amount charged.
+    /// Waits until the request's hold carries a charge; returns the receipt (as
+    /// `GET /v1/requests/{id}` shows it, from the stored rows) and the amount charged.
     async fn settled(&self, id: &str, within: Duration) -> (Value, NanoCredits) {
         let deadline = Instant::now() + within;
         loop {
-            if let Some((memo, settlement)) = self.receipt(id).await.settled {
-                return (serde_json::from_str(&memo).unwrap(), settlement.charged);
+            let record = self.receipt(id).await;
+            if let Some(charge) = &record.charge {
+                return (receipt_json(&record, "credit"), charge.charged);
             }
             assert!(
                 Instant::now() < deadline,
@@ -450,8 +452,8 @@ async fn a_slow_reader_keeps_its_hold_past_the_hold_timeout() {
     let summary = slow.summary().expect("cost comment");
     assert_eq!(summary["status"], "settled", "{summary}");
     let record = w.receipt(&id).await;
-    let (receipt, settlement) = record.settled.expect("settled");
-    let receipt: Value = serde_json::from_str(&receipt).unwrap();
+    let settlement = record.charge.clone().expect("settled");
+    let receipt = receipt_json(&record, "credit");
     assert!(!settlement.late, "settled while its hold was alive");
     assert_eq!(receipt["usage"]["output_tokens"], 200_000);
     assert_eq!(settlement.charged, w.cost_of(&receipt["usage"]));
@@ -605,7 +607,7 @@ async fn shutdown_spools_what_it_cannot_settle_and_a_restart_applies_it() {
     let summary = stream.summary().expect("cost comment");
     assert_eq!(summary["status"], "pending", "{summary}");
     assert!(stream.text().contains("The gateway is shutting down."));
-    assert!(w.receipt(&id).await.settled.is_none());
+    assert!(w.receipt(&id).await.charge.is_none());
 
     drop(lock);
     let gw = Gateway::start(&config);

@@ -32,7 +32,8 @@ use creditgate_core::ids::TransferId;
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::money::NanoCredits;
 use creditgate_core::pricing::HoldEstimate;
-use creditgate_core::usage::ReceiptStatus;
+use creditgate_core::pricing::Usage;
+use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
 
 use crate::auth::ApiKeyCaller;
 use crate::error::ApiError;
@@ -144,10 +145,13 @@ impl Admitted {
     /// the upstream, so its input (estimated) is charged, capped at the hold, and marked
     /// estimated.
     async fn cut_before_answer(self) -> Response {
-        let usage = serde_json::json!({
-            "input_tokens": self.estimate.input_tokens(),
-            "output_tokens": 0,
-        });
+        let usage = ReportedUsage {
+            usage: Usage {
+                input_tokens: self.estimate.input_tokens(),
+                ..Usage::default()
+            },
+            flags: Vec::new(),
+        };
         self.settle_with_retries(
             ReceiptStatus::Estimated,
             Some(usage),

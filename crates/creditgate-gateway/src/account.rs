@@ -167,18 +167,24 @@ pub fn receipt_json(rec: &Receipt, unit: &str) -> Value {
         v["note"] = json!(note);
         return v;
     };
-    v["model"] = json!(record.model);
-    v["key_id"] = json!(record.key_id);
-    v["stream"] = json!(record.stream);
-    v["usage"] = record
-        .tokens
-        .map_or(Value::Null, |t| t.anthropic_json(&record.service));
+    record_fields(&mut v, record);
     v["held"] = json!(charge.held);
     v["charged"] = json!(charge.charged);
     v["overrun"] = json!(charge.overrun);
     v["late"] = json!(charge.late);
     v["lots"] = json!(charge.lots);
     v["settled_at"] = json!(charge.at.to_rfc3339());
+    v
+}
+
+/// What a receipt shows of its usage record.
+fn record_fields(v: &mut Value, record: &UsageRecord) {
+    v["model"] = json!(record.model);
+    v["key_id"] = json!(record.key_id);
+    v["stream"] = json!(record.stream);
+    v["usage"] = record
+        .tokens
+        .map_or(Value::Null, |t| t.anthropic_json(&record.service));
     v["status"] = json!(record.status);
     v["price_version"] = json!(record.price_version);
     v["disconnect_policy"] = json!(record.disconnect_policy);
@@ -190,7 +196,6 @@ pub fn receipt_json(rec: &Receipt, unit: &str) -> Value {
     v["note"] = json!(record.note);
     v["latency_ms"] = json!(record.latency_ms);
     v["upstream_request_id"] = json!(record.upstream_request_id);
-    v
 }
 
 /// The charge per line: the token lines always, server tools when used.
@@ -220,13 +225,11 @@ fn lines_json(record: &UsageRecord) -> Value {
 /// The receipt of a settlement waiting in this process's spool: what it will charge, marked
 /// pending (the outcome it will have is kept as `outcome`).
 fn pending_receipt(spooled: &crate::spool::Spooled) -> Value {
-    let mut v: Value = spooled
-        .settle
-        .memo
-        .as_deref()
-        .and_then(|m| serde_json::from_str(m).ok())
-        .unwrap_or_else(|| json!({"id": spooled.settle.hold}));
-    v["outcome"] = v.get("status").cloned().unwrap_or(Value::Null);
+    let mut v = json!({"id": spooled.settle.hold});
+    if let Some(record) = &spooled.settle.usage {
+        record_fields(&mut v, record);
+        v["outcome"] = json!(record.status);
+    }
     v["status"] = json!("pending");
     v["charged"] = json!(spooled.settle.amount);
     v["note"] = json!(

@@ -563,7 +563,7 @@ async fn sigterm_waits_for_a_drain_and_settles_it() {
     let status = gw.wait_exit(Duration::from_secs(30));
     assert!(status.success(), "{status}");
     assert!(
-        w.receipt(&id).await.settled.is_some(),
+        w.receipt(&id).await.charge.is_some(),
         "settled before the exit: {:#?}",
         gw.log.lock().unwrap()
     );
@@ -687,10 +687,10 @@ async fn kill_9_under_load_loses_no_committed_charge_and_leaves_no_hold() {
     for (id, told_charge) in &outcomes {
         let record = w.receipt(id).await;
         let charged = record
-            .settled
+            .charge
             .as_ref()
-            .map_or(NanoCredits::ZERO, |(_, s)| s.charged);
-        if record.settled.is_some() {
+            .map_or(NanoCredits::ZERO, |c| c.charged);
+        if record.charge.is_some() {
             settled += 1;
         }
         if let Some(text) = told_charge {

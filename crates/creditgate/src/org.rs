@@ -116,22 +116,7 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
             name,
             id,
             owner_email,
-        } => {
-            parse_name("--name", &name)?;
-            let id = id.as_deref().map(org_id).transpose()?;
-            let email = owner_email.as_deref().map(Email::parse).transpose()?;
-            let cfg = Config::load(None, |k| std::env::var(k).ok())?;
-            let mailer = Mailer::from_config(&cfg.accounts)?;
-            let owner = email
-                .as_ref()
-                .map(|e| (e, &mailer, cfg.accounts.public_url.as_str()));
-            let org = members::create_organization(&change, id, &name, owner)
-                .await
-                .map_err(fail)?;
-            emit(as_json, &org_json(&org), || {
-                format!("Created organization {} ({})", org.id, org.name)
-            });
-        }
+        } => create(&change, &name, id, owner_email, as_json).await?,
         OrgCommand::List { search } => {
             let orgs = db
                 .search_organizations(search.as_deref().unwrap_or(""), MAX_LISTED)
@@ -190,45 +175,8 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
                 )
             });
         }
-        OrgCommand::AdminKey { org, name } => {
-            let org = org_id(&org)?;
-            let (key, secret) = members::create_admin_key(&change, &org, &name)
-                .await
-                .map_err(fail)?;
-            let mut value = admin_key_json(&key);
-            value["secret"] = json!(secret.expose());
-            emit(as_json, &value, || {
-                format!(
-                    "Admin key {} for {org} (shown once):\n{}",
-                    key.id,
-                    secret.expose()
-                )
-            });
-        }
-        OrgCommand::Audit { org, limit } => {
-            let org = org.as_deref().map(org_id).transpose()?;
-            let events = db
-                .audit_log(org.as_ref(), None, limit.clamp(1, 10_000))
-                .await?;
-            let value = json!({"data": events.iter().map(audit_json).collect::<Vec<_>>()});
-            emit(as_json, &value, || {
-                events
-                    .iter()
-                    .map(|e| {
-                        format!(
-                            "{}  {}  {} {}  {}:{}",
-                            e.at,
-                            e.org.as_deref().unwrap_or("-"),
-                            e.actor.kind,
-                            e.actor.id.as_deref().unwrap_or(""),
-                            e.action,
-                            e.target_id
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        OrgCommand::AdminKey { org, name } => admin_key(&change, &org, &name, as_json).await?,
+        OrgCommand::Audit { org, limit } => audit(db, org.as_deref(), limit, as_json).await?,
         OrgCommand::SetPolicy { org, disconnect } => {
             let org = org_id(&org)?;
             let policy = (disconnect != "default").then_some(disconnect.as_str());
@@ -249,6 +197,81 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
             });
         }
     }
+    Ok(())
+}
+
+/// `org create`: through the accounts service, so the owner (if any) gets an invitation.
+async fn create(
+    change: &Change<'_>,
+    name: &str,
+    id: Option<String>,
+    owner_email: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    parse_name("--name", name)?;
+    let id = id.as_deref().map(org_id).transpose()?;
+    let email = owner_email.as_deref().map(Email::parse).transpose()?;
+    let cfg = Config::load(None, |k| std::env::var(k).ok())?;
+    let mailer = Mailer::from_config(&cfg.accounts)?;
+    let owner = email
+        .as_ref()
+        .map(|e| (e, &mailer, cfg.accounts.public_url.as_str()));
+    let org = members::create_organization(change, id, name, owner)
+        .await
+        .map_err(fail)?;
+    emit(as_json, &org_json(&org), || {
+        format!("Created organization {} ({})", org.id, org.name)
+    });
+    Ok(())
+}
+
+/// `org admin-key`: a new organization admin key, its secret shown once.
+async fn admin_key(
+    change: &Change<'_>,
+    org: &str,
+    name: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    let (key, secret) = members::create_admin_key(change, &org, name)
+        .await
+        .map_err(fail)?;
+    let mut value = admin_key_json(&key);
+    value["secret"] = json!(secret.expose());
+    emit(as_json, &value, || {
+        format!(
+            "Admin key {} for {org} (shown once):\n{}",
+            key.id,
+            secret.expose()
+        )
+    });
+    Ok(())
+}
+
+/// `org audit`: the audit log, of one organization or of all.
+async fn audit(db: &Database, org: Option<&str>, limit: i64, as_json: bool) -> anyhow::Result<()> {
+    let org = org.map(org_id).transpose()?;
+    let events = db
+        .audit_log(org.as_ref(), None, limit.clamp(1, 10_000))
+        .await?;
+    let value = json!({"data": events.iter().map(audit_json).collect::<Vec<_>>()});
+    emit(as_json, &value, || {
+        events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{}  {}  {} {}  {}:{}",
+                    e.at,
+                    e.org.as_deref().unwrap_or("-"),
+                    e.actor.kind,
+                    e.actor.id.as_deref().unwrap_or(""),
+                    e.action,
+                    e.target_id
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
     Ok(())
 }
 

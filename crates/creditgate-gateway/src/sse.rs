@@ -112,7 +112,7 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
         }
     }
     whitespace += u64::from(run >= 2);
-    creditgate_core::pricing::simulated_text_tokens(text).saturating_add(whitespace)
+    creditgate_core::pricing::estimate_text_tokens(text).saturating_add(whitespace)
 }
 
 /// What the stream has said so far.

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::book::{ModelPrice, PriceBook};
-use super::usage::{Usage, UsageFlag};
+use super::wire_usage::{Usage, UsageFlag};
 use super::{PricingConfig, PricingError};
 use crate::money::{div_ceil_i128, pow10, Decimal, MoneyError, NanoCredits, CREDIT_DECIMALS};
 

@@ -38,9 +38,10 @@ fn is_free_whitespace(c: char) -> bool {
     c.is_ascii_whitespace()
 }
 
-/// The simulated upstream's count of a text: ⌈len/4⌉ per maximal run of ASCII alphanumerics,
-/// 1 per other non-whitespace scalar.
-pub fn simulated_text_tokens(text: &str) -> u64 {
+/// The gateway's estimate of a text's tokens, used for holds and for output it relayed without
+/// a usage report: ⌈len/4⌉ per maximal run of ASCII alphanumerics, 1 per other non-whitespace
+/// scalar. It never counts fewer tokens than the repository's upstream simulator does.
+pub fn estimate_text_tokens(text: &str) -> u64 {
     let mut tokens: u64 = 0;
     let mut run: u64 = 0;
     for c in text.chars() {
@@ -76,7 +77,7 @@ impl TextCounter {
         let bytes = u128::try_from(text.len()).unwrap_or(u128::MAX);
         let den = u128::from(BYTES_PER_TOKEN) * 10u128.pow(self.factor_scale);
         let by_bytes = bytes.saturating_mul(self.factor_units).div_ceil(den);
-        simulated_text_tokens(text).max(u64::try_from(by_bytes).unwrap_or(u64::MAX))
+        estimate_text_tokens(text).max(u64::try_from(by_bytes).unwrap_or(u64::MAX))
     }
 
     fn value_text(&self, v: Option<&Value>) -> u64 {

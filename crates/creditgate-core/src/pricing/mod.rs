@@ -14,7 +14,7 @@ mod history;
 mod litellm;
 mod number_text;
 mod plans;
-mod usage;
+mod wire_usage;
 
 #[cfg(test)]
 mod golden_tests;
@@ -32,13 +32,13 @@ pub use cost::{
 };
 pub use estimate::{
     cache_triggers, estimate_input_tokens, estimate_input_tokens_for, hold_estimate,
-    simulated_text_tokens, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS, BYTES_PER_TOKEN,
+    estimate_text_tokens, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS, BYTES_PER_TOKEN,
     IMAGE_TOKENS, PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS, TOOL_USE_SYSTEM_PROMPT_TOKENS,
     WEB_SEARCH_INPUT_TOKENS, WEB_SEARCH_USES_WITHOUT_MAX,
 };
 pub use history::PriceHistory;
 pub use plans::{CreditPlan, CreditPlans, CustomAmount, Expiry, Ratio};
-pub use usage::{CacheWrites, Usage, UsageFlag, MAX_SERVER_TOOL_REQUESTS, MAX_USAGE_TOKENS};
+pub use wire_usage::{CacheWrites, Usage, UsageFlag, MAX_SERVER_TOOL_REQUESTS, MAX_USAGE_TOKENS};
 
 use crate::money::{CreditUnit, Decimal, MoneyError};
 

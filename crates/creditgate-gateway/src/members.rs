@@ -239,10 +239,22 @@ pub async fn invite(
         expires_at: change.now.plus_millis(INVITE_TTL_MS),
         accepted_at: None,
     };
+    let org_name = change.db.organization(org).await?.name;
     change
         .db
         .create_invite(&invite, &token_hash(&token))
         .await?;
+    let body = format!(
+        "You are invited to join {org_name} on creditgate as {}.\n\n\
+         Accept here (the link works once, for 7 days):\n{public_url}/invite/{token}\n",
+        role.as_str()
+    );
+    let subject = format!("Join {org_name} on creditgate");
+    if let Err(e) = mailer.send(email.as_str(), &subject, body).await {
+        // An invitation nobody received is withdrawn: the request changed nothing.
+        change.db.delete_invite(org, &invite.id).await?;
+        return Err(ApiError::unavailable(e.to_string()));
+    }
     change
         .audit(
             org,
@@ -252,20 +264,6 @@ pub async fn invite(
             json!({"email": email, "role": role.as_str()}),
         )
         .await?;
-    let org_name = change.db.organization(org).await?.name;
-    let body = format!(
-        "You are invited to join {org_name} on creditgate as {}.\n\n\
-         Accept here (the link works once, for 7 days):\n{public_url}/invite/{token}\n",
-        role.as_str()
-    );
-    mailer
-        .send(
-            email.as_str(),
-            &format!("Join {org_name} on creditgate"),
-            body,
-        )
-        .await
-        .map_err(|e| ApiError::unavailable(e.to_string()))?;
     Ok(invite)
 }
 

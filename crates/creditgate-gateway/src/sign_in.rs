@@ -288,6 +288,15 @@ pub async fn sign_up(
     app.db
         .add_member(&org.id, &user.id, Role::Owner, now)
         .await?;
+    change
+        .audit(
+            &org.id,
+            "user.signed_up",
+            "user",
+            user.id.as_str(),
+            json!({"email": user.email, "role": Role::Owner.as_str()}),
+        )
+        .await?;
     if let Some(trial) = app.cfg.accounts.trial_credits {
         let reference = format!("trial:{}", org.id);
         members::grant(

@@ -8,7 +8,7 @@ use creditgate_gateway::sign_in::hash_password;
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::helpers::{body, credits, JsonReply, TestApp, ADMIN_KEY};
+use crate::helpers::{body, credits, JsonReply, Setup, TestApp, ADMIN_KEY};
 
 pub const OWNER_EMAIL: &str = "owner@example.com";
 pub const PASSWORD: &str = "a long enough passphrase";
@@ -156,6 +156,11 @@ pub fn link_token(t: &TestApp, to: &str, prefix: &str) -> String {
         .rev()
         .find(|m| m.contains(&format!("To: {to}")))
         .expect("mail sent");
+    token_in(&mail, prefix)
+}
+
+/// The token of the link to `prefix` in one raw email.
+pub fn token_in(mail: &str, prefix: &str) -> String {
     // Quoted-printable may wrap long lines; undo soft breaks first.
     let flat = mail.replace("=\r\n", "").replace("=\n", "");
     let start = flat.find(prefix).expect("link in mail") + prefix.len();
@@ -178,7 +183,7 @@ pub async fn admin_key(t: &TestApp, org: &OrganizationId) -> String {
     r.body["secret"].as_str().unwrap().to_owned()
 }
 
-fn actions(log: &JsonReply) -> Vec<String> {
+pub fn actions(log: &JsonReply) -> Vec<String> {
     log.body["data"]
         .as_array()
         .unwrap()
@@ -187,9 +192,8 @@ fn actions(log: &JsonReply) -> Vec<String> {
         .collect()
 }
 
-#[tokio::test]
-async fn owner_signs_in_invites_and_the_member_joins_once() {
-    let t = TestApp::spawn().await;
+async fn owner_signs_in_invites_and_the_member_joins_once(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let owner = member(&t, OWNER_EMAIL, Role::Owner).await;
     let me = call(&t, Method::GET, "/v1/organizations/me", &owner.cred(), None).await;
     assert_eq!(
@@ -327,9 +331,8 @@ async fn owner_signs_in_invites_and_the_member_joins_once() {
     );
 }
 
-#[tokio::test]
-async fn sessions_rotate_at_sign_in_and_sign_out_ends_them() {
-    let t = TestApp::spawn().await;
+async fn sessions_rotate_at_sign_in_and_sign_out_ends_them(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     add_member(&t, &t.org, OWNER_EMAIL, Role::Owner).await;
     let planted = Cred::Session {
         cookie: "f".repeat(64),
@@ -388,9 +391,8 @@ async fn sessions_rotate_at_sign_in_and_sign_out_ends_them() {
     );
 }
 
-#[tokio::test]
-async fn failed_sign_ins_are_throttled_alike_for_every_email() {
-    let t = TestApp::spawn().await;
+async fn failed_sign_ins_are_throttled_alike_for_every_email(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     add_member(&t, &t.org, OWNER_EMAIL, Role::Owner).await;
     for email in [OWNER_EMAIL, "nobody@example.com"] {
         let mut answers = Vec::new();
@@ -413,9 +415,8 @@ async fn failed_sign_ins_are_throttled_alike_for_every_email() {
     }
 }
 
-#[tokio::test]
-async fn password_reset_links_work_once_and_end_sessions() {
-    let t = TestApp::spawn().await;
+async fn password_reset_links_work_once_and_end_sessions(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let old = member(&t, OWNER_EMAIL, Role::Owner).await;
     let a = call(
         &t,
@@ -483,9 +484,8 @@ async fn password_reset_links_work_once_and_end_sessions() {
     assert_eq!(sign_in(&t, OWNER_EMAIL, new_password).await.status, 200);
 }
 
-#[tokio::test]
-async fn roles_and_owner_rules_are_enforced() {
-    let t = TestApp::spawn().await;
+async fn roles_and_owner_rules_are_enforced(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let owner = member(&t, OWNER_EMAIL, Role::Owner).await;
     let admin = member(&t, "admin@example.com", Role::Admin).await;
     let user = member(&t, "user@example.com", Role::User).await;
@@ -646,9 +646,8 @@ async fn roles_and_owner_rules_are_enforced() {
     assert_eq!(r.status, 200, "a member may leave");
 }
 
-#[tokio::test]
-async fn admin_keys_and_inference_keys_stay_in_their_lanes() {
-    let t = TestApp::spawn().await;
+async fn admin_keys_and_inference_keys_stay_in_their_lanes(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let admin = admin_key(&t, &t.org).await;
     assert!(admin.starts_with("sk-cg-admin-"));
     let r = t.message_as(&admin, &body(8, "")).await;
@@ -730,9 +729,8 @@ async fn admin_keys_and_inference_keys_stay_in_their_lanes() {
     );
 }
 
-#[tokio::test]
-async fn another_organizations_ids_answer_404() {
-    let t = TestApp::spawn().await;
+async fn another_organizations_ids_answer_404(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let mine = admin_key(&t, &t.org).await;
     let (other, _) = t.other_org(credits("10")).await;
     let theirs = admin_key(&t, &other).await;
@@ -814,9 +812,8 @@ async fn another_organizations_ids_answer_404() {
         .all(|k| k.status == creditgate_core::keys::KeyStatus::Active));
 }
 
-#[tokio::test]
-async fn the_operator_creates_searches_suspends_and_grants() {
-    let t = TestApp::spawn().await;
+async fn the_operator_creates_searches_suspends_and_grants(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let r = call(
         &t,
         Method::POST,
@@ -941,3 +938,14 @@ async fn the_operator_creates_searches_suspends_and_grants() {
     .await;
     assert_eq!(r.status, 401);
 }
+
+crate::on_both_databases!(
+    owner_signs_in_invites_and_the_member_joins_once,
+    sessions_rotate_at_sign_in_and_sign_out_ends_them,
+    failed_sign_ins_are_throttled_alike_for_every_email,
+    password_reset_links_work_once_and_end_sessions,
+    roles_and_owner_rules_are_enforced,
+    admin_keys_and_inference_keys_stay_in_their_lanes,
+    another_organizations_ids_answer_404,
+    the_operator_creates_searches_suspends_and_grants,
+);

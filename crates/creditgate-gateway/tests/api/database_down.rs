@@ -7,16 +7,6 @@ use tokio_postgres::NoTls;
 
 use crate::helpers::*;
 
-/// `url` with its database name replaced by `name`.
-fn with_database(url: &str, name: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((b, q)) => (b, format!("?{q}")),
-        None => (url, String::new()),
-    };
-    let cut = base.rfind('/').expect("a database URL has a path");
-    format!("{}/{name}{query}", &base[..cut])
-}
-
 async fn admin(url: &str) -> tokio_postgres::Client {
     let (client, conn) = tokio_postgres::connect(url, NoTls)
         .await

@@ -61,6 +61,10 @@ pub struct Setup {
     pub max_connections: u64,
     pub max_body_bytes_in_flight: u64,
     pub auth_failures_per_minute: u64,
+    /// `[email] smtp_url` (default: none, mail goes to the outbox directory).
+    pub smtp_url: Option<String>,
+    /// `[accounts] trial_credits` for open sign-up (default: none).
+    pub trial_credits: Option<&'static str>,
 }
 
 impl Default for Setup {
@@ -86,6 +90,8 @@ impl Default for Setup {
             max_body_bytes_in_flight: 256 * 1024 * 1024,
             // Tests that send many bad keys on purpose are not throttled unless they ask to be.
             auth_failures_per_minute: 100_000,
+            smtp_url: None,
+            trial_credits: None,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -518,13 +524,24 @@ auth_failures_per_minute = {auth_failures}
 
 [accounts]
 signup = "{signup}"
+{trial}
 
 [email]
 outbox_dir = "{outbox}"
+{smtp}
 {extra}
 "#,
         signup = if setup.signup_open { "open" } else { "invite" },
         outbox = outbox.display(),
+        trial = setup
+            .trial_credits
+            .map(|c| format!("trial_credits = {c:?}"))
+            .unwrap_or_default(),
+        smtp = setup
+            .smtp_url
+            .as_ref()
+            .map(|u| format!("smtp_url = {u:?}"))
+            .unwrap_or_default(),
         keys = keys.join(", "),
         policy = setup.disconnect_policy,
         max_body = setup.max_body_bytes,
@@ -541,6 +558,84 @@ outbox_dir = "{outbox}"
         in_flight = setup.max_body_bytes_in_flight,
         auth_failures = setup.auth_failures_per_minute,
     )
+}
+
+/// The variable naming an admin URL of a Postgres server for the Postgres runs.
+pub const POSTGRES_URL_VAR: &str = "CREDITGATE_TEST_POSTGRES_URL";
+
+/// The database a scenario runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs `scenario` with a default [`Setup`] on a fresh database of `backend`: a SQLite file,
+/// or a new database on `CREDITGATE_TEST_POSTGRES_URL` (dropped afterwards). Without that
+/// variable the Postgres run says it was skipped and passes. See [`on_both_databases!`].
+pub async fn run_on<F, Fut>(backend: Backend, scenario: F)
+where
+    F: FnOnce(Setup) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    if backend == Backend::Sqlite {
+        return scenario(Setup::default()).await;
+    }
+    let Ok(admin_url) = std::env::var(POSTGRES_URL_VAR) else {
+        eprintln!("skipped: {POSTGRES_URL_VAR} not set");
+        return;
+    };
+    let name = format!("cg_api_{}", random_hex(8));
+    postgres_exec(&admin_url, &format!("CREATE DATABASE {name}")).await;
+    let setup = Setup {
+        database_url: Some(with_database(&admin_url, &name)),
+        ..Setup::default()
+    };
+    let outcome = tokio::spawn(scenario(setup)).await;
+    postgres_exec(&admin_url, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// Declares `scenario::sqlite` and `scenario::postgres` tests of an `async fn scenario(Setup)`.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            use $crate::helpers::{run_on, Backend};
+
+            #[tokio::test]
+            async fn sqlite() {
+                run_on(Backend::Sqlite, super::$scenario).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                run_on(Backend::Postgres, super::$scenario).await
+            }
+        }
+    )+};
+}
+
+async fn postgres_exec(url: &str, sql: &str) {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connect to the Postgres admin URL");
+    let task = tokio::spawn(conn);
+    client.batch_execute(sql).await.expect(sql);
+    drop(client);
+    let _ = task.await;
+}
+
+/// `url` with its database name replaced by `name`.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, format!("?{q}")),
+        None => (url, String::new()),
+    };
+    let cut = base.rfind('/').expect("a database URL has a path");
+    format!("{}/{name}{query}", &base[..cut])
 }
 
 pub fn random_hex(bytes: usize) -> String {

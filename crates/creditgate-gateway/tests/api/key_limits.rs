@@ -49,9 +49,8 @@ where
     start.elapsed()
 }
 
-#[tokio::test]
-async fn a_daily_spend_limit_holds_against_100_concurrent_requests() {
-    let t = TestApp::spawn().await;
+async fn a_daily_spend_limit_holds_against_100_concurrent_requests(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let admin = admin_key(&t, &t.org).await;
     let req = body(64, "");
     let worst = t.estimate(&req).with_output(64).unwrap();
@@ -110,9 +109,8 @@ async fn a_daily_spend_limit_holds_against_100_concurrent_requests() {
     t.assert_ledger_clean().await;
 }
 
-#[tokio::test]
-async fn requests_per_minute_let_through_at_most_their_count() {
-    let t = TestApp::spawn().await;
+async fn requests_per_minute_let_through_at_most_their_count(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let admin = admin_key(&t, &t.org).await;
     let (_, secret) = key_with(&t, &admin, json!({"requests_per_minute": 5})).await;
     let minute = |i: Instant| i;
@@ -163,9 +161,8 @@ async fn requests_per_minute_let_through_at_most_their_count() {
     assert_eq!(t.balance().await.active_holds, 0);
 }
 
-#[tokio::test]
-async fn allowed_models_expiry_and_bad_limits() {
-    let t = TestApp::spawn().await;
+async fn allowed_models_expiry_and_bad_limits(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
     let admin = admin_key(&t, &t.org).await;
     let (id, secret) = key_with(&t, &admin, json!({"allowed_models": [MODEL]})).await;
     assert_eq!(t.message_as(&secret, &body(8, "")).await.status, 200);
@@ -264,3 +261,9 @@ async fn revocation_reaches_another_replica_within_a_second() {
     );
     assert_eq!(a.message_as(&a.api_key, &body(8, "")).await.status, 401);
 }
+
+crate::on_both_databases!(
+    a_daily_spend_limit_holds_against_100_concurrent_requests,
+    requests_per_minute_let_through_at_most_their_count,
+    allowed_models_expiry_and_bad_limits,
+);

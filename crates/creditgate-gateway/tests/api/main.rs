@@ -15,4 +15,7 @@ mod key_limits;
 mod messages;
 mod payments;
 mod progressive;
+mod sign_up;
+mod smtp;
+mod smtp_sink;
 mod upstream_faults;

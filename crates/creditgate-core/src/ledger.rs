@@ -157,6 +157,33 @@ pub struct GrantRequest {
     pub memo: Option<String>,
 }
 
+impl GrantRequest {
+    /// The rules every grant obeys, whoever asks for it (the CLI, the operator API, a payment):
+    /// a positive amount, an expiry (if any) after `now`, and a price per credit (if any) that is
+    /// not negative. The ledger applies them to a new grant; a replay returns the first result.
+    pub fn check(&self, now: Timestamp) -> LedgerResult<()> {
+        if !self.amount.is_positive() {
+            return Err(LedgerError::InvalidAmount(format!(
+                "a grant must be positive, not {}",
+                self.amount
+            )));
+        }
+        if let Some(at) = self.expires_at {
+            if at <= now {
+                return Err(LedgerError::InvalidRequest(format!(
+                    "a grant's expiry {at} is not in the future"
+                )));
+            }
+        }
+        if self.price_per_credit.is_some_and(|p| p.is_negative()) {
+            return Err(LedgerError::InvalidAmount(
+                "a price per credit must not be negative".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The result of a grant: the lot as created, and how much of it repaid earlier overrun.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Granted {
@@ -582,6 +609,44 @@ pub mod account {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grant_rules_refuse_what_no_caller_may_grant() {
+        let now = Timestamp::from_millis(1_000_000);
+        let ok = GrantRequest {
+            transfer_id: TransferId::parse("t").unwrap(),
+            org: OrganizationId::parse("org").unwrap(),
+            lot_id: LotId::parse("lot").unwrap(),
+            amount: NanoCredits::from_nanos(1),
+            category: LotCategory::Paid,
+            source: LotSource::Manual,
+            price_per_credit: Some("0.005".parse().unwrap()),
+            expires_at: Some(now.plus_millis(1)),
+            memo: None,
+        };
+        assert_eq!(ok.check(now), Ok(()));
+        let bad = [
+            GrantRequest {
+                amount: NanoCredits::ZERO,
+                ..ok.clone()
+            },
+            GrantRequest {
+                amount: NanoCredits::from_nanos(-1),
+                ..ok.clone()
+            },
+            GrantRequest {
+                expires_at: Some(now),
+                ..ok.clone()
+            },
+            GrantRequest {
+                price_per_credit: Some("-0.001".parse().unwrap()),
+                ..ok.clone()
+            },
+        ];
+        for req in bad {
+            assert!(req.check(now).is_err(), "{req:?}");
+        }
+    }
 
     fn lot(id: &str, cat: LotCategory, remaining: i64, exp: Option<i64>, created: i64) -> Lot {
         Lot {

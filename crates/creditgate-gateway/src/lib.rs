@@ -7,6 +7,7 @@
 
 pub mod account;
 pub mod auth;
+pub mod billing;
 pub mod body;
 pub mod caller;
 pub mod config;
@@ -163,10 +164,7 @@ impl App {
             return Ok(policy);
         }
         let stored = self.db.disconnect_policy(org).await?;
-        let policy = stored
-            .as_deref()
-            .and_then(DisconnectPolicy::parse)
-            .unwrap_or(self.cfg.default_disconnect_policy);
+        let policy = stored.unwrap_or(self.cfg.default_disconnect_policy);
         self.policies.put(org.clone(), policy);
         Ok(policy)
     }

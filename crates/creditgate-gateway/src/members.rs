@@ -7,26 +7,16 @@ use creditgate_core::accounts::{
     AuditEvent, Email, Invite, KeyLimits, Member, Role, User, INVITE_TTL_MS,
 };
 use creditgate_core::clock::Timestamp;
-use creditgate_core::ids::{
-    AdminKeyId, IdError, InviteId, LotId, OrganizationId, TransferId, UserId,
-};
+use creditgate_core::ids::{AdminKeyId, IdError, InviteId, OrganizationId, UserId};
 use creditgate_core::keys::{AdminKeySecret, ApiKeyRecord, ApiKeySecret, KeyStatus};
-use creditgate_core::ledger::{
-    GrantRequest, Granted, LedgerError, LedgerStore, LotCategory, LotSource, Organization,
-};
-use creditgate_core::money::NanoCredits;
+use creditgate_core::ledger::{LedgerStore, Organization};
 use creditgate_storage::{AcceptRefused, Database};
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::caller::{token_hash, OrgCaller};
 use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::App;
-
-const DAY_MS: i64 = 86_400_000;
-/// Longest grant reference (an idempotency key chosen by the operator).
-pub const MAX_REFERENCE_LEN: usize = 200;
 
 /// A fresh id `prefix_` + 24 hex characters.
 pub fn new_id<T>(prefix: &str, parse: fn(&str) -> Result<T, IdError>) -> Result<T, ApiError> {
@@ -129,80 +119,6 @@ pub async fn create_organization(
         .await?;
     }
     Ok(org)
-}
-
-/// Adds credits to an organization as a lot, idempotent on `reference` (a replay returns the
-/// lot it created).
-pub async fn grant(
-    change: &Change<'_>,
-    org: &OrganizationId,
-    amount: NanoCredits,
-    granted: bool,
-    expires_in_days: Option<i64>,
-    reference: &str,
-    memo: Option<&str>,
-) -> Result<(Granted, bool), ApiError> {
-    if !amount.is_positive() {
-        return Err(ApiError::invalid_request("amount: must be positive"));
-    }
-    if reference.trim().is_empty() || reference.len() > MAX_REFERENCE_LEN {
-        return Err(ApiError::invalid_request(format!(
-            "reference: must be 1 to {MAX_REFERENCE_LEN} characters"
-        )));
-    }
-    if expires_in_days.is_some_and(|d| !(1..=36_500).contains(&d)) {
-        return Err(ApiError::invalid_request(
-            "expires_in_days: must be 1 to 36500",
-        ));
-    }
-    let digest = hex::encode(&Sha256::digest(format!("{org}\n{reference}"))[..12]);
-    let transfer_id = TransferId::parse(&format!("grant_{digest}"))
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let lot_id =
-        LotId::parse(&format!("lot_{digest}")).map_err(|e| ApiError::internal(e.to_string()))?;
-    // Expiry counts from the start of the hour so that a retry soon after builds the same
-    // request (the ledger tells a replay from a conflict by content).
-    let hour = change.now.millis() - change.now.millis().rem_euclid(3_600_000);
-    let req = GrantRequest {
-        transfer_id,
-        org: org.clone(),
-        lot_id: lot_id.clone(),
-        amount,
-        category: if granted {
-            LotCategory::Granted
-        } else {
-            LotCategory::Paid
-        },
-        source: if granted {
-            LotSource::Promotion
-        } else {
-            LotSource::Manual
-        },
-        price_per_credit: None,
-        expires_at: expires_in_days.map(|d| Timestamp::from_millis(hour + d * DAY_MS)),
-        memo: memo.map(str::to_owned),
-    };
-    let result = change.db.grant(req).await;
-    let (granted_lot, replay) = match result {
-        // A replay returns the first grant, written before this change began.
-        Ok(g) if g.lot.created_at < change.now => (g, true),
-        Ok(g) => (g, false),
-        Err(LedgerError::IdempotencyConflict(_)) => {
-            return Err(ApiError::new(
-                axum::http::StatusCode::CONFLICT,
-                "invalid_request_error",
-                format!("reference {reference:?} was already used for a different grant"),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    };
-    if !replay {
-        change
-            .audit(org, "credits.granted", "lot", lot_id.as_str(),
-                json!({"amount": amount, "category": granted_lot.lot.category, "reference": reference}))
-            .await?;
-    }
-    Ok((granted_lot, replay))
 }
 
 /// Invites `email` to join with `role`, and emails the single-use link (7 days).

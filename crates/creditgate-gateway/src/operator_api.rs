@@ -8,11 +8,13 @@ use axum::extract::{Path, Query, State};
 use axum::Json;
 use creditgate_core::accounts::{parse_name, Actor, Email};
 use creditgate_core::ids::OrganizationId;
-use creditgate_core::ledger::{LedgerStore, Organization};
+use creditgate_core::ledger::{LedgerStore, LotCategory, Organization};
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::DisconnectPolicy;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::billing::{self, Expiry, GrantKey, GrantOrder};
 use crate::caller::Operator;
 use crate::error::{ApiError, JsonBody};
 use crate::members::{self, Change};
@@ -37,7 +39,7 @@ async fn org_json(app: &App, org: &Organization) -> Result<Value, ApiError> {
         "name": org.name,
         "created_at": org.created_at.to_rfc3339(),
         "status": if suspended { "suspended" } else { "active" },
-        "disconnect_policy": policy,
+        "disconnect_policy": policy.map(DisconnectPolicy::as_str),
     }))
 }
 
@@ -140,26 +142,8 @@ pub async fn update(
             .await?;
     }
     if let Some(policy) = &req.disconnect_policy {
-        if policy
-            .as_deref()
-            .is_some_and(|p| p != "drain" && p != "cancel")
-        {
-            return Err(ApiError::invalid_request(
-                "disconnect_policy: must be drain, cancel or null",
-            ));
-        }
-        app.db
-            .set_disconnect_policy(&org.id, policy.as_deref())
-            .await?;
-        change
-            .audit(
-                &org.id,
-                "organization.disconnect_policy_set",
-                "organization",
-                org.id.as_str(),
-                json!({"disconnect_policy": policy}),
-            )
-            .await?;
+        let policy = billing::parse_policy(policy.as_deref())?;
+        billing::set_disconnect_policy(&change, &org.id, policy).await?;
     }
     if let Some(s) = suspend {
         members::set_suspended(&change, &org.id, s).await?;
@@ -187,26 +171,19 @@ pub async fn grant(
     JsonBody(req): JsonBody<NewGrant>,
 ) -> Answer {
     let org = find(&app, &id).await?;
-    let granted = match req.category.as_str() {
-        "granted" => true,
-        "paid" => false,
-        _ => {
-            return Err(ApiError::invalid_request(
-                "category: must be granted or paid",
-            ))
-        }
+    let category = LotCategory::parse(&req.category)
+        .ok_or_else(|| ApiError::invalid_request("category: must be granted or paid"))?;
+    let order = GrantOrder {
+        amount: req.amount,
+        category,
+        source: None,
+        price_per_credit: None,
+        expiry: req.expires_in_days.map_or(Expiry::Never, Expiry::InDays),
+        memo: req.memo,
+        key: GrantKey::Reference(req.reference.clone()),
     };
-    let change = change(&app, &op);
-    let (g, replayed) = members::grant(
-        &change,
-        &org.id,
-        req.amount,
-        granted,
-        req.expires_in_days,
-        &req.reference,
-        req.memo.as_deref(),
-    )
-    .await?;
+    let grant = billing::grant(&change(&app, &op), &org.id, order).await?;
+    let (g, replayed) = (grant.granted, grant.replayed);
     Ok(Json(json!({
         "id": g.lot.id,
         "type": "lot",

@@ -15,9 +15,11 @@ use creditgate_core::accounts::{
 };
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::UserId;
+use creditgate_core::ledger::LotCategory;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use crate::billing::{self, Expiry, GrantKey, GrantOrder};
 use crate::caller::{token_hash, OrgCaller, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::members::{self, Change};
@@ -299,16 +301,16 @@ pub async fn sign_up(
         .await?;
     if let Some(trial) = app.cfg.accounts.trial_credits {
         let reference = format!("trial:{}", org.id);
-        members::grant(
-            &change,
-            &org.id,
-            trial,
-            true,
-            None,
-            &reference,
-            Some("trial"),
-        )
-        .await?;
+        let order = GrantOrder {
+            amount: trial,
+            category: LotCategory::Granted,
+            source: None,
+            price_per_credit: None,
+            expiry: Expiry::Never,
+            memo: Some("trial".into()),
+            key: GrantKey::Reference(reference),
+        };
+        billing::grant(&change, &org.id, order).await?;
     }
     let member = app.db.member(&org.id, &user.id).await?;
     start_session(

@@ -5,6 +5,7 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{ApiKeyId, OrganizationId};
 use creditgate_core::keys::{ApiKeyRecord, ApiKeySecret, KeyHint, KeyStatus};
 use creditgate_core::ledger::{LedgerError, LedgerResult, LedgerStore};
+use creditgate_core::usage::DisconnectPolicy;
 
 use crate::statement::{Columns, Param};
 use crate::Database;
@@ -192,7 +193,10 @@ impl Database {
     }
 
     /// The organization's stored disconnect policy (`drain` or `cancel`), if it set one.
-    pub async fn disconnect_policy(&self, org: &OrganizationId) -> LedgerResult<Option<String>> {
+    pub async fn disconnect_policy(
+        &self,
+        org: &OrganizationId,
+    ) -> LedgerResult<Option<DisconnectPolicy>> {
         let row = self
             .query_opt(
                 "SELECT disconnect_policy FROM org_settings WHERE org_id = $1",
@@ -200,29 +204,28 @@ impl Database {
                 |row| row.opt_text(0),
             )
             .await?;
-        Ok(row.flatten())
+        row.flatten()
+            .map(|text| {
+                DisconnectPolicy::parse(&text).ok_or_else(|| {
+                    LedgerError::Corrupt(format!("stored disconnect policy {text:?} is unknown"))
+                })
+            })
+            .transpose()
     }
 
     /// Sets (or with `None`, clears) an organization's disconnect policy.
     pub async fn set_disconnect_policy(
         &self,
         org: &OrganizationId,
-        policy: Option<&str>,
+        policy: Option<DisconnectPolicy>,
     ) -> LedgerResult<()> {
-        if let Some(p) = policy {
-            if p != "drain" && p != "cancel" {
-                return Err(LedgerError::InvalidRequest(format!(
-                    "disconnect policy must be drain or cancel, not {p:?}"
-                )));
-            }
-        }
         self.organization(org).await?;
         self.execute(
             "INSERT INTO org_settings (org_id, disconnect_policy) VALUES ($1, $2) \
              ON CONFLICT (org_id) DO UPDATE SET disconnect_policy = excluded.disconnect_policy",
             vec![
                 Param::Text(org.to_string()),
-                Param::OptText(policy.map(str::to_owned)),
+                Param::OptText(policy.map(|p| p.as_str().to_owned())),
             ],
         )
         .await?;

@@ -1,10 +1,13 @@
 //! `creditgate credits …`: grant credits as a new lot, show an organization's balance.
 
 use clap::{Args, Subcommand};
+use creditgate_core::accounts::Actor;
 use creditgate_core::clock::{Clock, SystemClock, Timestamp};
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource};
+use creditgate_core::ledger::{LedgerStore, LotCategory, LotSource};
 use creditgate_core::money::{Decimal, NanoCredits};
+use creditgate_gateway::billing::{self, Expiry, Grant, GrantKey, GrantOrder};
+use creditgate_gateway::members::Change;
 use creditgate_storage::Database;
 use serde_json::json;
 
@@ -70,73 +73,16 @@ pub async fn run(db: &Database, args: CreditsArgs, as_json: bool) -> anyhow::Res
 
 async fn grant(db: &Database, args: GrantArgs, as_json: bool) -> anyhow::Result<()> {
     let org = OrganizationId::parse(&args.org).map_err(|e| anyhow::anyhow!("--org: {e}"))?;
-    let amount: NanoCredits = args
-        .amount
-        .parse()
-        .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
-    if !amount.is_positive() {
-        anyhow::bail!("--amount must be positive, not {amount}");
-    }
-    let category = LotCategory::parse(&args.category).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--category must be paid or granted, not {:?}",
-            args.category
-        )
-    })?;
-    let source = LotSource::parse(&args.source).ok_or_else(|| {
-        anyhow::anyhow!(
-            "--source must be purchase, auto_reload, promotion, manual or refund_credit, not {:?}",
-            args.source
-        )
-    })?;
     let now = SystemClock.now();
-    let expires_at = match (&args.expires, &args.expires_in) {
-        (Some(text), _) => Some(Timestamp::parse_rfc3339(text).ok_or_else(|| {
-            anyhow::anyhow!("--expires: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got {text:?}")
-        })?),
-        (None, Some(text)) => Some(now.plus_millis(parse_duration_ms(text)?)),
-        (None, None) => None,
-    };
-    if let Some(at) = expires_at {
-        if at <= now {
-            anyhow::bail!("--expires {at} is not in the future");
-        }
-    }
-    let price_per_credit = match &args.price_per_credit {
-        Some(text) => {
-            let price: Decimal = text
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--price-per-credit: {e}"))?;
-            if price.is_negative() {
-                anyhow::bail!("--price-per-credit must not be negative");
-            }
-            Some(price)
-        }
-        None => None,
-    };
-    let transfer_id = match &args.transfer_id {
-        Some(id) => TransferId::parse(id).map_err(|e| anyhow::anyhow!("--transfer-id: {e}"))?,
-        None => TransferId::parse(&generated_id("grant"))?,
-    };
-    let lot_id = match &args.lot_id {
-        Some(id) => LotId::parse(id).map_err(|e| anyhow::anyhow!("--lot-id: {e}"))?,
-        None => LotId::parse(&format!("lot_{transfer_id}")).map_err(|_| {
-            anyhow::anyhow!("--transfer-id is too long to name the lot after it; pass --lot-id")
-        })?,
-    };
-    let granted = db
-        .grant(GrantRequest {
-            transfer_id: transfer_id.clone(),
-            org: org.clone(),
-            lot_id,
-            amount,
-            category,
-            source,
-            price_per_credit,
-            expires_at,
-            memo: args.memo,
-        })
-        .await?;
+    let order = grant_order(args, now)?;
+    let change = Change::new(db, Actor::operator(), None, now);
+    let Grant {
+        transfer_id,
+        granted,
+        ..
+    } = billing::grant(&change, &org, order)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let value = json!({
         "transfer_id": transfer_id,
         "organization_id": org,
@@ -164,6 +110,57 @@ async fn grant(db: &Database, args: GrantArgs, as_json: bool) -> anyhow::Result<
         text
     });
     Ok(())
+}
+
+/// The command's flags as a grant order; the rules every grant obeys are the billing service's.
+fn grant_order(args: GrantArgs, now: Timestamp) -> anyhow::Result<GrantOrder> {
+    let amount: NanoCredits = args
+        .amount
+        .parse()
+        .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
+    let category = LotCategory::parse(&args.category).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--category must be paid or granted, not {:?}",
+            args.category
+        )
+    })?;
+    let source = LotSource::parse(&args.source).ok_or_else(|| {
+        anyhow::anyhow!(
+            "--source must be purchase, auto_reload, promotion, manual or refund_credit, not {:?}",
+            args.source
+        )
+    })?;
+    let expiry = match (&args.expires, &args.expires_in) {
+        (Some(text), _) => Expiry::At(Timestamp::parse_rfc3339(text).ok_or_else(|| {
+            anyhow::anyhow!("--expires: expected YYYY-MM-DD or YYYY-MM-DDTHH:MM:SSZ, got {text:?}")
+        })?),
+        (None, Some(text)) => Expiry::At(now.plus_millis(parse_duration_ms(text)?)),
+        (None, None) => Expiry::Never,
+    };
+    let price_per_credit = match &args.price_per_credit {
+        Some(text) => Some(
+            text.parse::<Decimal>()
+                .map_err(|e| anyhow::anyhow!("--price-per-credit: {e}"))?,
+        ),
+        None => None,
+    };
+    let transfer = match &args.transfer_id {
+        Some(id) => TransferId::parse(id).map_err(|e| anyhow::anyhow!("--transfer-id: {e}"))?,
+        None => TransferId::parse(&generated_id("grant"))?,
+    };
+    let lot = match &args.lot_id {
+        Some(id) => Some(LotId::parse(id).map_err(|e| anyhow::anyhow!("--lot-id: {e}"))?),
+        None => None,
+    };
+    Ok(GrantOrder {
+        amount,
+        category,
+        source: Some(source),
+        price_per_credit,
+        expiry,
+        memo: args.memo,
+        key: GrantKey::Ids { transfer, lot },
+    })
 }
 
 async fn show(db: &Database, org: &str, as_json: bool) -> anyhow::Result<()> {

@@ -6,8 +6,10 @@ use clap::{Args, Subcommand};
 use creditgate_core::accounts::{parse_name, Actor, Email};
 use creditgate_core::clock::{Clock, SystemClock};
 use creditgate_core::ids::OrganizationId;
-use creditgate_core::ledger::Organization;
+use creditgate_core::ledger::{LotCategory, Organization};
 use creditgate_core::money::NanoCredits;
+use creditgate_core::usage::DisconnectPolicy;
+use creditgate_gateway::billing::{self, Expiry, GrantKey, GrantOrder};
 use creditgate_gateway::config::Config;
 use creditgate_gateway::mail::Mailer;
 use creditgate_gateway::members::{self, Change};
@@ -146,22 +148,19 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
             let amount: NanoCredits = amount
                 .parse()
                 .map_err(|e| anyhow::anyhow!("--amount: {e}"))?;
-            let granted = match category.as_str() {
-                "granted" => true,
-                "paid" => false,
-                _ => anyhow::bail!("--category must be granted or paid"),
-            };
-            let (g, replayed) = members::grant(
-                &change,
-                &org,
+            let category = LotCategory::parse(&category)
+                .ok_or_else(|| anyhow::anyhow!("--category must be granted or paid"))?;
+            let order = GrantOrder {
                 amount,
-                granted,
-                expires_in_days,
-                &reference,
-                memo.as_deref(),
-            )
-            .await
-            .map_err(fail)?;
+                category,
+                source: None,
+                price_per_credit: None,
+                expiry: expires_in_days.map_or(Expiry::Never, Expiry::InDays),
+                memo,
+                key: GrantKey::Reference(reference),
+            };
+            let grant = billing::grant(&change, &org, order).await.map_err(fail)?;
+            let (g, replayed) = (grant.granted, grant.replayed);
             let value = json!({"lot": crate::output::lot_json(&g.lot), "replayed": replayed});
             emit(as_json, &value, || {
                 let again = if replayed {
@@ -179,18 +178,12 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
         OrgCommand::Audit { org, limit } => audit(db, org.as_deref(), limit, as_json).await?,
         OrgCommand::SetPolicy { org, disconnect } => {
             let org = org_id(&org)?;
-            let policy = (disconnect != "default").then_some(disconnect.as_str());
-            db.set_disconnect_policy(&org, policy).await?;
-            change
-                .audit(
-                    &org,
-                    "organization.disconnect_policy_set",
-                    "organization",
-                    org.as_str(),
-                    json!({"disconnect_policy": policy}),
-                )
+            let text = (disconnect != "default").then_some(disconnect.as_str());
+            let policy = billing::parse_policy(text).map_err(fail)?;
+            billing::set_disconnect_policy(&change, &org, policy)
                 .await
                 .map_err(fail)?;
+            let policy = policy.map(DisconnectPolicy::as_str);
             let value = json!({"id": org, "disconnect_policy": policy});
             emit(as_json, &value, || {
                 format!("{org}: disconnect policy {}", policy.unwrap_or("default"))

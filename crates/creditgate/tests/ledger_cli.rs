@@ -176,6 +176,16 @@ fn grant_is_idempotent_on_its_transfer_id() {
     assert_eq!(first, again);
     let shown = w.json(&["credits", "show", "--org", "acme"]);
     assert_eq!(shown["available"], "5", "a replay credits once");
+    // The billing service audits the grant once, not its replay.
+    let audit = w.json(&["org", "audit", "--org", "acme"]);
+    let grants: Vec<&Value> = audit["data"]
+        .as_array()
+        .expect("audit events")
+        .iter()
+        .filter(|e| e["action"] == "credits.granted")
+        .collect();
+    assert_eq!(grants.len(), 1, "{audit}");
+    assert_eq!(grants[0]["details"]["transfer_id"], "stripe-evt-1");
     let other = w.run(&[
         "credits",
         "grant",

@@ -31,9 +31,9 @@ pub use cost::{
     cost, cost_at, AppliedModifiers, Cost, CostLine, CostOptions, LineCategory, ThinkingLine,
 };
 pub use estimate::{
-    cache_triggers, estimate_input_tokens, estimate_input_tokens_for, hold_estimate,
-    estimate_text_tokens, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS, BYTES_PER_TOKEN,
-    IMAGE_TOKENS, PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS, TOOL_USE_SYSTEM_PROMPT_TOKENS,
+    cache_triggers, estimate_input_tokens, estimate_input_tokens_for, estimate_text_tokens,
+    hold_estimate, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS, BYTES_PER_TOKEN, IMAGE_TOKENS,
+    PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS, TOOL_USE_SYSTEM_PROMPT_TOKENS,
     WEB_SEARCH_INPUT_TOKENS, WEB_SEARCH_USES_WITHOUT_MAX,
 };
 pub use history::PriceHistory;

@@ -14,6 +14,7 @@ use creditgate_core::ledger::{
 };
 use creditgate_core::money::NanoCredits;
 use creditgate_core::pricing::{cost, hold_estimate, CostOptions, HoldEstimate, Usage};
+use creditgate_core::usage::DisconnectPolicy;
 use creditgate_gateway::config::Config;
 use creditgate_gateway::App;
 use creditgate_sim::{SimConfig, Simulator};
@@ -280,7 +281,10 @@ impl TestApp {
     pub async fn set_policy(&self, policy: &str) {
         self.app
             .db
-            .set_disconnect_policy(&self.org, Some(policy))
+            .set_disconnect_policy(
+                &self.org,
+                Some(DisconnectPolicy::parse(policy).expect("drain or cancel")),
+            )
             .await
             .expect("set disconnect policy");
     }

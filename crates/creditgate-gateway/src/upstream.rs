@@ -45,6 +45,48 @@ pub fn check_betas(headers: &HeaderMap, allowed: &[String]) -> Result<(), ApiErr
     Ok(())
 }
 
+/// The same allow-list for the body's `betas` field (the SDKs send betas as the header, but the
+/// field reaches the upstream too): every entry a string the operator enabled, at most
+/// [`creditgate_core::pricing::MAX_BETAS`] of them.
+pub fn check_body_betas(
+    scan: &creditgate_core::pricing::RequestScan,
+    allowed: &[String],
+) -> Result<(), ApiError> {
+    if scan.betas_not_array {
+        return Err(ApiError::invalid_request(
+            "betas: must be an array of strings",
+        ));
+    }
+    let Some(betas) = &scan.betas else {
+        return Ok(());
+    };
+    if betas.len() > creditgate_core::pricing::MAX_BETAS {
+        return Err(ApiError::invalid_request(format!(
+            "betas: at most {} entries",
+            creditgate_core::pricing::MAX_BETAS
+        )));
+    }
+    for beta in betas {
+        let Some(beta) = beta else {
+            return Err(ApiError::invalid_request(
+                "betas: must be an array of strings",
+            ));
+        };
+        if !beta
+            .as_str()
+            .is_some_and(|b| allowed.iter().any(|a| a == b))
+        {
+            let shown: String = beta.head().chars().take(MAX_BETA_SHOWN).collect();
+            return Err(ApiError::invalid_request(format!(
+                "betas: `{shown}` is not enabled on this gateway (its costs could not be \
+                 billed). Enabled betas: {}.",
+                allowed.join(", ")
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Statuses after which the next upstream key is tried: refusals that did no billable work
 /// (nothing has been sent to the client yet).
 fn worth_failover(status: u16) -> bool {

@@ -3,8 +3,9 @@
 
 use serde_json::Value;
 
-use super::book::{ModelPrice, PriceBook, Rates};
+use super::book::{ModelPrice, PriceBook, Rates, MAX_MODEL_NAME_CHARS};
 use super::cost::{token_factor, token_line_usd, NanoFractions};
+use super::scan::{Count, RequestScan};
 use super::{PricingConfig, PricingError};
 use crate::money::{div_ceil_i128, Decimal, MoneyError, NanoCredits};
 
@@ -59,14 +60,14 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
 }
 
 /// The estimator's count of one text: the larger of the simulated count and the byte rule.
-struct TextCounter {
+pub(super) struct TextCounter {
     /// Tokenizer factor as `units / 10^scale`.
     factor_units: u128,
     factor_scale: u32,
 }
 
 impl TextCounter {
-    fn new(factor: Decimal) -> Self {
+    pub(super) fn new(factor: Decimal) -> Self {
         Self {
             factor_units: u128::try_from(factor.units()).unwrap_or(1),
             factor_scale: factor.scale(),
@@ -74,10 +75,18 @@ impl TextCounter {
     }
 
     fn text(&self, text: &str) -> u64 {
-        let bytes = u128::try_from(text.len()).unwrap_or(u128::MAX);
+        self.count(Count {
+            sim: estimate_text_tokens(text),
+            bytes: u64::try_from(text.len()).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The estimate of a text from its simulated tokens and its bytes.
+    pub(super) fn count(&self, count: Count) -> u64 {
+        let bytes = u128::from(count.bytes);
         let den = u128::from(BYTES_PER_TOKEN) * 10u128.pow(self.factor_scale);
         let by_bytes = bytes.saturating_mul(self.factor_units).div_ceil(den);
-        estimate_text_tokens(text).max(u64::try_from(by_bytes).unwrap_or(u64::MAX))
+        count.sim.max(u64::try_from(by_bytes).unwrap_or(u64::MAX))
     }
 
     fn value_text(&self, v: Option<&Value>) -> u64 {
@@ -224,6 +233,14 @@ pub struct CacheTriggers {
     pub any: bool,
     /// A marker with `ttl: "1h"` (or an unrecognised ttl, taken as the dearer one).
     pub one_hour: bool,
+}
+
+impl CacheTriggers {
+    /// Both sets of markers.
+    pub fn merge(&mut self, other: CacheTriggers) {
+        self.any |= other.any;
+        self.one_hour |= other.one_hour;
+    }
 }
 
 /// Scans the whole body (top level, system, tools, messages, nested tool results) for
@@ -375,22 +392,100 @@ pub fn hold_estimate(
         .and_then(Value::as_str)
         .ok_or_else(|| PricingError::InvalidRequest("`model` must be a string".into()))?;
     let row = book.resolve(model)?;
-    let max_tokens = body
-        .get("max_tokens")
-        .and_then(Value::as_u64)
-        .ok_or_else(|| {
-            PricingError::InvalidRequest("`max_tokens` must be a non-negative integer".into())
-        })?;
-
+    let max_tokens = body.get("max_tokens").and_then(Value::as_u64);
     let web_search_uses = web_search_uses(body);
-    let input_tokens = estimate_input_tokens_for(body, row.tokenizer_factor())
+    price_hold(
+        book,
+        row,
+        HoldInputs {
+            max_tokens,
+            input_tokens: estimate_input_tokens_for(body, row.tokenizer_factor()),
+            web_search_uses,
+            triggers: cache_triggers(body),
+            wants_fast: body.get("speed").and_then(Value::as_str) == Some("fast"),
+            us_geo: body.get("inference_geo").and_then(Value::as_str) == Some("us"),
+        },
+        cfg,
+    )
+}
+
+/// [`hold_estimate`] of the body `bytes` that `scan` was read from, without parsing it into a
+/// tree: the same estimate at the cost of one more pass when the model's tokenizer factor is not
+/// the one `scan` was made with.
+pub fn hold_estimate_scanned(
+    book: &PriceBook,
+    bytes: &[u8],
+    scan: &RequestScan,
+    cfg: &PricingConfig,
+) -> Result<HoldEstimate, PricingError> {
+    cfg.validate()?;
+    let model = scan
+        .model
+        .as_ref()
+        .ok_or_else(|| PricingError::InvalidRequest("`model` must be a string".into()))?;
+    let Some(name) = model.as_str() else {
+        // Longer than any name (the scan kept only its head): unknown, as `resolve` says.
+        let cut: String = model
+            .head()
+            .chars()
+            .take(MAX_MODEL_NAME_CHARS / 4)
+            .collect();
+        return Err(PricingError::UnknownModel {
+            model: format!("{cut}… ({} bytes)", model.len()),
+            suggestions: Vec::new(),
+        });
+    };
+    let row = book.resolve(name)?;
+    let input_tokens = if row.tokenizer_factor() == scan.factor {
+        scan.input_tokens
+    } else {
+        RequestScan::read(bytes, row.tokenizer_factor())
+            .map_err(|e| PricingError::InvalidRequest(e.to_string()))?
+            .input_tokens
+    };
+    price_hold(
+        book,
+        row,
+        HoldInputs {
+            max_tokens: scan.max_tokens,
+            input_tokens,
+            web_search_uses: scan.web_search_uses,
+            triggers: scan.triggers,
+            wants_fast: scan.wants_fast,
+            us_geo: scan.us_geo,
+        },
+        cfg,
+    )
+}
+
+/// What a hold is priced from, read from the body.
+struct HoldInputs {
+    max_tokens: Option<u64>,
+    /// The input estimate with the model's tokenizer factor (searches not included).
+    input_tokens: u64,
+    web_search_uses: u64,
+    triggers: CacheTriggers,
+    wants_fast: bool,
+    us_geo: bool,
+}
+
+fn price_hold(
+    book: &PriceBook,
+    row: &ModelPrice,
+    inputs: HoldInputs,
+    cfg: &PricingConfig,
+) -> Result<HoldEstimate, PricingError> {
+    let max_tokens = inputs.max_tokens.ok_or_else(|| {
+        PricingError::InvalidRequest("`max_tokens` must be a non-negative integer".into())
+    })?;
+    let web_search_uses = inputs.web_search_uses;
+    let input_tokens = inputs
+        .input_tokens
         .saturating_add(web_search_uses.saturating_mul(WEB_SEARCH_INPUT_TOKENS));
-    let triggers = cache_triggers(body);
-    let wants_fast = body.get("speed").and_then(Value::as_str) == Some("fast");
-    let us_geo = body.get("inference_geo").and_then(Value::as_str) == Some("us");
+    let triggers = inputs.triggers;
 
     let mut worst: Rates = row.rates().clone();
-    if wants_fast {
+    if inputs.wants_fast {
         if let Some(fast) = row.fast_rates() {
             worst = worst.max(fast);
         }
@@ -408,7 +503,7 @@ pub fn hold_estimate(
         input_rate = input_rate.max(worst.cache_write_1h);
     }
 
-    let factor = token_factor(book, row, false, us_geo)?;
+    let factor = token_factor(book, row, false, inputs.us_geo)?;
     let input_usd = token_line_usd(input_tokens, input_rate, factor)?
         .checked_mul(cfg.multiplier)?
         .checked_add(

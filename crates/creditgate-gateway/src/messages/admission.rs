@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
-use creditgate_core::pricing::{self, HoldEstimate};
+use creditgate_core::money::Decimal;
+use creditgate_core::pricing::{self, HoldEstimate, RequestScan, ScanError};
 use creditgate_core::usage::Admission;
-use serde_json::Value;
 
 use super::{limits, read_body, Admitted};
 use crate::error::{ApiError, Refusal};
@@ -38,13 +38,11 @@ impl Parsed {
     }
 }
 
-fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| ApiError::invalid_request("The request body must be a JSON object."))?;
-    let model = obj
-        .get("model")
-        .and_then(Value::as_str)
+/// The request's fields from the one-pass scan of its body (nothing of the body is kept).
+fn parse_request(scan: &RequestScan) -> Result<Parsed, ApiError> {
+    let model = scan
+        .model
+        .as_ref()
         .ok_or_else(|| ApiError::invalid_request("model: Field required"))?;
     // Before any work on it, and without echoing it: a huge name costs nothing but this check.
     if model.len() > pricing::MAX_MODEL_NAME_CHARS {
@@ -54,26 +52,20 @@ fn parse_request(body: &Value) -> Result<Parsed, ApiError> {
             model.len()
         )));
     }
-    let model = model.to_owned();
-    let max_tokens = obj
-        .get("max_tokens")
-        .and_then(Value::as_u64)
+    let model = model.head().to_owned();
+    let max_tokens = scan
+        .max_tokens
         .ok_or_else(|| ApiError::invalid_request("max_tokens: must be a non-negative integer"))?;
-    let stream = match obj.get("stream") {
-        None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
-        Some(_) => return Err(ApiError::invalid_request("stream: must be a boolean")),
+    let stream = match scan.stream {
+        None => false,
+        Some(Ok(b)) => b,
+        Some(Err(())) => return Err(ApiError::invalid_request("stream: must be a boolean")),
     };
-    let thinking = obj.get("thinking");
-    let thinking_budget = thinking
-        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
-        .and_then(|t| t.get("budget_tokens"))
-        .and_then(Value::as_u64);
     Ok(Parsed {
         model,
         max_tokens,
         stream,
-        thinking_budget,
+        thinking_budget: scan.thinking_budget,
     })
 }
 
@@ -87,14 +79,19 @@ pub(super) async fn admit(
 ) -> Result<Response, ApiError> {
     crate::upstream::check_betas(&headers, &app.cfg.upstream_allowed_betas)?;
     let (bytes, _in_flight) = read_body(&app, body).await?;
-    let body: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
+    // One pass over the bytes, keeping nothing of the body (a parsed tree costs many times it).
+    let scan = RequestScan::read(&bytes, Decimal::ONE).map_err(|e| match e {
+        ScanError::NotAnObject => ApiError::invalid_request(e.to_string()),
+        ScanError::Json(e) => {
+            ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
+        }
     })?;
     crate::unique_keys::check(&bytes)
         .map_err(|e| ApiError::invalid_request(format!("The request body is ambiguous: {e}")))?;
-    let parsed = parse_request(&body)?;
+    crate::upstream::check_body_betas(&scan, &app.cfg.upstream_allowed_betas)?;
+    let parsed = parse_request(&scan)?;
     limits::check_model(&key, &parsed.model)?;
-    let estimate = pricing::hold_estimate(&app.book, &body, &app.pricing)?;
+    let estimate = pricing::hold_estimate_scanned(&app.book, &bytes, &scan, &app.pricing)?;
     let first_output = if parsed.stream {
         parsed.first_slice(app.cfg.first_slice_tokens)
     } else {
@@ -194,11 +191,14 @@ mod tests {
 
     #[test]
     fn parse_request_rejects_bad_fields() {
-        assert!(parse_request(&json!({"model": "m", "max_tokens": 5})).is_ok());
-        assert!(parse_request(&json!({"max_tokens": 5})).is_err());
-        assert!(parse_request(&json!({"model": "m", "max_tokens": -1})).is_err());
-        assert!(parse_request(&json!({"model": "m", "max_tokens": "5"})).is_err());
-        assert!(parse_request(&json!({"model": "m", "max_tokens": 5, "stream": "yes"})).is_err());
-        assert!(parse_request(&json!([1])).is_err());
+        let parse = |v: serde_json::Value| {
+            parse_request(&RequestScan::read(v.to_string().as_bytes(), Decimal::ONE).unwrap())
+        };
+        assert!(parse(json!({"model": "m", "max_tokens": 5})).is_ok());
+        assert!(parse(json!({"max_tokens": 5})).is_err());
+        assert!(parse(json!({"model": "m", "max_tokens": -1})).is_err());
+        assert!(parse(json!({"model": "m", "max_tokens": "5"})).is_err());
+        assert!(parse(json!({"model": "m", "max_tokens": 5, "stream": "yes"})).is_err());
+        assert!(RequestScan::read(b"[1]", Decimal::ONE).is_err());
     }
 }

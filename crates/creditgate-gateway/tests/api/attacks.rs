@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde_json::json;
+use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -346,6 +346,48 @@ async fn only_betas_the_price_book_bills_are_forwarded() {
         beta.as_deref(),
         Some("claude-code-20250219, interleaved-thinking-2025-05-14")
     );
+}
+
+/// Issue 7: the body's `betas` field goes through the same allow-list as the header: an entry
+/// that is not enabled, not a string, or a `betas` that is not an array is a 400 that costs
+/// nothing and reaches nothing; enabled ones pass, byte for byte.
+#[tokio::test]
+async fn betas_in_the_body_go_through_the_allow_list() {
+    let app = TestApp::spawn().await;
+    let before = app.balance().await;
+    let with = |betas: Value| {
+        let mut b = body(5, "");
+        b["betas"] = betas;
+        b
+    };
+    for betas in [
+        json!(["code-execution-2025-08-25"]),
+        json!(["claude-code-20250219", "skills-2025-10-02"]),
+        json!(["claude-code-20250219", 7]),
+        json!("claude-code-20250219"),
+        json!(vec!["claude-code-20250219"; 65]),
+    ] {
+        let reply = app.message(&with(betas.clone())).await;
+        reply.assert_error(400, "invalid_request_error");
+        assert!(
+            reply.error_message().starts_with("betas: "),
+            "{betas}: {}",
+            reply.body
+        );
+    }
+    assert_eq!(app.sim.stats().messages, 0, "nothing was forwarded");
+    assert_eq!(app.balance().await, before, "a refused beta costs nothing");
+
+    let allowed = with(json!(["claude-code-20250219"]));
+    let reply = app.message(&allowed).await;
+    assert_eq!(reply.status, 200, "{:?}", reply.body);
+    let forwarded = app.sim.recorded();
+    assert_eq!(
+        forwarded.last().unwrap().body,
+        allowed.to_string(),
+        "the body is forwarded unchanged"
+    );
+    app.assert_ledger_clean().await;
 }
 
 /// J58: odd hosts and non-canonical paths route exactly as the canonical path does: to the

@@ -11,4 +11,5 @@ pub mod metering;
 pub mod money;
 pub mod payments;
 pub mod pricing;
+pub mod reports;
 pub mod usage;

@@ -8,6 +8,7 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use creditgate_core::accounts::{period_start, LimitPeriod};
+use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
@@ -99,6 +100,7 @@ async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
             .map(|cap| cap.checked_sub(spent).ok());
         remaining.insert(period.as_str().to_owned(), json!(left));
     }
+    let periods = key_periods(app, key, now).await?;
     Ok(json!({
         "id": key.id,
         "name": key.name,
@@ -117,8 +119,47 @@ async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
             "month": usage["monthly"],
             "total": usage["total"],
             "spend_remaining": remaining,
+            "periods": periods,
         },
     }))
+}
+
+/// The key's settled usage this UTC day, week (from Monday) and month, summed from the daily
+/// usage rollups (the records every settle writes), against its spend limit for the period.
+async fn key_periods(app: &App, key: &ApiKeyRecord, now: Timestamp) -> Result<Value, ApiError> {
+    let mut out = serde_json::Map::new();
+    for (name, period) in [
+        ("day", LimitPeriod::Daily),
+        ("week", LimitPeriod::Weekly),
+        ("month", LimitPeriod::Monthly),
+    ] {
+        let since = period_start(period, now);
+        let s = app.db.key_usage(&key.org, &key.id, since).await?;
+        let credits = s
+            .credits
+            .total()
+            .map_err(|e| ApiError::internal(e.to_string()))?;
+        let limit = key.limits.spend.get(period);
+        let t = &s.tokens;
+        out.insert(
+            name.to_owned(),
+            json!({
+                "starting_at": since.to_rfc3339(),
+                "resets_at": period.resets_at(now).map(|t| t.to_rfc3339()),
+                "requests": s.requests,
+                "credits": credits,
+                "limit": limit,
+                "remaining": limit.map(|cap| cap.checked_sub(credits).ok()),
+                "uncached_input_tokens": t.input,
+                "cache_creation": {"ephemeral_1h_input_tokens": t.cache_write_1h,
+                                   "ephemeral_5m_input_tokens": t.cache_write_5m},
+                "cache_read_input_tokens": t.cache_read,
+                "output_tokens": t.output,
+                "server_tool_use": {"web_search_requests": t.web_search_requests},
+            }),
+        );
+    }
+    Ok(Value::Object(out))
 }
 
 pub async fn request(

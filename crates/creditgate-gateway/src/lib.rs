@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod operator_api;
 pub mod organization_api;
 pub mod payments;
+pub mod reports;
 pub mod request_id;
 pub mod routes;
 pub mod server;

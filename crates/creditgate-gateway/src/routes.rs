@@ -8,7 +8,8 @@ use axum::routing::{delete, get, post, MethodRouter};
 use creditgate_core::accounts::Action;
 
 use crate::{
-    account, messages, models, operator_api, organization_api as org, payments, sign_in, App,
+    account, messages, models, operator_api, organization_api as org, payments, reports, sign_in,
+    App,
 };
 
 /// The credential a route takes (`API.md` §1).
@@ -104,6 +105,10 @@ pub fn table() -> Vec<Route> {
         r("POST", "/v1/organizations/admin_keys/{id}", Organization(ManageMembers), "Deactivate an admin key", post(org::update_admin_key)),
         r("GET", "/v1/organizations/credits", Organization(Read), "The organization's credits", get(org::credits)),
         r("GET", "/v1/organizations/audit_log", Organization(Read), "The organization's audit log, newest first", get(org::audit_log)),
+        // Reports (API.md §4; docs/reports.md).
+        r("GET", "/v1/organizations/usage_report/messages", Organization(Read), "Messages usage report in Anthropic's shape (tokens, requests, credits per bucket)", get(reports::usage_report)),
+        r("GET", "/v1/organizations/cost_report", Organization(Read), "Cost report in Anthropic's shape (USD cents, credits, list price per day)", get(reports::cost_report)),
+        r("GET", "/v1/organizations/cache_report", Organization(Read), "Cache report: writes, reads, credits saved by reads, credits of writes never read", get(reports::cache_report)),
         // The operator (API.md §6).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
@@ -111,6 +116,9 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/organizations/{id}", Operator, "Rename, suspend or reactivate, set the disconnect policy", post(operator_api::update)),
         r("POST", "/admin/v1/organizations/{id}/grants", Operator, "Grant credits (idempotent on reference)", post(operator_api::grant)),
         r("POST", "/admin/v1/organizations/{id}/admin_keys", Operator, "Create an organization admin key", post(operator_api::create_admin_key)),
+        r("GET", "/admin/v1/reports/usage", Operator, "The usage report across organizations", get(reports::operator_usage)),
+        r("GET", "/admin/v1/reports/cost", Operator, "The cost report across organizations", get(reports::operator_cost)),
+        r("GET", "/admin/v1/reports/cache", Operator, "The cache report across organizations", get(reports::operator_cache)),
         r("GET", "/admin/v1/audit_log", Operator, "Every organization's audit log, newest first", get(operator_api::audit_log)),
     ]
 }

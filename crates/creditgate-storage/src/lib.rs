@@ -20,6 +20,7 @@ mod journal;
 mod organizations;
 pub mod payments;
 pub mod postgres;
+mod reports;
 mod requests;
 pub mod sqlite;
 mod statement;

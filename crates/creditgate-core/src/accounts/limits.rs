@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::AccountError;
-use crate::clock::Timestamp;
+use crate::clock::{civil_from_days, days_from_civil, Timestamp};
 use crate::ledger::SpendLimit;
 use crate::money::NanoCredits;
 
@@ -86,8 +86,8 @@ pub fn period_start(period: LimitPeriod, now: Timestamp) -> Timestamp {
             Timestamp::from_millis(ms - (ms + 3 * DAY_MS).rem_euclid(7 * DAY_MS))
         }
         LimitPeriod::Monthly => {
-            let text = format!("{}-01", &now.to_rfc3339()[..7]);
-            Timestamp::parse_rfc3339(&text).unwrap_or(Timestamp::from_millis(day))
+            let (year, month, _) = civil_from_days(day.div_euclid(DAY_MS));
+            Timestamp::from_millis(days_from_civil(year, month, 1) * DAY_MS)
         }
         LimitPeriod::Total => Timestamp::from_millis(0),
     }

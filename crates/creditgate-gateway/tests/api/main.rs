@@ -15,6 +15,7 @@ mod key_limits;
 mod messages;
 mod payments;
 mod progressive;
+mod report_exactness;
 mod sign_up;
 mod smtp;
 mod smtp_sink;

@@ -16,6 +16,7 @@ mod messages;
 mod payments;
 mod progressive;
 mod report_exactness;
+mod reports;
 mod sign_up;
 mod smtp;
 mod smtp_sink;

@@ -73,6 +73,33 @@ pub async fn fresh(backend: &str, clock: &ManualClock) -> Option<(Database, Clea
             .unwrap();
         return Some((db, Cleanup::Dir(dir)));
     }
+    let pg = postgres_database().await?;
+    let db = Database::connect(&pg.url, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let (admin, name) = (pg.admin, pg.name);
+    Some((db, Cleanup::Postgres(admin, name)))
+}
+
+/// A fresh, empty Postgres database on `CREDITGATE_TEST_POSTGRES_URL` (`None`, with a note,
+/// when it is not set).
+pub struct PgDatabase {
+    pub url: String,
+    admin: String,
+    name: String,
+}
+
+impl PgDatabase {
+    pub async fn drop(self) {
+        pg_exec(
+            &self.admin,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        )
+        .await;
+    }
+}
+
+pub async fn postgres_database() -> Option<PgDatabase> {
     let Ok(admin) = std::env::var("CREDITGATE_TEST_POSTGRES_URL") else {
         eprintln!("skipped: CREDITGATE_TEST_POSTGRES_URL not set");
         return None;
@@ -85,10 +112,7 @@ pub async fn fresh(backend: &str, clock: &ManualClock) -> Option<(Database, Clea
     let cut = base.rfind('/').unwrap();
     let sep = if query.is_empty() { "" } else { "?" };
     let url = format!("{}/{name}{sep}{query}", &base[..cut]);
-    let db = Database::connect(&url, Arc::new(clock.clone()))
-        .await
-        .unwrap();
-    Some((db, Cleanup::Postgres(admin, name)))
+    Some(PgDatabase { url, admin, name })
 }
 
 async fn pg_exec(url: &str, sql: &str) {

@@ -9,6 +9,7 @@ mod org;
 mod output;
 mod plans_cmd;
 mod prices;
+mod report_cmd;
 mod serve;
 
 use std::process::ExitCode;
@@ -68,6 +69,8 @@ enum Command {
     Orders(plans_cmd::OrdersArgs),
     /// Record a payment taken outside any provider (crypto, bank transfer, chat).
     Payments(plans_cmd::PaymentsArgs),
+    /// Usage, cost and cache reports of an organization (`--org`) or of all (`--all`).
+    Report(report_cmd::ReportArgs),
 }
 
 impl Cli {
@@ -101,6 +104,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Payments(args) => {
             plans_cmd::payments(&open_database(&url).await?, args, cli.json).await
         }
+        Command::Report(args) => report_cmd::run(&open_database(&url).await?, args, cli.json).await,
     }
 }
 

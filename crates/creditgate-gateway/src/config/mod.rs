@@ -54,7 +54,8 @@ pub const DEFAULT_HEADER_READ_TIMEOUT_MS: u64 = 20_000;
 /// Longest a client may take to send a whole request body, once its headers arrived.
 pub const DEFAULT_BODY_READ_TIMEOUT_MS: u64 = 120_000;
 /// Request bodies held in memory at once, all requests together (at least `max_body_bytes`):
-/// parsing and estimating a body costs a few times its size, so this bounds the gateway's memory
+/// admission reads a body in one pass that keeps nothing of it (`pricing::RequestScan`), so a
+/// body costs about its own size and this bounds the gateway's memory for bodies as a whole
 /// against many large bodies arriving together.
 pub const DEFAULT_MAX_BODY_BYTES_IN_FLIGHT: usize = 256 * 1024 * 1024;
 /// Failed authentications one client address may make per minute before it is locked out for a

@@ -233,8 +233,8 @@ impl Database {
 
     /// Counts a request and its tokens in the key's current one-minute window, only if both
     /// stay within the limits (`None`: unlimited). One conditional write, so concurrent
-    /// requests on any replica cannot pass the limit. `Err((requests, tokens))` with the
-    /// window's counts when refused.
+    /// requests on any replica cannot pass the limit. The window's `(requests, tokens)` after
+    /// the request when taken, `Err` with them when refused.
     pub async fn take_rate(
         &self,
         key: &ApiKeyId,
@@ -242,7 +242,7 @@ impl Database {
         tokens: i64,
         max_requests: Option<i64>,
         max_tokens: Option<i64>,
-    ) -> LedgerResult<Result<(), (i64, i64)>> {
+    ) -> LedgerResult<Result<(i64, i64), (i64, i64)>> {
         let max_r = max_requests.unwrap_or(i64::MAX);
         let max_t = max_tokens.unwrap_or(i64::MAX);
         let steps = vec![
@@ -269,17 +269,41 @@ impl Database {
             )
             .expect(1),
         ];
-        if self.transaction(steps).await?.is_ok() {
-            return Ok(Ok(()));
-        }
+        let taken = self.transaction(steps).await?.is_ok();
+        // Read after the write: other requests may have counted since; the headers that show
+        // these counts are advisory, the limit itself was enforced by the write.
         let counts = self
             .query_opt(
                 "SELECT requests, tokens FROM rate_windows WHERE key_id = $1 AND window_start = $2",
                 vec![text(key), Param::Int(window_start.millis())],
                 |row| Ok((row.int(0)?, row.int(1)?)),
             )
+            .await?
+            .unwrap_or((0, 0));
+        Ok(if taken { Ok(counts) } else { Err(counts) })
+    }
+
+    /// Corrects the tokens a request counted in its window at admission by `delta` (the tokens
+    /// it actually used minus its estimate), never below zero. A window already over is gone
+    /// and left alone. Returns whether the window was still there.
+    pub async fn adjust_rate_tokens(
+        &self,
+        key: &ApiKeyId,
+        window_start: Timestamp,
+        delta: i64,
+    ) -> LedgerResult<bool> {
+        let n = self
+            .execute(
+                "UPDATE rate_windows SET tokens = CASE WHEN tokens + $3 < 0 THEN 0 \
+                 ELSE tokens + $3 END WHERE key_id = $1 AND window_start = $2",
+                vec![
+                    text(key),
+                    Param::Int(window_start.millis()),
+                    Param::Int(delta),
+                ],
+            )
             .await?;
-        Ok(Err(counts.unwrap_or((0, 0))))
+        Ok(n > 0)
     }
 
     /// Appends one event to the audit log (never updated or deleted: the schema refuses).

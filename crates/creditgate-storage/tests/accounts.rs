@@ -336,40 +336,26 @@ async fn admin_keys_limits_and_rate_windows(h: Harness) {
         .is_none());
 
     let w = Timestamp::from_millis(60_000);
+    let take = |at, tokens, rpm| db.take_rate(&key.id, at, tokens, rpm, Some(25));
+    assert_eq!(take(w, 10, Some(2)).await.unwrap(), Ok((1, 10)));
+    assert_eq!(take(w, 10, Some(2)).await.unwrap(), Ok((2, 20)));
+    assert_eq!(take(w, 1, Some(2)).await.unwrap(), Err((2, 20)));
+    assert_eq!(take(w, 6, None).await.unwrap(), Err((2, 20)));
+    // The settlement corrects the estimate: 15 of the 20 tokens were not used.
+    assert!(db.adjust_rate_tokens(&key.id, w, -15).await.unwrap());
+    assert_eq!(take(w, 6, None).await.unwrap(), Ok((3, 11)));
+    assert!(db.adjust_rate_tokens(&key.id, w, -100).await.unwrap());
     assert_eq!(
-        db.take_rate(&key.id, w, 10, Some(2), Some(25))
-            .await
-            .unwrap(),
-        Ok(())
-    );
-    assert_eq!(
-        db.take_rate(&key.id, w, 10, Some(2), Some(25))
-            .await
-            .unwrap(),
-        Ok(())
-    );
-    assert_eq!(
-        db.take_rate(&key.id, w, 1, Some(2), Some(25))
-            .await
-            .unwrap(),
-        Err((2, 20))
-    );
-    assert_eq!(
-        db.take_rate(&key.id, w, 6, None, Some(25)).await.unwrap(),
-        Err((2, 20))
+        take(w, 0, None).await.unwrap(),
+        Ok((4, 0)),
+        "never below zero"
     );
     let next = Timestamp::from_millis(120_000);
-    assert_eq!(
-        db.take_rate(&key.id, next, 30, Some(2), Some(25))
-            .await
-            .unwrap(),
-        Err((0, 0))
-    );
-    assert_eq!(
-        db.take_rate(&key.id, next, 25, Some(2), Some(25))
-            .await
-            .unwrap(),
-        Ok(())
+    assert_eq!(take(next, 30, Some(2)).await.unwrap(), Err((0, 0)));
+    assert_eq!(take(next, 25, Some(2)).await.unwrap(), Ok((1, 25)));
+    assert!(
+        !db.adjust_rate_tokens(&key.id, w, 5).await.unwrap(),
+        "a window that is over is gone"
     );
 }
 

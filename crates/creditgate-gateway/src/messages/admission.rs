@@ -4,10 +4,10 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Uri};
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{HoldRequest, LedgerError, LedgerStore};
-use creditgate_core::money::Decimal;
+use creditgate_core::money::{Decimal, NanoCredits};
 use creditgate_core::pricing::{self, HoldEstimate, RequestScan, ScanError};
 use creditgate_core::usage::Admission;
 
@@ -104,9 +104,66 @@ pub(super) async fn admit(
         ))
     })?;
     let tokens = estimate.input_tokens().saturating_add(parsed.max_tokens);
-    if let Some(refused) = limits::take_rate(&app, &key, tokens, request_id.as_str()).await? {
-        return Ok(refused);
+    let rate = match limits::take_rate(&app, &key, tokens, request_id.as_str()).await? {
+        limits::Rate::Refused(refused) => return Ok(refused),
+        limits::Rate::Taken(window) => Some(window),
+        limits::Rate::Unlimited => None,
+    };
+    let path = uri
+        .path_and_query()
+        .map_or("/v1/messages", |p| p.as_str())
+        .to_owned();
+    let request = Request {
+        key,
+        parsed,
+        estimate,
+        amount,
+        rate: rate.clone(),
+    };
+    let answer = hold_and_run(app.clone(), request, path, headers, bytes, request_id).await;
+    // Every answer of a key with a per-minute limit says where its window stands.
+    let mut resp = match answer {
+        Ok(resp) => resp,
+        Err(err) => {
+            // Refused before the upstream: the request used no tokens.
+            if let Some(window) = &rate {
+                window.correct(&app, 0, request_id.as_str()).await;
+            }
+            err.with_request_id(request_id.as_str()).into_response()
+        }
+    };
+    if let Some(window) = &rate {
+        window.stamp(resp.headers_mut());
     }
+    Ok(resp)
+}
+
+/// A request past its checks, before its hold.
+struct Request {
+    key: ApiKeyRecord,
+    parsed: Parsed,
+    estimate: HoldEstimate,
+    /// The first hold: the worst case of the whole request, or a stream's first slice.
+    amount: NanoCredits,
+    rate: Option<limits::RateWindow>,
+}
+
+/// Places the hold (the spend caps are checked in the same atomic step), then forwards.
+async fn hold_and_run(
+    app: Arc<App>,
+    req: Request,
+    path: String,
+    headers: HeaderMap,
+    bytes: bytes::Bytes,
+    request_id: &RequestId,
+) -> Result<Response, ApiError> {
+    let Request {
+        key,
+        parsed,
+        estimate,
+        amount,
+        rate,
+    } = req;
     let policy = app.disconnect_policy(&key.org).await?;
     let transfer_id = request_id.transfer_id().clone();
 
@@ -145,12 +202,9 @@ pub(super) async fn admit(
         policy,
         started: std::time::Instant::now(),
         upstream_request_id: std::sync::OnceLock::new(),
+        rate,
         _live: Live::start(app.clone(), hold.id.clone()),
     };
-    let path = uri
-        .path_and_query()
-        .map_or("/v1/messages", |p| p.as_str())
-        .to_owned();
     Ok(job.run(path, headers, bytes).await)
 }
 

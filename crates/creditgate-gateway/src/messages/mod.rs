@@ -85,6 +85,8 @@ struct Admitted {
     started: std::time::Instant,
     /// The upstream's `request-id`, once its answer arrived.
     upstream_request_id: std::sync::OnceLock<String>,
+    /// The key's per-minute window, when it has a per-minute limit (corrected at settlement).
+    rate: Option<limits::RateWindow>,
     /// Counts the request as live and keeps its hold alive until it is dropped (settled).
     _live: Live,
 }

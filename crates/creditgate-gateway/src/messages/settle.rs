@@ -53,6 +53,7 @@ impl Admitted {
         if let Some(err) = &charge.pricing_error {
             tracing::error!(request_id = %self.request_id, error = %err, "pricing failed; charging the hold");
         }
+        self.correct_rate(usage.as_ref()).await;
         let record = self.usage_record(&charge, usage.as_ref(), note);
         let Ok(transfer_id) = self.request_id.child("settle") else {
             return Settled {

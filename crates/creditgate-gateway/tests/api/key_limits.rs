@@ -113,8 +113,6 @@ async fn requests_per_minute_let_through_at_most_their_count(setup: Setup) {
     let t = TestApp::spawn_with(setup).await;
     let admin = admin_key(&t, &t.org).await;
     let (_, secret) = key_with(&t, &admin, json!({"requests_per_minute": 5})).await;
-    let minute = |i: Instant| i;
-    let _ = minute;
     let started = t.app.clock.now().millis() / 60_000;
     let mut tasks = Vec::new();
     for _ in 0..20 {
@@ -262,8 +260,106 @@ async fn revocation_reaches_another_replica_within_a_second() {
     assert_eq!(a.message_as(&a.api_key, &body(8, "")).await.status, 401);
 }
 
+/// The `anthropic-ratelimit-tokens-*` headers of an answer: (limit, remaining, reset).
+fn token_headers(h: &reqwest::header::HeaderMap) -> (i64, i64, String) {
+    let get = |name: &str| {
+        h.get(name)
+            .unwrap_or_else(|| panic!("{name} missing in {h:?}"))
+            .to_str()
+            .unwrap()
+            .to_owned()
+    };
+    (
+        get("anthropic-ratelimit-tokens-limit").parse().unwrap(),
+        get("anthropic-ratelimit-tokens-remaining").parse().unwrap(),
+        get("anthropic-ratelimit-tokens-reset"),
+    )
+}
+
+async fn tokens_per_minute_count_what_was_used_and_every_answer_says_so(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    let admin = admin_key(&t, &t.org).await;
+    let (_, secret) = key_with(&t, &admin, json!({"tokens_per_minute": 5000})).await;
+    // Each request is counted at admission as ~1,020 tokens (input plus max_tokens) but uses
+    // ~25: counted by its estimate alone, the fifth request of a minute would be refused.
+    for i in 0..12 {
+        let r = t.message_as(&secret, &body(1000, "output_tokens=5")).await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.body);
+        let (limit, remaining, _) = token_headers(&r.headers);
+        assert_eq!(limit, 5000);
+        assert!(remaining >= 3000, "request {i}: {remaining} tokens left");
+        assert!(
+            r.headers
+                .get("anthropic-ratelimit-requests-limit")
+                .is_none(),
+            "no request limit"
+        );
+    }
+    // What a request used counts, not what it might have used: ~3,000 output tokens.
+    let big = t
+        .message_as(&secret, &body(3000, "output_tokens=3000"))
+        .await;
+    assert_eq!(big.status, 200, "{}", big.body);
+    let (_, before, window) = token_headers(&big.headers);
+    let next = t.message_as(&secret, &body(10, "output_tokens=5")).await;
+    let (_, after, next_window) = token_headers(&next.headers);
+    if window == next_window {
+        // `before` already counted the big request's estimate (~3,020); `after` counts what it
+        // used (~3,020) plus this request's estimate (~30).
+        assert!(
+            before - after < 200 && before - after >= 0,
+            "{before} then {after}"
+        );
+    }
+
+    let stream = t
+        .client
+        .post(t.url("/v1/messages"))
+        .header("x-api-key", &secret)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": MODEL, "max_tokens": 16, "stream": true,
+            "messages": [{"role": "user", "content": "Hi"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stream.status(), 200);
+    assert_eq!(
+        token_headers(stream.headers()).0,
+        5000,
+        "a stream says it too"
+    );
+    let _ = stream.bytes().await;
+
+    // A refused request (here by a spend cap) carries them too and uses no tokens.
+    let (_, poor) = key_with(
+        &t,
+        &admin,
+        json!({"requests_per_minute": 100, "tokens_per_minute": 5000, "spend": {"daily": "0.000001"}}),
+    )
+    .await;
+    let refused = t.message_as(&poor, &body(1000, "")).await;
+    refused.assert_error(402, "billing_error");
+    assert_eq!(
+        token_headers(&refused.headers).0,
+        5000,
+        "{:?}",
+        refused.headers
+    );
+    assert_eq!(
+        refused.header("anthropic-ratelimit-requests-remaining"),
+        Some("99")
+    );
+    let again = t.message_as(&poor, &body(1000, "")).await;
+    let (_, remaining, _) = token_headers(&again.headers);
+    assert!(
+        remaining >= 5000 - 1100,
+        "the refused request gave its tokens back: {remaining}"
+    );
+}
+
 crate::on_both_databases!(
     a_daily_spend_limit_holds_against_100_concurrent_requests,
     requests_per_minute_let_through_at_most_their_count,
     allowed_models_expiry_and_bad_limits,
+    tokens_per_minute_count_what_was_used_and_every_answer_says_so,
 );

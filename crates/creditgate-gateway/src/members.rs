@@ -410,7 +410,9 @@ pub async fn update_api_key(
         l.validate()?;
     }
     if before.status == KeyStatus::Revoked {
-        return Err(ApiError::invalid_request("An archived key cannot change."));
+        return Err(ApiError::invalid_request(
+            "An archived (revoked) key cannot change.",
+        ));
     }
     let key = change
         .db

@@ -107,7 +107,7 @@ fn org_id(text: &str) -> anyhow::Result<OrganizationId> {
 }
 
 /// The service's errors carry Anthropic's envelope; the CLI prints their message.
-fn fail(e: creditgate_gateway::error::ApiError) -> anyhow::Error {
+pub(crate) fn fail(e: creditgate_gateway::error::ApiError) -> anyhow::Error {
     anyhow::anyhow!("{}", e.message)
 }
 

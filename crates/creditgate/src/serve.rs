@@ -181,7 +181,8 @@ async fn run_demo(
         memo: Some("demo welcome credits".into()),
     })
     .await?;
-    let (key, secret) = crate::keys::create_key(&db, &org, "demo key", None).await?;
+    let (key, secret) =
+        crate::keys::create_key(&db, &org, "demo key", None, Default::default()).await?;
     let (dashboard_password, organization_admin_key) = demo_owner(&db, &org).await?;
     let app = App::new(cfg, db, clock)?;
     let (order, checkout_url) = demo_checkout(&app, &org).await?;

@@ -1,35 +1,61 @@
-//! The operator's organization commands with the built binary: create with an owner invitation
-//! (into the outbox), search, grant idempotently, suspend and resume, admin keys, and the audit
-//! log that records each — the same service as `/admin/v1/*`.
+//! The operator's organization and key commands with the built binary, on SQLite and Postgres:
+//! create with an owner invitation (into the outbox), search, grant idempotently, suspend and
+//! resume, admin keys, keys with limits, and the audit log that records each — the same service
+//! as `/admin/v1/*` and `/v1/organizations/api_keys`.
+
+mod process;
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
+use process::{pg_exec, random_hex, with_database, Backend, POSTGRES_URL_VAR};
 use serde_json::Value;
 
-/// A temporary working directory, removed afterwards.
-struct Workdir(PathBuf);
+/// A temporary working directory and a fresh database (a SQLite file in the directory, or a
+/// new database on `CREDITGATE_TEST_POSTGRES_URL`), removed afterwards.
+struct Workdir {
+    dir: PathBuf,
+    database_url: String,
+    /// Postgres: the admin URL and the database's name, to drop it.
+    postgres: Option<(String, String)>,
+}
 
 impl Workdir {
-    fn new() -> Self {
-        let path =
+    /// `None` (the test returns, passing) for Postgres without `CREDITGATE_TEST_POSTGRES_URL`.
+    async fn on(backend: Backend) -> Option<Self> {
+        let dir =
             std::env::temp_dir().join(format!("creditgate-acct-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&path).unwrap();
-        Self(path)
+        std::fs::create_dir_all(&dir).unwrap();
+        let (database_url, postgres) = match backend {
+            Backend::Sqlite => (format!("sqlite://{}", dir.join("cli.db").display()), None),
+            Backend::Postgres => {
+                let Ok(admin) = std::env::var(POSTGRES_URL_VAR) else {
+                    eprintln!("skipped: {POSTGRES_URL_VAR} not set");
+                    return None;
+                };
+                let name = format!("cg_cli_{}", random_hex(8));
+                pg_exec(&admin, &format!("CREATE DATABASE {name}")).await;
+                (with_database(&admin, &name), Some((admin, name)))
+            }
+        };
+        Some(Self {
+            dir,
+            database_url,
+            postgres,
+        })
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        let db = format!("sqlite://{}", self.0.join("cli.db").display());
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_creditgate"));
         for (name, _) in std::env::vars_os() {
             if name.to_string_lossy().starts_with("CREDITGATE_") {
                 cmd.env_remove(name);
             }
         }
-        cmd.args(["--database", &db, "--json"])
+        cmd.args(["--database", &self.database_url, "--json"])
             .args(args)
-            .current_dir(&self.0)
-            .env("CREDITGATE_OUTBOX_DIR", self.0.join("outbox"))
+            .current_dir(&self.dir)
+            .env("CREDITGATE_OUTBOX_DIR", self.dir.join("outbox"))
             .env("CREDITGATE_PUBLIC_URL", "https://gateway.example");
         cmd.output().expect("run creditgate")
     }
@@ -43,17 +69,70 @@ impl Workdir {
         );
         serde_json::from_slice(&out.stdout).expect("one JSON object")
     }
-}
 
-impl Drop for Workdir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+    /// Runs `args`, which must fail; returns its stderr.
+    fn refused(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "{args:?} should fail");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn actions(&self, org: &str) -> Vec<String> {
+        let log = self.json(&["org", "audit", "--org", org]);
+        log["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["action"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    async fn finish(self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some((admin, name)) = &self.postgres {
+            pg_exec(admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
+        }
     }
 }
 
-#[test]
-fn organizations_are_managed_and_audited_from_the_cli() {
-    let w = Workdir::new();
+/// Declares `scenario::sqlite` and `scenario::postgres` tests of a `fn scenario(&Workdir)`.
+macro_rules! on_both_databases {
+    ($($scenario:ident),+ $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+
+            async fn on(backend: Backend) {
+                let Some(w) = Workdir::on(backend).await else {
+                    return;
+                };
+                let w = tokio::task::spawn_blocking(move || {
+                    super::$scenario(&w);
+                    w
+                })
+                .await
+                .expect("scenario passes");
+                w.finish().await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                on(Backend::Sqlite).await
+            }
+
+            #[tokio::test]
+            async fn postgres() {
+                on(Backend::Postgres).await
+            }
+        }
+    )+};
+}
+
+on_both_databases!(
+    organizations_are_managed_and_audited_from_the_cli,
+    keys_are_limited_and_audited_from_the_cli,
+);
+
+fn organizations_are_managed_and_audited_from_the_cli(w: &Workdir) {
     let org = w.json(&[
         "org",
         "create",
@@ -63,7 +142,7 @@ fn organizations_are_managed_and_audited_from_the_cli() {
         "boss@acme.example",
     ]);
     let id = org["id"].as_str().unwrap().to_owned();
-    let mails: Vec<_> = std::fs::read_dir(w.0.join("outbox")).unwrap().collect();
+    let mails: Vec<_> = std::fs::read_dir(w.dir.join("outbox")).unwrap().collect();
     assert_eq!(mails.len(), 1, "the owner's invitation is in the outbox");
     let mail = std::fs::read_to_string(mails[0].as_ref().unwrap().path()).unwrap();
     assert!(mail.contains("boss@acme.example") && mail.contains("https://gateway.example/invite/"));
@@ -117,4 +196,97 @@ fn organizations_are_managed_and_audited_from_the_cli() {
         !log.to_string().contains(key["secret"].as_str().unwrap()),
         "no secret in the log"
     );
+}
+
+fn keys_are_limited_and_audited_from_the_cli(w: &Workdir) {
+    let org = w.json(&["org", "create", "--name", "Acme", "--id", "org_acme"]);
+    assert_eq!(org["id"], "org_acme");
+    let key = w.json(&[
+        "keys",
+        "create",
+        "--org",
+        "org_acme",
+        "--name",
+        "ci",
+        "--allowed-models",
+        "claude-haiku-4-5,claude-sonnet-4-5",
+        "--requests-per-minute",
+        "60",
+        "--daily-spend",
+        "10.5",
+    ]);
+    let id = key["id"].as_str().unwrap().to_owned();
+    let secret = key["secret"].as_str().unwrap().to_owned();
+    let limits = &key["limits"];
+    assert_eq!(
+        limits["allowed_models"],
+        serde_json::json!(["claude-haiku-4-5", "claude-sonnet-4-5"])
+    );
+    assert_eq!(limits["requests_per_minute"], 60);
+    assert_eq!(limits["spend"]["daily"], "10.5");
+    assert_eq!(limits["tokens_per_minute"], Value::Null);
+
+    // `limit` replaces the limits by those given, exactly as the HTTP API's `limits`.
+    let limited = w.json(&[
+        "keys",
+        "limit",
+        &id,
+        "--tokens-per-minute",
+        "5000",
+        "--total-spend",
+        "100",
+    ]);
+    assert_eq!(limited["limits"]["tokens_per_minute"], 5000);
+    assert_eq!(limited["limits"]["spend"]["total"], "100");
+    assert_eq!(limited["limits"]["requests_per_minute"], Value::Null);
+    let listed = w.json(&["keys", "list", "--org", "org_acme"]);
+    assert_eq!(listed["keys"][0]["limits"], limited["limits"]);
+
+    // Bad limits are refused with the HTTP API's words and change nothing.
+    assert!(w
+        .refused(&["keys", "limit", &id, "--requests-per-minute", "0"])
+        .contains("requests_per_minute"));
+    assert!(w
+        .refused(&["keys", "limit", &id, "--daily-spend", "0"])
+        .contains("spend"));
+    assert!(w.refused(&["keys", "limit", &id]).contains("--none"));
+    assert!(w
+        .refused(&["keys", "create", "--org", "org_acme", "--name", ""])
+        .contains("name"));
+    assert!(w
+        .refused(&["keys", "create", "--org", "org_missing"])
+        .contains("org_missing"));
+    assert_eq!(
+        w.json(&["keys", "list", "--org", "org_acme"])["keys"][0]["limits"],
+        limited["limits"]
+    );
+
+    let cleared = w.json(&["keys", "limit", &id, "--none"]);
+    assert_eq!(cleared["limits"]["spend"]["total"], Value::Null);
+    assert_eq!(w.json(&["keys", "disable", &id])["status"], "disabled");
+    assert_eq!(w.json(&["keys", "revoke", &id])["status"], "revoked");
+    assert!(w.refused(&["keys", "enable", &id]).contains("revoked"));
+
+    assert_eq!(
+        w.actions("org_acme"),
+        [
+            "api_key.updated",
+            "api_key.updated",
+            "api_key.updated",
+            "api_key.updated",
+            "api_key.created",
+            "organization.created"
+        ]
+    );
+    let log = w.json(&["org", "audit", "--org", "org_acme"]);
+    let created = &log["data"][4];
+    assert_eq!(created["actor"]["type"], "operator");
+    assert_eq!(created["target"]["id"], id.as_str());
+    assert_eq!(created["details"]["limits"]["spend"]["daily"], "10.5");
+    assert_eq!(
+        log["data"][3]["details"]["limits"]["tokens_per_minute"],
+        5000
+    );
+    assert_eq!(log["data"][0]["details"]["status"], "revoked");
+    assert!(!log.to_string().contains(&secret), "no secret in the log");
 }

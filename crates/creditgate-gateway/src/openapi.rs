@@ -67,7 +67,7 @@ fn operation(method: &str, path: &str, access: Access, summary: &str) -> Value {
             "400": error, "401": error, "403": error, "404": error,
         },
     });
-    if method == "POST" {
+    if matches!(method, "POST" | "PUT") {
         op["requestBody"] = json!({"required": false,
             "content": {"application/json": {"schema": {"type": "object"}}}});
     }

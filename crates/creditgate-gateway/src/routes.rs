@@ -4,9 +4,10 @@
 
 use std::sync::Arc;
 
-use axum::routing::{delete, get, post, MethodRouter};
+use axum::routing::{delete, get, post, put, MethodRouter};
 use creditgate_core::accounts::Action;
 
+use crate::payments::routes as pay;
 use crate::{
     account, messages, models, operator_api, organization_api as org, payments, reports, sign_in,
     App,
@@ -109,6 +110,14 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/organizations/usage_report/messages", Organization(Read), "Messages usage report in Anthropic's shape (tokens, requests, credits per bucket)", get(reports::usage_report)),
         r("GET", "/v1/organizations/cost_report", Organization(Read), "Cost report in Anthropic's shape (USD cents, credits, list price per day)", get(reports::cost_report)),
         r("GET", "/v1/organizations/cache_report", Organization(Read), "Cache report: writes, reads, credits saved by reads, credits of writes never read", get(reports::cache_report)),
+        // Buying credits (API.md §5): any member reads; owner, admin and billing buy.
+        r("GET", "/v1/billing/plans", Organization(Read), "The plans on sale and the custom amount's bounds", get(pay::plans)),
+        r("GET", "/v1/billing/profile", Organization(Read), "The billing profile", get(pay::get_profile)),
+        r("PUT", "/v1/billing/profile", Organization(ManageBilling), "Replace the billing profile (country required to buy)", put(pay::put_profile)),
+        r("POST", "/v1/billing/checkout", Organization(ManageBilling), "Open a checkout for a plan or a custom amount", post(pay::checkout)),
+        r("GET", "/v1/billing/orders", Organization(Read), "The organization's orders, newest first", get(pay::list_orders)),
+        r("GET", "/v1/billing/orders/{id}", Organization(Read), "One order, with its refunds and disputes", get(pay::get_order)),
+        r("GET", "/v1/billing/orders/{id}/receipt", Organization(Read), "The printable receipt of a credited order", get(pay::order_receipt)),
         // The operator (API.md §6).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
@@ -119,6 +128,13 @@ pub fn table() -> Vec<Route> {
         r("GET", "/admin/v1/reports/usage", Operator, "The usage report across organizations", get(reports::operator_usage)),
         r("GET", "/admin/v1/reports/cost", Operator, "The cost report across organizations", get(reports::operator_cost)),
         r("GET", "/admin/v1/reports/cache", Operator, "The cache report across organizations", get(reports::operator_cache)),
+        r("POST", "/admin/v1/organizations/{id}/payments", Operator, "Record a manual payment (idempotent on method and reference)", post(pay::admin_record_payment)),
+        r("GET", "/admin/v1/orders", Operator, "Every order, newest first (?status=&organization_id=&provider=)", get(pay::admin_orders)),
+        r("POST", "/admin/v1/orders/{id}/recheck", Operator, "Ask the order's provider again", post(pay::admin_recheck)),
+        r("POST", "/admin/v1/orders/{id}/refund", Operator, "Refund the unspent remainder (or credits) through the provider", post(pay::admin_refund)),
+        r("GET", "/admin/v1/plans", Operator, "Every plan, archived ones too", get(pay::admin_plans)),
+        r("POST", "/admin/v1/plans", Operator, "Create a plan", post(pay::admin_create_plan)),
+        r("POST", "/admin/v1/plans/{id}", Operator, "Edit or archive a plan", post(pay::admin_update_plan)),
         r("GET", "/admin/v1/audit_log", Operator, "Every organization's audit log, newest first", get(operator_api::audit_log)),
     ]
 }

@@ -5,6 +5,7 @@
 mod common;
 
 use common::*;
+use creditgate_core::accounts::Actor;
 use creditgate_core::ids::OrderId;
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
@@ -28,6 +29,8 @@ contract!(
     a_dispute_claws_back_and_a_win_restores,
     a_refund_racing_requests_never_goes_negative,
     purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole,
+    payments_refunds_and_disputes_are_audited_once_with_their_transfer,
+    a_partial_refund_takes_at_most_what_is_left_and_not_held,
 );
 
 const CREDITS_10K: i64 = 10_000 * 1_000_000_000;
@@ -284,17 +287,26 @@ async fn manual_payments_are_idempotent_on_their_reference(h: Harness) {
     let mut m = order("ord_m1", "acme", Provider::Manual);
     m.provider_ref = Some("crypto:0xabc".to_owned());
     m.method = Some("crypto".to_owned());
-    let (first, created) = db.record_manual_payment(m.clone()).await.unwrap();
+    let (first, created) = db
+        .record_manual_payment(m.clone(), &Actor::operator())
+        .await
+        .unwrap();
     assert!(created);
     assert_eq!(first.status, OrderStatus::Credited);
     assert!(first.receipt_number.is_some());
     let mut again = m.clone();
     again.id = OrderId::parse("ord_m2").unwrap();
-    let (same, created) = db.record_manual_payment(again.clone()).await.unwrap();
+    let (same, created) = db
+        .record_manual_payment(again.clone(), &Actor::operator())
+        .await
+        .unwrap();
     assert!(!created);
     assert_eq!(same.id, first.id);
     again.amount_cents = 1;
-    assert!(db.record_manual_payment(again).await.is_err());
+    assert!(db
+        .record_manual_payment(again, &Actor::operator())
+        .await
+        .is_err());
     assert_eq!(posted(db, "acme").await, nc(CREDITS_10K));
 }
 
@@ -310,12 +322,15 @@ async fn a_refund_claws_back_the_remainder_once(h: Harness) {
     db.settle(settle_req("h1", "s1", CREDITS_10K / 4))
         .await
         .unwrap();
-    let (refunded, ledger, cents) = db.refund_order(&o.id).await.unwrap();
+    let (refunded, ledger, cents) = db.refund_order(&o.id, &Actor::operator()).await.unwrap();
     assert_eq!(ledger.amount, nc(CREDITS_10K / 4 * 3));
     assert_eq!(cents, 3_750);
     assert_eq!(refunded.status, OrderStatus::PartiallyRefunded);
     assert_eq!(refunded.refunded_cents, 3_750);
-    assert!(db.refund_order(&o.id).await.is_err(), "a second refund");
+    assert!(
+        db.refund_order(&o.id, &Actor::operator()).await.is_err(),
+        "a second refund"
+    );
     assert_eq!(posted(db, "acme").await, NanoCredits::ZERO);
     let clawbacks = db.order_clawbacks(&o.id).await.unwrap();
     assert_eq!(clawbacks.len(), 1);
@@ -481,7 +496,7 @@ async fn a_refund_racing_requests_never_goes_negative(h: Harness) {
             }
         }));
     }
-    let refund = h.db.refund_order(&o.id).await;
+    let refund = h.db.refund_order(&o.id, &Actor::operator()).await;
     let mut spent = 0;
     for t in tasks {
         spent += t.await.unwrap();
@@ -493,7 +508,7 @@ async fn a_refund_racing_requests_never_goes_negative(h: Harness) {
     let balance = h.db.balance(&org("acme")).await.unwrap();
     assert_eq!(balance.posted.nanos(), CREDITS_10K - spent - refunded);
     assert!(balance.posted.nanos() >= 0 && balance.debt == NanoCredits::ZERO);
-    assert!(h.db.refund_order(&o.id).await.is_err() || refund.is_err());
+    assert!(h.db.refund_order(&o.id, &Actor::operator()).await.is_err() || refund.is_err());
     assert!(h.db.verify().await.unwrap().is_clean());
 }
 
@@ -543,7 +558,7 @@ async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h:
             }
             3 if !orders.is_empty() => {
                 let o = &orders[rng.gen_range(0..orders.len())];
-                if let Ok((_, r, _)) = db.refund_order(&o.id).await {
+                if let Ok((_, r, _)) = db.refund_order(&o.id, &Actor::operator()).await {
                     expected -= r.amount.nanos();
                 }
             }
@@ -595,4 +610,127 @@ async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h:
         credited, credits_granted,
         "seed {seed}: each payment credits once"
     );
+}
+
+/// Each credit, decline, refund and dispute writes one audit event in the transaction that
+/// moved the money, naming the ledger transfer; replays write nothing more.
+async fn payments_refunds_and_disputes_are_audited_once_with_their_transfer(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = credited(db, "ord_1").await;
+    db.apply_payment(event("evt_ord_1"), paid(&o))
+        .await
+        .unwrap();
+    db.apply_payment(event("evt_other"), paid(&o))
+        .await
+        .unwrap();
+    let declined = open_order(db, "ord_2", "acme").await;
+    let mut report = paid(&declined);
+    report.state = PaymentState::Failed {
+        code: FailureCode::CardDeclined,
+    };
+    db.apply_payment(event("evt_2"), report).await.unwrap();
+    db.refund_order_credits(&o.id, nc(CREDITS_10K / 10), &Actor::operator())
+        .await
+        .unwrap();
+    let dispute = ProviderClawback::Disputed {
+        dispute: "dp_9".to_owned(),
+        cents: 5_000,
+    };
+    for e in ["evt_d1", "evt_d1", "evt_d2"] {
+        db.apply_clawback(
+            stripe_event(e, "charge.dispute.created"),
+            &o.id,
+            dispute.clone(),
+        )
+        .await
+        .unwrap();
+    }
+    let won = ProviderClawback::DisputeWon {
+        dispute: "dp_9".to_owned(),
+    };
+    db.apply_clawback(stripe_event("evt_w", "charge.dispute.closed"), &o.id, won)
+        .await
+        .unwrap();
+    let log = db.audit_log(Some(&org("acme")), None, 100).await.unwrap();
+    let of = |action: &str| -> Vec<_> { log.iter().filter(|e| e.action == action).collect() };
+    let credited = of("payment.credited");
+    assert_eq!(credited.len(), 1, "{log:?}");
+    assert_eq!(credited[0].target_id, o.id.to_string());
+    assert_eq!(
+        credited[0].details["transfer_id"],
+        format!("order:{}", o.id)
+    );
+    assert_eq!(credited[0].actor.kind, "system");
+    assert_eq!(of("payment.failed").len(), 1);
+    assert!(of("payment.failed")[0].details["failure"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("declined"));
+    assert_eq!(of("payment.disputed").len(), 1);
+    assert_eq!(
+        of("payment.disputed")[0].details["transfer_id"],
+        "dispute:dp_9"
+    );
+    assert_eq!(of("payment.dispute_won").len(), 1);
+    let refunded = of("payment.refunded");
+    assert_eq!(refunded.len(), 1);
+    assert_eq!(refunded[0].actor.kind, "operator");
+    let transfers: Vec<String> = db
+        .order_clawbacks(&o.id)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.transfer_id)
+        .collect();
+    assert_eq!(refunded[0].details["transfer_id"], "refund:ord_1:p1");
+    assert!(
+        transfers.iter().any(|t| t == "refund:ord_1:p1"),
+        "{transfers:?}"
+    );
+    assert!(db.verify().await.unwrap().is_clean());
+}
+
+/// The operator's refund of some credits: refused above what is left or held by requests in
+/// flight, and for nothing or less; each accepted one is its own transfer.
+async fn a_partial_refund_takes_at_most_what_is_left_and_not_held(h: Harness) {
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    let o = credited(db, "ord_1").await;
+    let op = Actor::operator();
+    db.reserve(hold_req("acme", "h1", CREDITS_10K / 2))
+        .await
+        .unwrap();
+    for bad in [CREDITS_10K + 1, CREDITS_10K / 2 + 1, 0, -1] {
+        assert!(
+            db.refund_order_credits(&o.id, nc(bad), &op).await.is_err(),
+            "{bad}"
+        );
+    }
+    assert_eq!(posted(db, "acme").await, nc(CREDITS_10K));
+    let (order, r1, cents) = db
+        .refund_order_credits(&o.id, nc(CREDITS_10K / 4), &op)
+        .await
+        .unwrap();
+    assert_eq!((r1.amount, cents), (nc(CREDITS_10K / 4), 1_250));
+    assert_eq!(order.status, OrderStatus::PartiallyRefunded);
+    db.refund_order_credits(&o.id, nc(CREDITS_10K / 4), &op)
+        .await
+        .unwrap();
+    assert!(
+        db.refund_order_credits(&o.id, nc(1), &op).await.is_err(),
+        "what is left is held"
+    );
+    db.settle(settle_req("h1", "s1", CREDITS_10K / 2))
+        .await
+        .unwrap();
+    assert_eq!(posted(db, "acme").await, NanoCredits::ZERO);
+    let clawbacks = db.order_clawbacks(&o.id).await.unwrap();
+    assert_eq!(clawbacks.len(), 2);
+    assert_ne!(clawbacks[0].transfer_id, clawbacks[1].transfer_id);
+    assert_eq!(
+        db.order(&o.id).await.unwrap().unwrap().refunded_cents,
+        2_500
+    );
+    assert!(db.verify().await.unwrap().is_clean());
 }

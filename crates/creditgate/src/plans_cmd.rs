@@ -2,6 +2,7 @@
 //! operator's plans, the orders, and payments taken outside any provider.
 
 use clap::{Args, Subcommand};
+use creditgate_core::accounts::Actor;
 use creditgate_core::ids::OrganizationId;
 use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::{OrderStatus, Plan, Provider, CURRENCY};
@@ -211,7 +212,7 @@ pub async fn payments(db: &Database, args: PaymentsArgs, as_json: bool) -> anyho
         plan_id: plan,
         credits,
     };
-    let (order, created) = Payments::record_manual_in(db, None, &org, payment)
+    let (order, created) = Payments::record_manual_in(db, None, &org, payment, &Actor::operator())
         .await
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     debug_assert_eq!(order.provider, Provider::Manual);

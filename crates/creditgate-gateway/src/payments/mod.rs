@@ -3,12 +3,14 @@
 //! Money moves only through the storage's crediting transaction and the ledger.
 
 pub mod receipt;
+pub mod routes;
 pub mod sandbox;
 pub mod stripe;
 pub mod webhooks;
 
 use std::sync::Arc;
 
+use creditgate_core::accounts::Actor;
 use creditgate_core::ids::{OrderId, OrganizationId};
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
@@ -46,6 +48,10 @@ pub struct CheckoutRequest {
     pub credits: Option<String>,
     pub success_url: Option<String>,
     pub cancel_url: Option<String>,
+    /// The base of the links handed back (see [`Payments::base_url`]); the config's
+    /// `public_url` when absent.
+    #[serde(skip)]
+    pub base_url: Option<String>,
 }
 
 /// A payment the operator took outside any provider (`API.md` §6).
@@ -86,6 +92,24 @@ impl Payments {
             .public_url
             .clone()
             .unwrap_or_else(|| format!("http://{}", app.cfg.listen))
+    }
+
+    /// The base of links handed to the caller of a request: the configured `public_url`, else
+    /// the address the caller reached this server at (its `Host`).
+    pub fn base_url(&self, app: &App, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.cfg.public_url {
+            return url.clone();
+        }
+        headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| {
+                !h.is_empty()
+                    && h.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+            })
+            .map(|h| format!("http://{h}"))
+            .unwrap_or_else(|| self.public_url(app))
     }
 
     /// The price and credits of a plan (not archived) or of a custom amount.
@@ -166,7 +190,14 @@ impl Payments {
                     .await?;
                 session.url.unwrap_or_default()
             }
-            _ => format!("{}/sandbox/checkout/{}", self.public_url(app), order.id),
+            _ => {
+                let base = req.base_url.clone();
+                format!(
+                    "{}/sandbox/checkout/{}",
+                    base.unwrap_or_else(|| self.public_url(app)),
+                    order.id
+                )
+            }
         };
         let order = app.db.order(&order.id).await?.unwrap_or(order);
         Ok((order, url))
@@ -238,8 +269,9 @@ impl Payments {
         app: &App,
         org: &OrganizationId,
         m: ManualPayment,
+        actor: &Actor,
     ) -> Result<(Order, bool), ApiError> {
-        Self::record_manual_in(&app.db, self.cfg.custom.as_ref(), org, m).await
+        Self::record_manual_in(&app.db, self.cfg.custom.as_ref(), org, m, actor).await
     }
 
     /// [`Self::record_manual`] from the database alone (the CLI).
@@ -248,6 +280,7 @@ impl Payments {
         custom: Option<&CustomAmount>,
         org: &OrganizationId,
         m: ManualPayment,
+        actor: &Actor,
     ) -> Result<(Order, bool), ApiError> {
         if !matches!(
             m.method.as_str(),
@@ -276,24 +309,57 @@ impl Payments {
         let mut order = new_order(org, Provider::Manual, &quote, db.now(), &Default::default());
         order.provider_ref = Some(format!("{}:{reference}", m.method));
         order.method = Some(m.method.clone());
-        Ok(db.record_manual_payment(order).await?)
+        Ok(db.record_manual_payment(order, actor).await?)
     }
 
     /// Refunds a credited order's unspent remainder: the ledger claws it back once, then the
     /// provider refunds its share of the price. Returns the order and the cents refunded.
-    pub async fn refund(&self, app: &App, id: &OrderId) -> Result<(Order, i64), ApiError> {
-        let (order, refunded, cents) = app.db.refund_order(id).await?;
+    pub async fn refund(
+        &self,
+        app: &App,
+        id: &OrderId,
+        actor: &Actor,
+    ) -> Result<(Order, i64), ApiError> {
+        let (order, refunded, cents) = app.db.refund_order(id, actor).await?;
         tracing::info!(order = %id, credits = %refunded.amount, cents, "order refunded");
+        self.provider_refund(&order, cents, &format!("refund:{id}"))
+            .await?;
+        Ok((order, cents))
+    }
+
+    /// Refunds `credits` of a credited order's lot (at most what is left and not held), then
+    /// the provider refunds their share of the price.
+    pub async fn refund_credits(
+        &self,
+        app: &App,
+        id: &OrderId,
+        credits: NanoCredits,
+        actor: &Actor,
+    ) -> Result<(Order, i64), ApiError> {
+        let (order, refunded, cents) = app.db.refund_order_credits(id, credits, actor).await?;
+        tracing::info!(order = %id, credits = %refunded.amount, cents, "order partly refunded");
+        let key = app
+            .db
+            .order_clawbacks(id)
+            .await?
+            .last()
+            .map(|c| c.transfer_id.clone())
+            .unwrap_or_else(|| format!("refund:{id}"));
+        self.provider_refund(&order, cents, &key).await?;
+        Ok((order, cents))
+    }
+
+    /// Sends a refund to the order's provider (Stripe; the sandbox and manual payments have
+    /// no money to send back here). `key` is the idempotency key: a retry never refunds twice.
+    async fn provider_refund(&self, order: &Order, cents: i64, key: &str) -> Result<(), ApiError> {
         if let (Provider::Stripe, Some(stripe)) = (order.provider, &self.stripe) {
             if cents > 0 {
                 if let Some(session) = &order.provider_ref {
-                    stripe
-                        .refund_session(session, cents, &format!("refund:{id}"))
-                        .await?;
+                    stripe.refund_session(session, cents, key).await?;
                 }
             }
         }
-        Ok((order, cents))
+        Ok(())
     }
 
     /// The sandbox and Stripe webhooks report through here: one event, deduplicated by id.

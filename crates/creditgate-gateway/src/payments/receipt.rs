@@ -127,12 +127,19 @@ pub async fn page(
     let missing = || ApiError::not_found("There is no receipt here.");
     let id = OrderId::parse(&id).map_err(|_| missing())?;
     let order = app.db.order(&id).await?.ok_or_else(missing)?;
+    render_order(&app, &order).await
+}
+
+/// The receipt page of `order`; 404 until it is credited.
+pub async fn render_order(app: &App, order: &Order) -> Result<Html<String>, ApiError> {
     if order.receipt_number.is_none() {
-        return Err(missing());
+        return Err(ApiError::not_found(
+            "There is no receipt here: the order has not been paid.",
+        ));
     }
     let buyer = app.db.billing_profile(&order.org).await?;
     Ok(Html(render(
-        &order,
+        order,
         &app.payments.cfg.seller,
         &buyer,
         &app.cfg.credit_unit.name,

@@ -72,7 +72,7 @@ pub async fn pay(
         .as_deref()
         .is_some_and(|v| matches!(v, "true" | "1" | "yes"));
     let (order, needs_confirmation) = charge(&app, order, &form.card, confirmed).await?;
-    let public = app.payments.public_url(&app);
+    let public = app.payments.base_url(&app, &headers);
     if wants_json {
         let mut body = json!({"order": order_json(&order, &public)});
         if needs_confirmation {

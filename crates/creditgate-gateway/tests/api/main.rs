@@ -6,6 +6,7 @@ mod accounts;
 mod admission;
 mod attacks;
 mod backpressure;
+mod buying;
 mod concurrency;
 mod database_down;
 mod disconnects;

@@ -3,6 +3,7 @@
 
 use std::net::Ipv4Addr;
 
+use creditgate_core::accounts::Actor;
 use creditgate_core::ids::OrderId;
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
@@ -296,10 +297,20 @@ async fn stripe_checkout_credits_once_through_the_signed_webhook() {
     assert_eq!(t.balance().await.posted, credits("10000"));
 
     // The operator refunds the unspent remainder through Stripe: clawed back once.
-    let (refunded, cents) = t.app.payments.refund(&t.app, &order.id).await.unwrap();
+    let (refunded, cents) = t
+        .app
+        .payments
+        .refund(&t.app, &order.id, &Actor::operator())
+        .await
+        .unwrap();
     assert_eq!((refunded.status, cents), (OrderStatus::Refunded, 5_000));
     assert_eq!(t.balance().await.posted, NanoCredits::ZERO);
-    assert!(t.app.payments.refund(&t.app, &order.id).await.is_err());
+    assert!(t
+        .app
+        .payments
+        .refund(&t.app, &order.id, &Actor::operator())
+        .await
+        .is_err());
     let kinds: Vec<String> = fake
         .events()
         .iter()
@@ -431,7 +442,12 @@ async fn refunds_and_disputes_at_stripe_claw_back_once() {
 
     // The operator refunds the rest: clawed back once, and Stripe's cumulative total that
     // follows takes nothing more.
-    let (after, cents) = t.app.payments.refund(&t.app, &order.id).await.unwrap();
+    let (after, cents) = t
+        .app
+        .payments
+        .refund(&t.app, &order.id, &Actor::operator())
+        .await
+        .unwrap();
     assert_eq!(cents, 2_500);
     assert_eq!(after.refunded_cents, 5_000);
     assert_eq!(t.balance().await.posted, NanoCredits::ZERO);

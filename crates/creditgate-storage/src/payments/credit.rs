@@ -4,6 +4,7 @@
 //! its id taken; a second report for a credited order finds it credited; the ledger's transfer
 //! id `order:<id>` refuses a second lot in any case.
 
+use creditgate_core::accounts::Actor;
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrderId, TransferId};
 use creditgate_core::ledger::{
@@ -116,12 +117,17 @@ async fn decide<J: Journal + TxStatements>(
     let order = Box::new(order);
     Ok(match &p.state {
         PaymentState::Paid if order.status.was_credited() => PaymentOutcome::AlreadyCredited(order),
-        PaymentState::Paid => PaymentOutcome::Credited(Box::new(credit(j, now, *order, p).await?)),
+        PaymentState::Paid => {
+            PaymentOutcome::Credited(Box::new(credit(j, now, *order, p, &Actor::system()).await?))
+        }
         PaymentState::Pending => PaymentOutcome::Pending(order),
-        PaymentState::Failed { code } => not_paid(j, *order, OrderStatus::Failed, *code).await?,
+        PaymentState::Failed { code } => {
+            not_paid(j, now, *order, OrderStatus::Failed, *code).await?
+        }
         PaymentState::Expired => {
             not_paid(
                 j,
+                now,
                 *order,
                 OrderStatus::Expired,
                 FailureCode::CheckoutExpired,
@@ -159,6 +165,7 @@ async fn read_order<J: TxStatements>(j: &mut J, id: &OrderId) -> LedgerResult<Op
 /// late failure never undoes a credit).
 async fn not_paid<J: TxStatements>(
     j: &mut J,
+    now: Timestamp,
     mut order: Order,
     status: OrderStatus,
     code: FailureCode,
@@ -177,6 +184,13 @@ async fn not_paid<J: TxStatements>(
         )
         .await?;
         order.status = status;
+        let action = match status {
+            OrderStatus::Expired => "payment.expired",
+            _ => "payment.failed",
+        };
+        let mut details = order_details(&order);
+        details["failure"] = serde_json::json!({"code": code.as_str(), "message": failure.message});
+        audit(j, now, &Actor::system(), &order, action, details).await?;
         order.failure = Some(failure);
     }
     Ok(PaymentOutcome::NotPaid(Box::new(order)))
@@ -188,6 +202,7 @@ async fn credit<J: Journal + TxStatements>(
     now: Timestamp,
     mut order: Order,
     p: &ProviderPayment,
+    actor: &Actor,
 ) -> LedgerResult<Order> {
     let id =
         |s: String| TransferId::parse(&s).map_err(|e| LedgerError::InvalidRequest(e.to_string()));
@@ -235,6 +250,9 @@ async fn credit<J: Journal + TxStatements>(
         ],
     )
     .await?;
+    let mut details = order_details(&order);
+    details["transfer_id"] = order.credit_transfer_id().into();
+    audit(j, now, actor, &order, "payment.credited", details).await?;
     Ok(order)
 }
 
@@ -259,6 +277,7 @@ pub(crate) async fn record_manual<J: Journal + TxStatements>(
     j: &mut J,
     now: Timestamp,
     order: &Order,
+    actor: &Actor,
 ) -> LedgerResult<(Order, bool)> {
     j.lock_org(&order.org).await?;
     let mut existing = j
@@ -296,7 +315,7 @@ pub(crate) async fn record_manual<J: Journal + TxStatements>(
         method: order.method.clone(),
         reference: order.provider_ref.clone(),
     };
-    Ok((credit(j, now, order.clone(), &report).await?, true))
+    Ok((credit(j, now, order.clone(), &report, actor).await?, true))
 }
 
 /// How a clawback came about.
@@ -344,6 +363,7 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
     j: &mut J,
     now: Timestamp,
     id: &OrderId,
+    actor: &Actor,
 ) -> LedgerResult<(Order, Refunded, i64)> {
     let Some(mut order) = locked_order(j, id).await? else {
         return Err(LedgerError::InvalidRequest(format!("no order {id} exists")));
@@ -355,6 +375,11 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
     };
     let transfer_id = TransferId::parse(&format!("refund:{id}"))
         .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    if j.transfer(&transfer_id).await?.is_some() {
+        return Err(LedgerError::InvalidRequest(format!(
+            "order {id} was refunded already (transfer {transfer_id}); a lot is refunded once"
+        )));
+    }
     let refunded = ops::refund_lot(
         j,
         now,
@@ -368,7 +393,7 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
     .await?;
     let cents = refund_cents(&order, refunded.amount);
     order.refunded_cents += cents;
-    order.status = if refunded.amount == order.credits {
+    order.status = if order.refunded_cents >= order.amount_cents {
         OrderStatus::Refunded
     } else {
         OrderStatus::PartiallyRefunded
@@ -381,7 +406,93 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
         debt: NanoCredits::ZERO,
         at: now,
     };
-    insert_clawback(j, &order, &row).await?;
+    insert_clawback(j, &order, &row, actor).await?;
+    Ok((order, refunded, cents))
+}
+
+/// The operator's refund of `credits` out of a credited order's lot: at most what remains of
+/// the lot and is not held by requests in flight (never a debt, never a negative remainder).
+/// Each partial refund is its own ledger transfer, `refund:<order>:p<n>`.
+pub(crate) async fn refund_credits<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    id: &OrderId,
+    credits: NanoCredits,
+    actor: &Actor,
+) -> LedgerResult<(Order, Refunded, i64)> {
+    let Some(mut order) = locked_order(j, id).await? else {
+        return Err(LedgerError::InvalidRequest(format!("no order {id} exists")));
+    };
+    let Some(lot_id) = order.lot_id.clone().filter(|_| order.status.was_credited()) else {
+        return Err(LedgerError::InvalidRequest(format!(
+            "order {id} was not credited, so there is nothing to refund"
+        )));
+    };
+    if !credits.is_positive() {
+        return Err(LedgerError::InvalidAmount(format!(
+            "credits to refund must be positive, not {credits}"
+        )));
+    }
+    let lot = j
+        .lot(&lot_id)
+        .await?
+        .ok_or_else(|| LedgerError::UnknownLot(lot_id.clone()))?;
+    let left = if lot.is_expired(now) {
+        NanoCredits::ZERO
+    } else {
+        lot.remaining
+    };
+    let available = crate::journal::audit::balance(j, now, &order.org)
+        .await?
+        .available;
+    if credits > left || credits > available {
+        return Err(LedgerError::InvalidRequest(format!(
+            "order {id}: {credits} credits cannot be refunded; the lot has {left} left \
+             and {} are not held by requests in flight",
+            available.max(NanoCredits::ZERO)
+        )));
+    }
+    let done = j
+        .rows(
+            "SELECT COUNT(*) FROM order_clawbacks WHERE order_id = $1",
+            &[Param::Text(id.to_string())],
+            |r| r.int(0),
+        )
+        .await?;
+    let transfer_id = TransferId::parse(&format!("refund:{id}:p{}", done[0] + 1))
+        .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+    let clawed = ops::claw_back(
+        j,
+        now,
+        ClawbackRequest {
+            transfer_id: transfer_id.clone(),
+            org: order.org.clone(),
+            lot: lot_id.clone(),
+            amount: credits,
+            memo: Some(serde_json::json!({"order": id, "kind": "refund"}).to_string()),
+        },
+    )
+    .await?;
+    let cents = refund_cents(&order, clawed.taken).min(order.amount_cents - order.refunded_cents);
+    order.refunded_cents += cents;
+    order.status = if clawed.taken == left && order.refunded_cents >= order.amount_cents {
+        OrderStatus::Refunded
+    } else {
+        OrderStatus::PartiallyRefunded
+    };
+    let row = Clawback {
+        transfer_id: transfer_id.to_string(),
+        kind: ClawbackKind::Refund,
+        amount_cents: cents,
+        credits: clawed.taken,
+        debt: clawed.debt,
+        at: now,
+    };
+    insert_clawback(j, &order, &row, actor).await?;
+    let refunded = Refunded {
+        lot: lot_id,
+        amount: clawed.taken,
+    };
     Ok((order, refunded, cents))
 }
 
@@ -398,6 +509,7 @@ async fn insert_clawback<J: TxStatements>(
     j: &mut J,
     order: &Order,
     row: &Clawback,
+    actor: &Actor,
 ) -> LedgerResult<()> {
     let kind = match row.kind {
         ClawbackKind::Refund => "refund",
@@ -427,7 +539,19 @@ async fn insert_clawback<J: TxStatements>(
         ],
     )
     .await?;
-    Ok(())
+    let action = match row.kind {
+        ClawbackKind::Refund => "payment.refunded",
+        ClawbackKind::Dispute => "payment.disputed",
+        ClawbackKind::DisputeWon => "payment.dispute_won",
+    };
+    let mut details = order_details(order);
+    details["transfer_id"] = row.transfer_id.clone().into();
+    details["clawback"] = serde_json::json!({
+        "amount_cents": row.amount_cents,
+        "credits": row.credits.to_string(),
+        "debt": row.debt.to_string(),
+    });
+    audit(j, row.at, actor, order, action, details).await
 }
 
 /// What a provider reported against a credited order.
@@ -513,7 +637,7 @@ pub(crate) async fn provider_clawback<J: Journal + TxStatements>(
         debt: clawed.debt,
         at: now,
     };
-    insert_clawback(j, &order, &row).await?;
+    insert_clawback(j, &order, &row, &Actor::system()).await?;
     Ok((order, Some(row)))
 }
 
@@ -576,7 +700,7 @@ async fn dispute_won<J: Journal + TxStatements>(
         debt: NanoCredits::ZERO,
         at: now,
     };
-    insert_clawback(j, &order, &row).await?;
+    insert_clawback(j, &order, &row, &Actor::system()).await?;
     Ok((order, Some(row)))
 }
 
@@ -614,4 +738,45 @@ pub(crate) async fn clawback_once<J: Journal + TxStatements>(
         }
     }
     provider_clawback(j, now, id, report).await.map(Some)
+}
+
+/// Appends an audit event for an order in the transaction that changed it, so the money and its
+/// audit line are written together or not at all. `details` never holds a card number.
+pub(crate) async fn audit<J: TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    actor: &Actor,
+    order: &Order,
+    action: &str,
+    details: serde_json::Value,
+) -> LedgerResult<()> {
+    j.exec(
+        "INSERT INTO audit_log (org_id, at, actor_type, actor_id, action, target_type, \
+         target_id, ip, details) VALUES ($1, $2, $3, $4, $5, 'order', $6, NULL, $7)",
+        &[
+            Param::Text(order.org.to_string()),
+            Param::Int(now.millis()),
+            Param::Text(actor.kind.clone()),
+            Param::OptText(actor.id.clone()),
+            Param::Text(action.to_owned()),
+            Param::Text(order.id.to_string()),
+            Param::Text(details.to_string()),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// What an audit line says about an order's money.
+fn order_details(order: &Order) -> serde_json::Value {
+    serde_json::json!({
+        "provider": order.provider.as_str(),
+        "credits": order.credits.to_string(),
+        "amount_cents": order.amount_cents,
+        "currency": order.currency,
+        "status": order.status.as_str(),
+        "lot_id": order.lot_id,
+        "receipt_number": order.receipt_number,
+        "method": order.method,
+    })
 }

@@ -16,6 +16,7 @@ macro_rules! order_select {
 
 mod credit;
 
+use creditgate_core::accounts::Actor;
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrderId, OrganizationId};
 use creditgate_core::ledger::{LedgerError, LedgerResult, LedgerStore};
@@ -337,11 +338,18 @@ impl Database {
 
     /// Records and credits a payment taken outside any provider (`order.provider_ref` is its
     /// idempotency key). Returns the order and whether it was recorded now.
-    pub async fn record_manual_payment(&self, order: Order) -> LedgerResult<(Order, bool)> {
+    pub async fn record_manual_payment(
+        &self,
+        order: Order,
+        actor: &Actor,
+    ) -> LedgerResult<(Order, bool)> {
         match self {
-            Database::Sqlite(s) => write_op!(s, |j, now| credit::record_manual(j, now, &order)),
+            Database::Sqlite(s) => {
+                let actor = actor.clone();
+                write_op!(s, |j, now| credit::record_manual(j, now, &order, &actor))
+            }
             Database::Postgres(s) => {
-                in_transaction!(s, |j, now| credit::record_manual(j, now, &order))
+                in_transaction!(s, |j, now| credit::record_manual(j, now, &order, actor))
             }
         }
     }
@@ -351,13 +359,40 @@ impl Database {
     pub async fn refund_order(
         &self,
         id: &OrderId,
+        actor: &Actor,
     ) -> LedgerResult<(Order, creditgate_core::ledger::Refunded, i64)> {
         match self {
             Database::Sqlite(s) => {
-                let id = id.clone();
-                write_op!(s, |j, now| credit::refund_order(j, now, &id))
+                let (id, actor) = (id.clone(), actor.clone());
+                write_op!(s, |j, now| credit::refund_order(j, now, &id, &actor))
             }
-            Database::Postgres(s) => in_transaction!(s, |j, now| credit::refund_order(j, now, id)),
+            Database::Postgres(s) => {
+                in_transaction!(s, |j, now| credit::refund_order(j, now, id, actor))
+            }
+        }
+    }
+
+    /// Claws back `credits` of a credited order's lot (the operator's partial refund): at most
+    /// what remains and is not held. Returns the order, what the ledger took back and the cents
+    /// to refund through the provider.
+    pub async fn refund_order_credits(
+        &self,
+        id: &OrderId,
+        credits: NanoCredits,
+        actor: &Actor,
+    ) -> LedgerResult<(Order, creditgate_core::ledger::Refunded, i64)> {
+        match self {
+            Database::Sqlite(s) => {
+                let (id, actor) = (id.clone(), actor.clone());
+                write_op!(s, |j, now| credit::refund_credits(
+                    j, now, &id, credits, &actor
+                ))
+            }
+            Database::Postgres(s) => {
+                in_transaction!(s, |j, now| credit::refund_credits(
+                    j, now, id, credits, actor
+                ))
+            }
         }
     }
 

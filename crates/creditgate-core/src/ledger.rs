@@ -158,9 +158,11 @@ pub struct GrantRequest {
 }
 
 impl GrantRequest {
-    /// The rules every grant obeys, whoever asks for it (the CLI, the operator API, a payment):
-    /// a positive amount, an expiry (if any) after `now`, and a price per credit (if any) that is
-    /// not negative. The ledger applies them to a new grant; a replay returns the first result.
+    /// The rules every grant a person or a payment asks for obeys (the billing service and the
+    /// payment service check them): a positive amount, an expiry (if any) after `now`, and a
+    /// price per credit (if any) that is not negative. The ledger itself also records lots that
+    /// are already expired (an import, the model tests of expiry) and only insists on a positive
+    /// amount.
     pub fn check(&self, now: Timestamp) -> LedgerResult<()> {
         if !self.amount.is_positive() {
             return Err(LedgerError::InvalidAmount(format!(

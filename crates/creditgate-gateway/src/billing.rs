@@ -1,6 +1,6 @@
 //! The billing service: the changes to an organization's money and money settings that a person
 //! asks for — grants of credits and the disconnect policy — from the CLI and the operator API
-//! alike. Each is checked by the ledger's own rules ([`GrantRequest::check`], which payments
+//! alike. Each is checked by the grant rules of core ([`GrantRequest::check`], which payments
 //! obey too when they credit an order) and written to the audit log with who did it.
 //!
 //! Purchases, refunds and disputes are the payment service's (`payments`); members, roles, keys
@@ -95,6 +95,7 @@ pub async fn grant(
         expires_at: expires_at(order.expiry, change.now)?,
         memo: order.memo,
     };
+    req.check(change.now)?;
     let granted = match change.db.grant(req).await {
         Ok(g) => g,
         Err(LedgerError::IdempotencyConflict(_)) => {

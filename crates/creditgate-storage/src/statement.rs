@@ -5,9 +5,12 @@
 //! The ledger does not use this: its operations need one transaction across many statements,
 //! which `journal` provides.
 
+use creditgate_core::clock::Timestamp;
 use creditgate_core::ledger::{LedgerError, LedgerResult};
+use creditgate_core::money::NanoCredits;
 use tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 
+use crate::journal::statements::Dialect;
 use crate::postgres::pg_error;
 use crate::sqlite::sqlite_error;
 use crate::Database;
@@ -58,13 +61,26 @@ impl ToSql for Param {
     to_sql_checked!();
 }
 
-/// Reads the columns of one result row, whichever backend produced it.
+/// Reads the columns of one result row (0-based), whichever backend produced it; a stored
+/// value of another type is an error.
 pub(crate) trait Columns {
     fn int(&self, i: usize) -> LedgerResult<i64>;
     fn text(&self, i: usize) -> LedgerResult<String>;
     fn opt_int(&self, i: usize) -> LedgerResult<Option<i64>>;
     fn opt_text(&self, i: usize) -> LedgerResult<Option<String>>;
     fn flag(&self, i: usize) -> LedgerResult<bool>;
+
+    fn nanos(&self, i: usize) -> LedgerResult<NanoCredits> {
+        self.int(i).map(NanoCredits::from_nanos)
+    }
+
+    fn millis(&self, i: usize) -> LedgerResult<Timestamp> {
+        self.int(i).map(Timestamp::from_millis)
+    }
+
+    fn opt_millis(&self, i: usize) -> LedgerResult<Option<Timestamp>> {
+        self.opt_int(i).map(|t| t.map(Timestamp::from_millis))
+    }
 }
 
 impl Columns for rusqlite::Row<'_> {
@@ -108,19 +124,28 @@ pub(crate) type RowMapper<T> = fn(&dyn Columns) -> LedgerResult<T>;
 
 /// Statements run inside the transaction a ledger operation opened, so that a module's rows
 /// commit or roll back with the money they describe (an order with the lot that credits it).
-/// SQL is written once with `$n` placeholders, as for [`Database::execute`].
+/// SQL is written once with `$n` placeholders, as for [`Database::execute`]. The ledger's own
+/// statements are built on these (`journal::statements`).
 pub(crate) trait TxStatements {
+    /// The ledger statements whose text differs on this backend.
+    const DIALECT: Dialect;
+
+    /// Runs a statement now; returns the number of rows it changed.
     fn exec(
         &mut self,
         sql: &'static str,
         params: &[Param],
     ) -> impl std::future::Future<Output = LedgerResult<u64>> + Send;
+    /// Every row of a query, each turned into a value by `map`.
     fn rows<T: Send>(
         &mut self,
         sql: &'static str,
         params: &[Param],
-        map: RowMapper<T>,
+        map: impl FnMut(&dyn Columns) -> LedgerResult<T> + Send,
     ) -> impl std::future::Future<Output = LedgerResult<Vec<T>>> + Send;
+    /// A write whose result nothing waits for: Postgres sends it with the next statement (one
+    /// round trip for several), SQLite runs it at once. An error surfaces by the commit.
+    fn defer(&mut self, sql: &'static str, params: Vec<Param>) -> LedgerResult<()>;
 }
 
 /// A `$n` statement in SQLite's spelling (`?n`).

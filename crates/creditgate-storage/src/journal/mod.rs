@@ -10,6 +10,7 @@
 pub(crate) mod audit;
 pub(crate) mod ops;
 pub(crate) mod rows;
+pub(crate) mod statements;
 
 use std::future::Future;
 use std::pin::pin;
@@ -202,110 +203,102 @@ pub(crate) struct AuditLot {
     pub refund: Option<(TransferId, NanoCredits)>,
 }
 
-/// The statements the ledger needs from a backend, all inside the transaction the backend
-/// opened for one operation. Implementations never decide anything about money.
+/// The statements the ledger needs, all inside the transaction the backend opened for one
+/// operation; written once in [`statements`] over each backend's [`crate::statement::TxStatements`].
+/// They never decide anything about money.
 pub(crate) trait Journal {
     fn organization(
         &mut self,
         id: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<Option<Organization>>> + Send;
-    fn organizations(&mut self) -> impl Future<Output = LedgerResult<Vec<Organization>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Option<Organization>>>;
+    fn organizations(&mut self) -> impl Future<Output = LedgerResult<Vec<Organization>>>;
     /// Inserts the organization and its state row; `false` if the id is taken.
     fn insert_organization(
         &mut self,
         org: &Organization,
-    ) -> impl Future<Output = LedgerResult<bool>> + Send;
+    ) -> impl Future<Output = LedgerResult<bool>>;
     /// Reads the organization's state, locking its row until the transaction ends where the
     /// backend has row locks (Postgres); every money operation starts here.
     fn lock_org(
         &mut self,
         org: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<Option<OrgState>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Option<OrgState>>>;
     /// Reads the organization's state without locking it.
     fn org_state(
         &mut self,
         org: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<Option<OrgState>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Option<OrgState>>>;
     fn save_org_state(
         &mut self,
         org: &OrganizationId,
         state: &OrgState,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
 
     fn transfer(
         &mut self,
         id: &TransferId,
-    ) -> impl Future<Output = LedgerResult<Option<StoredTransfer>>> + Send;
-    fn insert_transfer(
-        &mut self,
-        t: &NewTransfer<'_>,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
-    fn insert_entry(&mut self, e: &Entry) -> impl Future<Output = LedgerResult<()>> + Send;
-    fn entries(
-        &mut self,
-        org: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<Vec<Entry>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Option<StoredTransfer>>>;
+    fn insert_transfer(&mut self, t: &NewTransfer<'_>) -> impl Future<Output = LedgerResult<()>>;
+    fn insert_entry(&mut self, e: &Entry) -> impl Future<Output = LedgerResult<()>>;
+    fn entries(&mut self, org: &OrganizationId) -> impl Future<Output = LedgerResult<Vec<Entry>>>;
 
-    fn lot(&mut self, id: &LotId) -> impl Future<Output = LedgerResult<Option<Lot>>> + Send;
+    fn lot(&mut self, id: &LotId) -> impl Future<Output = LedgerResult<Option<Lot>>>;
     /// Lots of `org` spendable at `now`: unexpired, something left. Any order.
     fn spendable_lots(
         &mut self,
         org: &OrganizationId,
         now: Timestamp,
-    ) -> impl Future<Output = LedgerResult<Vec<Lot>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Vec<Lot>>>;
     /// Σ remaining of the lots spendable at `now`.
     fn spendable_total(
         &mut self,
         org: &OrganizationId,
         now: Timestamp,
-    ) -> impl Future<Output = LedgerResult<NanoCredits>> + Send;
+    ) -> impl Future<Output = LedgerResult<NanoCredits>>;
     /// Σ remaining of every lot of `org`, expired or not.
     fn total_remaining(
         &mut self,
         org: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<NanoCredits>> + Send;
+    ) -> impl Future<Output = LedgerResult<NanoCredits>>;
     fn insert_lot(
         &mut self,
         lot: &Lot,
         transfer_id: &TransferId,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
     fn set_lot_remaining(
         &mut self,
         lot: &LotId,
         remaining: NanoCredits,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
-    fn lot_refunded(&mut self, lot: &LotId) -> impl Future<Output = LedgerResult<bool>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
+    fn lot_refunded(&mut self, lot: &LotId) -> impl Future<Output = LedgerResult<bool>>;
     fn insert_lot_refund(
         &mut self,
         lot: &LotId,
         transfer_id: &TransferId,
         amount: NanoCredits,
         at: Timestamp,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
     /// Lots past their expiry at `now` that still hold credits.
     fn expired_lots(
         &mut self,
         now: Timestamp,
         limit: i64,
-    ) -> impl Future<Output = LedgerResult<Vec<LotId>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Vec<LotId>>>;
 
     /// Σ and count of the holds of `org` still active at `now`.
     fn held(
         &mut self,
         org: &OrganizationId,
         now: Timestamp,
-    ) -> impl Future<Output = LedgerResult<(NanoCredits, u64)>> + Send;
+    ) -> impl Future<Output = LedgerResult<(NanoCredits, u64)>>;
     /// The organization a hold belongs to (immutable, so readable before locking).
     fn hold_org(
         &mut self,
         id: &TransferId,
-    ) -> impl Future<Output = LedgerResult<Option<OrganizationId>>> + Send;
-    fn hold(
-        &mut self,
-        id: &TransferId,
-    ) -> impl Future<Output = LedgerResult<Option<HoldRow>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Option<OrganizationId>>>;
+    fn hold(&mut self, id: &TransferId) -> impl Future<Output = LedgerResult<Option<HoldRow>>>;
     /// Inserts a new hold and its cache row.
-    fn insert_hold(&mut self, hold: &Hold) -> impl Future<Output = LedgerResult<()>> + Send;
+    fn insert_hold(&mut self, hold: &Hold) -> impl Future<Output = LedgerResult<()>>;
     /// Records a hold's growth and rewrites its cache row with the new total and expiry.
     fn insert_hold_extension(
         &mut self,
@@ -313,7 +306,7 @@ pub(crate) trait Journal {
         hold: &Hold,
         amount: NanoCredits,
         at: Timestamp,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
     /// Records how a hold ended and drops its cache row.
     fn resolve_hold(
         &mut self,
@@ -321,9 +314,8 @@ pub(crate) trait Journal {
         resolution: HoldResolution,
         transfer_id: Option<&TransferId>,
         at: Timestamp,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
-    fn insert_charge(&mut self, c: &ChargeRow<'_>)
-        -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
+    fn insert_charge(&mut self, c: &ChargeRow<'_>) -> impl Future<Output = LedgerResult<()>>;
     /// Writes a request's usage record (`crate::usage::INSERT_USAGE`) and adds it to its
     /// rollup rows (`crate::usage::ADD_TO_ROLLUPS`).
     fn insert_usage(
@@ -332,35 +324,35 @@ pub(crate) trait Journal {
         org: &OrganizationId,
         at: Timestamp,
         record: &UsageRecord,
-    ) -> impl Future<Output = LedgerResult<()>> + Send;
+    ) -> impl Future<Output = LedgerResult<()>>;
     /// Charges at or after `since` plus holds active at `now`, for `scope` and below it.
     fn scope_spend(
         &mut self,
         scope: &str,
         since: Timestamp,
         now: Timestamp,
-    ) -> impl Future<Output = LedgerResult<NanoCredits>> + Send;
+    ) -> impl Future<Output = LedgerResult<NanoCredits>>;
     /// Unresolved holds whose expiry is at or before `now`.
     fn expired_holds(
         &mut self,
         now: Timestamp,
         limit: i64,
-    ) -> impl Future<Output = LedgerResult<Vec<TransferId>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Vec<TransferId>>>;
 
     fn audit_lots(
         &mut self,
         org: &OrganizationId,
-    ) -> impl Future<Output = LedgerResult<Vec<AuditLot>>> + Send;
+    ) -> impl Future<Output = LedgerResult<Vec<AuditLot>>>;
     /// Up to `limit` holds with ids after `after`, in id order (verify pages through them).
     fn audit_holds(
         &mut self,
         after: Option<&TransferId>,
         limit: i64,
-    ) -> impl Future<Output = LedgerResult<Vec<AuditHold>>> + Send;
-    fn count_transfers(&mut self) -> impl Future<Output = LedgerResult<u64>> + Send;
+    ) -> impl Future<Output = LedgerResult<Vec<AuditHold>>>;
+    fn count_transfers(&mut self) -> impl Future<Output = LedgerResult<u64>>;
     /// Rows that point at nothing: entries, charges or resolutions without their transfer or
     /// hold, cache rows without their journal row. One line per kind found.
-    fn dangling_rows(&mut self) -> impl Future<Output = LedgerResult<Vec<String>>> + Send;
+    fn dangling_rows(&mut self) -> impl Future<Output = LedgerResult<Vec<String>>>;
 }
 
 /// Polls a future that a synchronous [`Journal`] (SQLite's) makes ready at once. A pending

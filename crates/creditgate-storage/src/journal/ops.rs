@@ -54,13 +54,18 @@ pub(crate) async fn grant<J: Journal>(
     now: Timestamp,
     req: GrantRequest,
 ) -> LedgerResult<Granted> {
+    if !req.amount.is_positive() {
+        return Err(LedgerError::InvalidAmount(format!(
+            "a grant must be positive, not {}",
+            req.amount
+        )));
+    }
     check_memo("memo", req.memo.as_deref())?;
     let digest = request_digest(kind::GRANT, &req);
     let mut state = lock(j, &req.org).await?;
     if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
         return Ok(done);
     }
-    req.check(now)?;
     let (lot, repaid_overrun) = new_lot(
         j,
         &mut state,

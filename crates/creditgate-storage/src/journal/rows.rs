@@ -1,41 +1,21 @@
 //! Rows read back from the ledger tables, mapped once for both backends.
 //!
-//! Each backend selects the same columns in the same order (its SQL differs only in dialect) and
-//! implements [`StoredRow`], typed access to one column with its own error mapping; the functions
-//! here turn such a row into the ledger's types and refuse stored values that do not parse.
+//! The statements (`journal::statements`) select the columns each function names, in order;
+//! these turn such a row ([`Columns`], either backend's) into the ledger's types and refuse
+//! stored values that do not parse.
 
-use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
     Entry, Hold, LedgerError, LedgerResult, Lot, LotCategory, LotSource, Organization,
 };
 use creditgate_core::money::{Decimal, NanoCredits};
 
+use crate::statement::Columns;
+
 use super::{stored_id, stored_resolution, AuditCharge, AuditHold, AuditLot, HoldRow, OrgState};
 
-/// One result row, column by column (0-based).
-pub(crate) trait StoredRow {
-    fn int(&self, i: usize) -> LedgerResult<i64>;
-    fn opt_int(&self, i: usize) -> LedgerResult<Option<i64>>;
-    fn text(&self, i: usize) -> LedgerResult<String>;
-    fn opt_text(&self, i: usize) -> LedgerResult<Option<String>>;
-    fn flag(&self, i: usize) -> LedgerResult<bool>;
-
-    fn nanos(&self, i: usize) -> LedgerResult<NanoCredits> {
-        self.int(i).map(NanoCredits::from_nanos)
-    }
-
-    fn millis(&self, i: usize) -> LedgerResult<Timestamp> {
-        self.int(i).map(Timestamp::from_millis)
-    }
-
-    fn opt_millis(&self, i: usize) -> LedgerResult<Option<Timestamp>> {
-        self.opt_int(i).map(|t| t.map(Timestamp::from_millis))
-    }
-}
-
 /// Columns: id, name, created_at.
-pub(crate) fn organization(row: &impl StoredRow) -> LedgerResult<Organization> {
+pub(crate) fn organization(row: &dyn Columns) -> LedgerResult<Organization> {
     Ok(Organization {
         id: stored_id(OrganizationId::parse, &row.text(0)?)?,
         name: row.text(1)?,
@@ -44,7 +24,7 @@ pub(crate) fn organization(row: &impl StoredRow) -> LedgerResult<Organization> {
 }
 
 /// Columns: debt, last_seq, last_hash.
-pub(crate) fn org_state(row: &impl StoredRow) -> LedgerResult<OrgState> {
+pub(crate) fn org_state(row: &dyn Columns) -> LedgerResult<OrgState> {
     Ok(OrgState {
         debt: row.nanos(0)?,
         last_seq: row.int(1)?,
@@ -53,7 +33,7 @@ pub(crate) fn org_state(row: &impl StoredRow) -> LedgerResult<OrgState> {
 }
 
 /// Columns: seq, transfer_id, debit, credit, amount, at, prev_hash, hash.
-pub(crate) fn entry(org: &OrganizationId, row: &impl StoredRow) -> LedgerResult<Entry> {
+pub(crate) fn entry(org: &OrganizationId, row: &dyn Columns) -> LedgerResult<Entry> {
     let transfer = row.text(1)?;
     Ok(Entry {
         org: org.clone(),
@@ -80,7 +60,7 @@ pub(crate) use lot_columns;
 
 /// Columns: id, org, category, source, amount, remaining, price_per_credit, expires_at,
 /// created_at ([`lot_columns!`]).
-pub(crate) fn lot(row: &impl StoredRow) -> LedgerResult<Lot> {
+pub(crate) fn lot(row: &dyn Columns) -> LedgerResult<Lot> {
     let category = row.text(2)?;
     let source = row.text(3)?;
     let price = row.opt_text(6)?;
@@ -105,7 +85,7 @@ pub(crate) fn lot(row: &impl StoredRow) -> LedgerResult<Lot> {
 }
 
 /// The lot columns, then: cached remaining, refund transfer id, refund amount.
-pub(crate) fn audit_lot(row: &impl StoredRow) -> LedgerResult<AuditLot> {
+pub(crate) fn audit_lot(row: &dyn Columns) -> LedgerResult<AuditLot> {
     let refund_transfer = row.opt_text(10)?;
     let refund_amount = row.opt_int(11)?;
     Ok(AuditLot {
@@ -123,7 +103,7 @@ pub(crate) fn audit_lot(row: &impl StoredRow) -> LedgerResult<AuditLot> {
 
 /// The hold `id`. Columns: org, amount, scope, created_at, expires_at, cached amount, cached
 /// expiry, resolution, charged, Σ extensions, latest extension expiry.
-pub(crate) fn hold(id: &TransferId, row: &impl StoredRow) -> LedgerResult<HoldRow> {
+pub(crate) fn hold(id: &TransferId, row: &dyn Columns) -> LedgerResult<HoldRow> {
     let org = row.text(0)?;
     let initial = row.nanos(1)?;
     let initial_expiry = row.millis(4)?;
@@ -156,7 +136,7 @@ pub(crate) fn hold(id: &TransferId, row: &impl StoredRow) -> LedgerResult<HoldRo
 /// Columns: id, amount, expires_at, Σ extensions, latest extension expiry, resolution,
 /// resolution transfer, charge transfer, held, charged, overrun, debt, late, cached amount,
 /// cached expiry, org.
-pub(crate) fn audit_hold(row: &impl StoredRow) -> LedgerResult<AuditHold> {
+pub(crate) fn audit_hold(row: &dyn Columns) -> LedgerResult<AuditHold> {
     let id = row.text(0)?;
     let initial_expiry = row.millis(2)?;
     let extended_expiry = row.opt_millis(4)?;

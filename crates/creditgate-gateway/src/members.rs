@@ -121,6 +121,80 @@ pub async fn create_organization(
     Ok(org)
 }
 
+/// The organization's owner, if one has joined.
+pub async fn owner(db: &Database, org: &OrganizationId) -> Result<Option<Member>, ApiError> {
+    let members = db.members(org, None).await?;
+    Ok(members.into_iter().find(|m| m.role == Role::Owner))
+}
+
+fn has_owner_already() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::CONFLICT,
+        "invalid_request_error",
+        "This organization has an owner; ownership moves only by transfer_ownership.",
+    )
+}
+
+/// Renames an organization.
+pub async fn rename_organization(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    name: &str,
+) -> Result<(), ApiError> {
+    let name = parse_name("name", name)?;
+    change.db.organization(org).await?;
+    change.db.rename_organization(org, &name).await?;
+    change
+        .audit(
+            org,
+            "organization.renamed",
+            "organization",
+            org.as_str(),
+            json!({"name": name}),
+        )
+        .await
+}
+
+/// The operator invites the owner of an organization that has none (created without an owner,
+/// or whose owner's invitation expired). A pending owner invitation is withdrawn first, so at
+/// most one link can make an owner; an organization with an owner answers 409.
+pub async fn invite_owner(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    email: &Email,
+    mailer: &Mailer,
+    public_url: &str,
+) -> Result<Invite, ApiError> {
+    change.db.organization(org).await?;
+    if owner(change.db, org).await?.is_some() {
+        return Err(has_owner_already());
+    }
+    for earlier in change.db.invites(org).await? {
+        if earlier.role == Role::Owner && earlier.status(change.now) == "pending" {
+            change.db.delete_invite(org, &earlier.id).await?;
+            change
+                .audit(
+                    org,
+                    "invite.deleted",
+                    "invite",
+                    earlier.id.as_str(),
+                    json!({"email": earlier.email, "role": "owner", "replaced": true}),
+                )
+                .await?;
+        }
+    }
+    invite(
+        change,
+        org,
+        Role::Owner,
+        email,
+        Role::Owner,
+        mailer,
+        public_url,
+    )
+    .await
+}
+
 /// Invites `email` to join with `role`, and emails the single-use link (7 days).
 pub async fn invite(
     change: &Change<'_>,
@@ -201,6 +275,10 @@ pub async fn accept_invite(
         .await?
         .filter(|i| i.status(now) == "pending");
     let invite = invite.ok_or_else(spent)?;
+    // The schema allows one owner; a second would be refused there, this says why.
+    if invite.role == Role::Owner && owner(&app.db, &invite.org).await?.is_some() {
+        return Err(has_owner_already());
+    }
     let existing = app.db.user_by_email(&invite.email).await?;
     let (user, password_hash) = match existing {
         Some((user, stored)) => {

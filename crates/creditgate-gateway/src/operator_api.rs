@@ -40,6 +40,7 @@ async fn org_json(app: &App, org: &Organization) -> Result<Value, ApiError> {
         "created_at": org.created_at.to_rfc3339(),
         "status": if suspended { "suspended" } else { "active" },
         "disconnect_policy": policy.map(DisconnectPolicy::as_str),
+        "owner": members::owner(&app.db, &org.id).await?.map(|m| members::user_json(&m)),
     }))
 }
 
@@ -107,9 +108,12 @@ pub struct OrganizationChange {
     status: Option<String>,
     #[serde(default, deserialize_with = "crate::organization_api::double_option")]
     disconnect_policy: Option<Option<String>>,
+    /// Invites an owner, for an organization that has none.
+    owner_email: Option<String>,
 }
 
-/// `POST /admin/v1/organizations/{id}` `{"name"?,"status"?,"disconnect_policy"?}`.
+/// `POST /admin/v1/organizations/{id}` `{"name"?,"status"?,"disconnect_policy"?,
+/// "owner_email"?}`. Every field is checked before anything changes.
 pub async fn update(
     State(app): State<Arc<App>>,
     op: Operator,
@@ -129,24 +133,33 @@ pub async fn update(
         }
     };
     if let Some(name) = &req.name {
-        let name = parse_name("name", name)?;
-        app.db.rename_organization(&org.id, &name).await?;
-        change
-            .audit(
-                &org.id,
-                "organization.renamed",
-                "organization",
-                org.id.as_str(),
-                json!({"name": name}),
-            )
-            .await?;
+        parse_name("name", name)?;
     }
-    if let Some(policy) = &req.disconnect_policy {
-        let policy = billing::parse_policy(policy.as_deref())?;
+    let policy = req
+        .disconnect_policy
+        .as_ref()
+        .map(|p| billing::parse_policy(p.as_deref()))
+        .transpose()?;
+    let owner_email = req.owner_email.as_deref().map(Email::parse).transpose()?;
+    if owner_email.is_some() && members::owner(&app.db, &org.id).await?.is_some() {
+        return Err(ApiError::new(
+            axum::http::StatusCode::CONFLICT,
+            "invalid_request_error",
+            "owner_email: this organization has an owner; ownership moves only by transfer_ownership",
+        ));
+    }
+    if let Some(name) = &req.name {
+        members::rename_organization(&change, &org.id, name).await?;
+    }
+    if let Some(policy) = policy {
         billing::set_disconnect_policy(&change, &org.id, policy).await?;
     }
     if let Some(s) = suspend {
         members::set_suspended(&change, &org.id, s).await?;
+    }
+    if let Some(email) = &owner_email {
+        let url = app.cfg.accounts.public_url.as_str();
+        members::invite_owner(&change, &org.id, email, &app.mailer, url).await?;
     }
     Ok(Json(org_json(&app, &find(&app, &id).await?).await?))
 }

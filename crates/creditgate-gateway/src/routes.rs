@@ -122,7 +122,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
         r("GET", "/admin/v1/organizations/{id}", Operator, "One organization", get(operator_api::get)),
-        r("POST", "/admin/v1/organizations/{id}", Operator, "Rename, suspend or reactivate, set the disconnect policy", post(operator_api::update)),
+        r("POST", "/admin/v1/organizations/{id}", Operator, "Rename, suspend or reactivate, set the disconnect policy, invite an owner (none yet)", post(operator_api::update)),
         r("POST", "/admin/v1/organizations/{id}/grants", Operator, "Grant credits (idempotent on reference)", post(operator_api::grant)),
         r("POST", "/admin/v1/organizations/{id}/admin_keys", Operator, "Create an organization admin key", post(operator_api::create_admin_key)),
         r("GET", "/admin/v1/reports/usage", Operator, "The usage report across organizations", get(reports::operator_usage)),

@@ -43,6 +43,19 @@ enum OrgCommand {
         #[arg(long)]
         owner_email: Option<String>,
     },
+    /// Rename an organization.
+    Rename {
+        org: String,
+        #[arg(long)]
+        name: String,
+    },
+    /// Invite the owner of an organization that has none (created without one, or whose
+    /// owner's invitation expired); a pending owner invitation is withdrawn first.
+    InviteOwner {
+        org: String,
+        #[arg(long)]
+        email: String,
+    },
     /// List organizations, or those whose id or name contains `--search`.
     List {
         #[arg(long)]
@@ -134,6 +147,18 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
                     .join("\n")
             });
         }
+        OrgCommand::Rename { org, name } => {
+            let org = org_id(&org)?;
+            members::rename_organization(&change, &org, &name)
+                .await
+                .map_err(fail)?;
+            emit(as_json, &json!({"id": org, "name": name}), || {
+                format!("{org}: renamed to {name}")
+            });
+        }
+        OrgCommand::InviteOwner { org, email } => {
+            invite_owner(&change, &org, &email, as_json).await?
+        }
         OrgCommand::Suspend { org } => suspend(&change, &org, true, as_json).await?,
         OrgCommand::Resume { org } => suspend(&change, &org, false, as_json).await?,
         OrgCommand::Grant {
@@ -204,16 +229,42 @@ async fn create(
     parse_name("--name", name)?;
     let id = id.as_deref().map(org_id).transpose()?;
     let email = owner_email.as_deref().map(Email::parse).transpose()?;
-    let cfg = Config::load(None, |k| std::env::var(k).ok())?;
-    let mailer = Mailer::from_config(&cfg.accounts)?;
-    let owner = email
-        .as_ref()
-        .map(|e| (e, &mailer, cfg.accounts.public_url.as_str()));
+    let (mailer, public_url) = mailer()?;
+    let owner = email.as_ref().map(|e| (e, &mailer, public_url.as_str()));
     let org = members::create_organization(change, id, name, owner)
         .await
         .map_err(fail)?;
     emit(as_json, &org_json(&org), || {
         format!("Created organization {} ({})", org.id, org.name)
+    });
+    Ok(())
+}
+
+/// Where the CLI's email goes, and the base of its links: `CREDITGATE_SMTP_URL`, else
+/// `CREDITGATE_OUTBOX_DIR`, with links under `CREDITGATE_PUBLIC_URL`.
+fn mailer() -> anyhow::Result<(Mailer, String)> {
+    let cfg = Config::load(None, |k| std::env::var(k).ok())?;
+    Ok((Mailer::from_config(&cfg.accounts)?, cfg.accounts.public_url))
+}
+
+/// `org invite-owner`: through the same service as `POST /admin/v1/organizations/{id}`
+/// `{"owner_email"}`.
+async fn invite_owner(
+    change: &Change<'_>,
+    org: &str,
+    email: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    let email = Email::parse(email)?;
+    let (mailer, public_url) = mailer()?;
+    let invite = members::invite_owner(change, &org, &email, &mailer, &public_url)
+        .await
+        .map_err(fail)?;
+    let value = json!({"id": invite.id, "organization_id": org, "email": email,
+        "role": "owner", "expires_at": invite.expires_at.to_rfc3339()});
+    emit(as_json, &value, || {
+        format!("Invited {email} to own {org} (invitation {})", invite.id)
     });
     Ok(())
 }

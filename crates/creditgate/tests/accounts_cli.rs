@@ -147,6 +147,21 @@ fn organizations_are_managed_and_audited_from_the_cli(w: &Workdir) {
     let mail = std::fs::read_to_string(mails[0].as_ref().unwrap().path()).unwrap();
     assert!(mail.contains("boss@acme.example") && mail.contains("https://gateway.example/invite/"));
 
+    // The owner has not joined: the operator may invite another (the first link dies).
+    let again = w.json(&["org", "invite-owner", &id, "--email", "chief@acme.example"]);
+    assert_eq!(again["role"], "owner");
+    assert_eq!(std::fs::read_dir(w.dir.join("outbox")).unwrap().count(), 2);
+    assert!(w
+        .refused(&["org", "invite-owner", &id, "--email", "not-an-email"])
+        .contains("email"));
+    assert_eq!(
+        w.json(&["org", "rename", &id, "--name", "Acme Research Ltd"])["name"],
+        "Acme Research Ltd"
+    );
+    assert!(w
+        .refused(&["org", "rename", &id, "--name", ""])
+        .contains("name"));
+
     let found = w.json(&["org", "list", "--search", "ACME"]);
     assert_eq!(found["organizations"][0]["id"], id.as_str());
     let grant = [
@@ -188,6 +203,9 @@ fn organizations_are_managed_and_audited_from_the_cli(w: &Workdir) {
             "organization.reactivated",
             "organization.suspended",
             "credits.granted",
+            "organization.renamed",
+            "invite.created",
+            "invite.deleted",
             "invite.created",
             "organization.created"
         ]

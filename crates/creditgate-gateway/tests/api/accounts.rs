@@ -939,6 +939,129 @@ async fn the_operator_creates_searches_suspends_and_grants(setup: Setup) {
     assert_eq!(r.status, 401);
 }
 
+async fn operator(t: &TestApp, method: Method, path: &str, body: Option<Value>) -> JsonReply {
+    call(t, method, path, &Cred::Operator, body).await
+}
+
+async fn accept_invite(t: &TestApp, token: &str) -> JsonReply {
+    let body = json!({"name": "Boss", "password": PASSWORD});
+    call(
+        t,
+        Method::POST,
+        &format!("/invite/{token}"),
+        &Cred::None,
+        Some(body),
+    )
+    .await
+}
+
+async fn the_operator_invites_an_owner_only_where_there_is_none(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    let r = operator(
+        &t,
+        Method::POST,
+        "/admin/v1/organizations",
+        Some(json!({"name": "Ownerless"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, &r.body["owner"]),
+        (200, &Value::Null),
+        "{}",
+        r.body
+    );
+    let org = r.body["id"].as_str().unwrap().to_owned();
+    let path = format!("/admin/v1/organizations/{org}");
+
+    // Every field is checked before anything changes.
+    let bad = operator(
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"name": "Renamed", "disconnect_policy": "bogus"})),
+    )
+    .await;
+    bad.assert_error(400, "invalid_request_error");
+    let bad = operator(
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"name": "Renamed", "owner_email": "nope"})),
+    )
+    .await;
+    bad.assert_error(400, "invalid_request_error");
+    assert_eq!(
+        operator(&t, Method::GET, &path, None).await.body["name"],
+        "Ownerless"
+    );
+
+    let r = operator(
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"owner_email": "first@acme.example"})),
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let first = link_token(&t, "first@acme.example", "/invite/");
+    // A second invitation replaces the first: one link at a time can make an owner.
+    let r = operator(
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"owner_email": "second@acme.example", "name": "Acme"})),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body["name"].as_str()),
+        (200, Some("Acme")),
+        "{}",
+        r.body
+    );
+    let second = link_token(&t, "second@acme.example", "/invite/");
+    assert_eq!(
+        accept_invite(&t, &first).await.status,
+        404,
+        "the replaced link is dead"
+    );
+    let joined = accept_invite(&t, &second).await;
+    assert_eq!(joined.body["role"], "owner", "{}", joined.body);
+    let shown = operator(&t, Method::GET, &path, None).await;
+    assert_eq!(shown.body["owner"]["email"], "second@acme.example");
+
+    let r = operator(
+        &t,
+        Method::POST,
+        &path,
+        Some(json!({"owner_email": "third@acme.example"})),
+    )
+    .await;
+    r.assert_error(409, "invalid_request_error");
+    assert!(
+        r.error_message().contains("transfer_ownership"),
+        "{}",
+        r.body
+    );
+    let log = operator(
+        &t,
+        Method::GET,
+        &format!("/admin/v1/audit_log?organization_id={org}"),
+        None,
+    )
+    .await;
+    assert_eq!(
+        actions(&log),
+        [
+            "invite.accepted",
+            "invite.created",
+            "invite.deleted",
+            "organization.renamed",
+            "invite.created",
+            "organization.created"
+        ]
+    );
+}
+
 crate::on_both_databases!(
     owner_signs_in_invites_and_the_member_joins_once,
     sessions_rotate_at_sign_in_and_sign_out_ends_them,
@@ -948,4 +1071,5 @@ crate::on_both_databases!(
     admin_keys_and_inference_keys_stay_in_their_lanes,
     another_organizations_ids_answer_404,
     the_operator_creates_searches_suspends_and_grants,
+    the_operator_invites_an_owner_only_where_there_is_none,
 );

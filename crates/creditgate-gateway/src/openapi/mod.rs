@@ -1,5 +1,8 @@
 //! `/openapi.json`: an OpenAPI 3.1 document of every route that is not Anthropic's own,
-//! generated from the route table (so it cannot miss a served route).
+//! generated from the route table (so it cannot miss a served route), with the request and
+//! answer schemas of [`schemas`].
+
+pub mod schemas;
 
 use std::sync::Arc;
 
@@ -9,6 +12,7 @@ use serde_json::{json, Map, Value};
 
 use crate::routes::{table, Access};
 use crate::App;
+use schemas::{Gives, Takes};
 
 /// Routes that are Anthropic's API, documented by Anthropic rather than here.
 pub const ANTHROPIC_ROUTES: &[&str] = &[
@@ -48,6 +52,27 @@ fn role_note(access: Access) -> &'static str {
     }
 }
 
+fn content(schema: Value, form: bool) -> Value {
+    let mut c = json!({"application/json": {"schema": schema.clone()}});
+    if form {
+        c["application/x-www-form-urlencoded"] = json!({"schema": schema});
+    }
+    c
+}
+
+fn success(gives: Gives) -> Value {
+    let (description, content) = match gives {
+        Gives::Json(schema) => ("Success", content(schema, false)),
+        Gives::JsonOrCsv(schema) => (
+            "Success: JSON, or CSV (one row per bucket and result) with Accept: text/csv or ?format=csv",
+            json!({"application/json": {"schema": schema}, "text/csv": {"schema": {"type": "string"}}}),
+        ),
+        Gives::Html => ("A page", json!({"text/html": {"schema": {"type": "string"}}})),
+        Gives::Text => ("Text", json!({"text/plain": {"schema": {"type": "string"}}})),
+    };
+    json!({"description": description, "content": content})
+}
+
 fn operation(method: &str, path: &str, access: Access, summary: &str) -> Value {
     let params: Vec<Value> = path
         .split('/')
@@ -62,14 +87,22 @@ fn operation(method: &str, path: &str, access: Access, summary: &str) -> Value {
         "operationId": format!("{}{}", method.to_lowercase(), path.replace(['/', '{', '}', '-'], "_")),
         "security": security(access),
         "parameters": params,
-        "responses": {
-            "200": {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
-            "400": error, "401": error, "403": error, "404": error,
-        },
+        "responses": {"400": error, "401": error, "403": error, "404": error},
     });
-    if matches!(method, "POST" | "PUT") {
-        op["requestBody"] = json!({"required": false,
-            "content": {"application/json": {"schema": {"type": "object"}}}});
+    // A route without a description here is caught by the test against the router.
+    let Some((takes, gives)) = schemas::of(method, path) else {
+        return op;
+    };
+    op["responses"]["200"] = success(gives);
+    match takes {
+        Takes::Nothing => {}
+        Takes::Json(schema) => {
+            op["requestBody"] = json!({"required": method != "POST" || path != "/auth/sign-out",
+                "content": content(schema, false)});
+        }
+        Takes::JsonOrForm(schema) => {
+            op["requestBody"] = json!({"required": true, "content": content(schema, true)});
+        }
     }
     op
 }
@@ -107,18 +140,7 @@ pub fn document(server: &str) -> Value {
                 "operator": {"type": "http", "scheme": "bearer",
                     "description": "The operator's admin_key from the config."},
             },
-            "schemas": {
-                "Error": {
-                    "type": "object",
-                    "required": ["type", "error"],
-                    "properties": {
-                        "type": {"const": "error"},
-                        "error": {"type": "object", "properties": {
-                            "type": {"type": "string"}, "message": {"type": "string"}}},
-                        "request_id": {"type": ["string", "null"]},
-                    },
-                },
-            },
+            "schemas": schemas::components(),
         },
     })
 }

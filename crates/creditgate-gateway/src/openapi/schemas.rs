@@ -1,0 +1,259 @@
+//! The bodies of `/openapi.json`: the JSON schemas of the objects the routes exchange, and which
+//! request and answer each route of the table has. A route of the table without an entry here
+//! is caught by the test that checks the document against the router.
+
+use serde_json::{json, Value};
+
+/// What a route takes as its body.
+pub enum Takes {
+    /// No body.
+    Nothing,
+    /// A JSON body with this schema.
+    Json(Value),
+    /// A JSON or form-encoded body with this schema.
+    JsonOrForm(Value),
+}
+
+/// What a route answers with on success.
+pub enum Gives {
+    Json(Value),
+    /// JSON, or CSV with `Accept: text/csv` or `?format=csv`.
+    JsonOrCsv(Value),
+    /// A page (`text/html`).
+    Html,
+    /// Plain text.
+    Text,
+}
+
+fn r(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+fn list_of(name: &str) -> Value {
+    json!({"allOf": [r("List"), {"properties": {"data": {"type": "array", "items": r(name)}}}]})
+}
+
+fn obj(required: &[&str], properties: Value) -> Value {
+    json!({"type": "object", "required": required, "properties": properties})
+}
+
+const S: &str = "string";
+
+fn s() -> Value {
+    json!({"type": S})
+}
+fn ns() -> Value {
+    json!({"type": [S, "null"]})
+}
+fn time() -> Value {
+    json!({"type": S, "format": "date-time"})
+}
+fn ntime() -> Value {
+    json!({"type": [S, "null"], "format": "date-time"})
+}
+/// A credit amount: an exact decimal string.
+fn credits() -> Value {
+    json!({"type": S, "pattern": "^-?[0-9]+(\\.[0-9]+)?$"})
+}
+fn ncredits() -> Value {
+    json!({"type": [S, "null"], "pattern": "^-?[0-9]+(\\.[0-9]+)?$"})
+}
+fn int() -> Value {
+    json!({"type": "integer"})
+}
+fn nint() -> Value {
+    json!({"type": ["integer", "null"]})
+}
+fn role() -> Value {
+    json!({"enum": ["owner", "admin", "billing", "developer", "user"]})
+}
+
+/// The request and the answer of a route, by method and path (`None`: not described).
+#[rustfmt::skip]
+pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
+    use Gives::{Html, Json as J, JsonOrCsv, Text};
+    use Takes::{Json, JsonOrForm, Nothing};
+    let ok = |n: &str| J(r(n));
+    Some(match (method, path) {
+        ("GET", "/v1/credits" | "/v1/organizations/credits") => (Nothing, ok("Credits")),
+        ("GET", "/v1/key") => (Nothing, ok("KeyUsage")),
+        ("GET", "/v1/requests/{id}") => (Nothing, ok("Receipt")),
+        ("GET", "/sandbox/checkout/{order_id}") => (Nothing, Html),
+        ("POST", "/sandbox/checkout/{order_id}") => (JsonOrForm(obj(&["card"], json!({"card": s()}))), ok("Order")),
+        ("GET", "/receipts/{order_id}") => (Nothing, Html),
+        ("POST", "/webhooks/stripe") => (Json(json!({"type": "object", "description": "A Stripe event, signed with Stripe-Signature."})),
+            J(obj(&["received"], json!({"received": {"type": "boolean"}, "outcome": s()})))),
+        ("GET", "/healthz") => (Nothing, Text),
+        ("GET", "/readyz") => (Nothing, J(json!({"type": "object"}))),
+        ("GET", "/openapi.json") => (Nothing, J(json!({"type": "object", "description": "This OpenAPI 3.1 document."}))),
+        ("POST", "/auth/sign-in") => (Json(r("SignIn")), ok("Session")),
+        ("POST", "/auth/sign-out") => (Json(obj(&[], json!({"everywhere": {"type": "boolean", "default": false}}))),
+            J(obj(&["type", "sessions_ended"], json!({"type": {"const": "signed_out"}, "sessions_ended": int()})))),
+        ("GET", "/auth/session") => (Nothing, ok("Session")),
+        ("POST", "/auth/sign-up") => (Json(r("SignUp")), ok("Session")),
+        ("POST", "/auth/password-reset") => (Json(obj(&["email"], json!({"email": s()}))),
+            J(obj(&["type", "message"], json!({"type": {"const": "password_reset_requested"}, "message": s()})))),
+        ("GET", "/auth/password-reset/{token}") => (Nothing, J(obj(&["type", "email"], json!({"type": {"const": "password_reset"}, "email": s()})))),
+        ("POST", "/auth/password-reset/{token}") => (Json(obj(&["password"], json!({"password": s()}))),
+            J(obj(&["type", "email"], json!({"type": {"const": "password_reset_done"}, "email": s()})))),
+        ("GET", "/invite/{token}") => (Nothing, ok("InviteLink")),
+        ("POST", "/invite/{token}") => (Json(obj(&["password"], json!({"name": s(), "password": s()}))), ok("Session")),
+        ("GET", "/v1/organizations/me") => (Nothing, J(obj(&["id", "type", "name"], json!({"id": s(), "type": {"const": "organization"}, "name": s()})))),
+        ("GET", "/v1/organizations/users") => (Nothing, J(list_of("User"))),
+        ("GET", "/v1/organizations/users/{id}") => (Nothing, ok("User")),
+        ("POST", "/v1/organizations/users/{id}") => (Json(obj(&["role"], json!({"role": role()}))), ok("User")),
+        ("DELETE", "/v1/organizations/users/{id}") => (Nothing, ok("Deleted")),
+        ("POST", "/v1/organizations/transfer_ownership") => (Json(obj(&["user_id"], json!({"user_id": s()}))), J(json!({"type": "object"}))),
+        ("POST", "/v1/organizations/invites") => (Json(obj(&["email", "role"], json!({"email": s(), "role": role()}))), ok("Invite")),
+        ("GET", "/v1/organizations/invites") => (Nothing, J(list_of("Invite"))),
+        ("GET", "/v1/organizations/invites/{id}") => (Nothing, ok("Invite")),
+        ("DELETE", "/v1/organizations/invites/{id}") => (Nothing, ok("Deleted")),
+        ("GET", "/v1/organizations/api_keys") => (Nothing, J(list_of("ApiKey"))),
+        ("POST", "/v1/organizations/api_keys") => (Json(r("NewApiKey")), J(json!({"allOf": [r("ApiKey"), obj(&["secret"], json!({"secret": s()}))]}))),
+        ("GET", "/v1/organizations/api_keys/{id}") => (Nothing, ok("ApiKey")),
+        ("POST", "/v1/organizations/api_keys/{id}") => (Json(r("ApiKeyChange")), ok("ApiKey")),
+        ("GET", "/v1/organizations/admin_keys") => (Nothing, J(list_of("AdminKey"))),
+        ("POST", "/v1/organizations/admin_keys" | "/admin/v1/organizations/{id}/admin_keys") => (Json(obj(&["name"], json!({"name": s()}))),
+            J(json!({"allOf": [r("AdminKey"), obj(&["secret"], json!({"secret": s()}))]}))),
+        ("POST", "/v1/organizations/admin_keys/{id}") => (Json(obj(&["status"], json!({"status": {"const": "inactive"}}))), ok("AdminKey")),
+        ("GET", "/v1/organizations/audit_log" | "/admin/v1/audit_log") => (Nothing, J(list_of("AuditEvent"))),
+        ("GET", "/v1/organizations/usage_report/messages" | "/admin/v1/reports/usage") => (Nothing, JsonOrCsv(r("Report"))),
+        ("GET", "/v1/organizations/cost_report" | "/admin/v1/reports/cost") => (Nothing, JsonOrCsv(r("Report"))),
+        ("GET", "/v1/organizations/cache_report" | "/admin/v1/reports/cache") => (Nothing, JsonOrCsv(r("Report"))),
+        ("GET", "/v1/billing/plans") => (Nothing, J(obj(&["data"], json!({"data": {"type": "array", "items": r("Plan")},
+            "custom": {"type": ["object", "null"], "properties": {"min_credits": credits(), "max_credits": ncredits(), "cents_per_credit": ns()}}})))),
+        ("GET", "/v1/billing/profile") => (Nothing, ok("BillingProfile")),
+        ("PUT", "/v1/billing/profile") => (Json(r("BillingProfile")), ok("BillingProfile")),
+        ("POST", "/v1/billing/checkout") => (Json(obj(&[], json!({"plan_id": s(), "credits": credits(), "success_url": s(), "cancel_url": s()}))),
+            J(obj(&["order", "checkout_url"], json!({"order": r("Order"), "checkout_url": s()})))),
+        ("GET", "/v1/billing/orders" | "/admin/v1/orders") => (Nothing, J(list_of("Order"))),
+        ("GET", "/v1/billing/orders/{id}") => (Nothing, ok("Order")),
+        ("GET", "/v1/billing/orders/{id}/receipt") => (Nothing, Html),
+        ("POST", "/admin/v1/organizations") => (Json(obj(&["name"], json!({"name": s(), "owner_email": s()}))), ok("OperatorOrganization")),
+        ("GET", "/admin/v1/organizations") => (Nothing, J(list_of("OperatorOrganization"))),
+        ("GET", "/admin/v1/organizations/{id}") => (Nothing, ok("OperatorOrganization")),
+        ("POST", "/admin/v1/organizations/{id}") => (Json(obj(&[], json!({"name": s(), "status": {"enum": ["active", "suspended"]},
+            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner_email": s()}))), ok("OperatorOrganization")),
+        ("POST", "/admin/v1/organizations/{id}/grants") => (Json(r("Grant")), ok("Lot")),
+        ("POST", "/admin/v1/organizations/{id}/payments") => (Json(obj(&["method", "reference", "amount_cents", "currency"], json!({
+            "method": {"enum": ["crypto", "bank_transfer", "chat", "other"]}, "reference": s(), "amount_cents": int(),
+            "currency": s(), "plan_id": s(), "credits": credits()}))), J(json!({"allOf": [r("Order"), {"properties": {"created": {"type": "boolean"}}}]}))),
+        ("POST", "/admin/v1/orders/{id}/recheck") => (Nothing, J(obj(&["order"], json!({"order": r("Order"), "outcome": s()})))),
+        ("POST", "/admin/v1/orders/{id}/refund") => (Json(obj(&[], json!({"credits": credits()}))),
+            J(obj(&["order"], json!({"order": r("Order"), "refunded_cents": int()})))),
+        ("GET", "/admin/v1/plans") => (Nothing, J(list_of("Plan"))),
+        ("POST", "/admin/v1/plans" | "/admin/v1/plans/{id}") => (Json(obj(&[], json!({"id": s(), "name": s(), "credits": credits(),
+            "amount_cents": int(), "expires_in_days": nint(), "archived": {"type": "boolean"}}))), ok("Plan")),
+        _ => return None,
+    })
+}
+
+/// The named schemas the routes refer to.
+#[rustfmt::skip]
+pub fn components() -> Value {
+    let limits = obj(&[], json!({
+        "allowed_models": {"type": ["array", "null"], "items": s()},
+        "requests_per_minute": nint(),
+        "tokens_per_minute": nint(),
+        "spend": obj(&[], json!({"daily": ncredits(), "weekly": ncredits(), "monthly": ncredits(), "total": ncredits()})),
+    }));
+    let actor = obj(&["type"], json!({"type": s(), "id": ns()}));
+    let lot = obj(&["id", "category", "remaining"], json!({"id": s(), "category": {"enum": ["paid", "granted"]},
+        "remaining": credits(), "expires_at": ntime()}));
+    let mut all = json!({
+        "Error": {
+            "type": "object",
+            "required": ["type", "error"],
+            "properties": {
+                "type": {"const": "error"},
+                "error": {"type": "object", "required": ["type", "message"], "properties": {
+                    "type": {"type": "string"}, "message": {"type": "string"}}},
+                "request_id": {"type": ["string", "null"]},
+            },
+        },
+        "List": obj(&["data", "has_more"], json!({"data": {"type": "array"}, "has_more": {"type": "boolean"},
+            "first_id": ns(), "last_id": ns()})),
+        "Deleted": obj(&["id", "type"], json!({"id": s(), "type": {"enum": ["user_deleted", "invite_deleted"]}})),
+    });
+    let people = json!({
+        "KeyLimits": limits,
+        "User": obj(&["id", "type", "email", "name", "role", "added_at"], json!({"id": s(), "type": {"const": "user"},
+            "email": s(), "name": s(), "role": role(), "added_at": time()})),
+        "Invite": obj(&["id", "type", "email", "role", "invited_at", "expires_at", "status"], json!({"id": s(),
+            "type": {"const": "invite"}, "email": s(), "role": role(), "invited_at": time(), "expires_at": time(),
+            "status": {"enum": ["pending", "accepted", "expired"]}})),
+        "InviteLink": obj(&["type", "email", "role", "organization", "expires_at", "account_exists"], json!({
+            "type": {"const": "invite"}, "email": s(), "role": role(),
+            "organization": obj(&["id", "name"], json!({"id": s(), "name": s()})),
+            "expires_at": time(), "account_exists": {"type": "boolean"}})),
+        "ApiKey": obj(&["id", "type", "name", "status", "created_at", "created_by", "partial_key_hint", "limits"], json!({
+            "id": s(), "type": {"const": "api_key"}, "name": s(),
+            "status": {"enum": ["active", "inactive", "archived", "expired"]}, "created_at": time(),
+            "created_by": actor, "partial_key_hint": s(), "expires_at": ntime(), "limits": r("KeyLimits"),
+            "organization_id": s()})),
+        "NewApiKey": obj(&["name"], json!({"name": s(), "limits": r("KeyLimits"), "expires_at": ntime()})),
+        "ApiKeyChange": obj(&[], json!({"name": s(), "status": {"enum": ["active", "inactive", "archived"]},
+            "limits": r("KeyLimits"), "expires_at": ntime()})),
+        "AdminKey": obj(&["id", "type", "name", "status", "created_at", "partial_key_hint"], json!({"id": s(),
+            "type": {"const": "admin_key"}, "name": s(), "status": {"enum": ["active", "inactive"]},
+            "created_at": time(), "created_by": actor, "partial_key_hint": s()})),
+        "AuditEvent": obj(&["id", "type", "at", "actor", "action", "target"], json!({"id": s(),
+            "type": {"const": "audit_event"}, "at": time(), "organization_id": ns(), "actor": actor,
+            "action": s(), "target": obj(&["type", "id"], json!({"type": s(), "id": s()})), "ip": ns(),
+            "details": {"type": "object", "description": "What changed; never a secret."}})),
+        "SignIn": obj(&["email", "password"], json!({"email": s(), "password": s(), "organization_id": s()})),
+        "SignUp": obj(&["email", "password", "name"], json!({"email": s(), "password": s(), "name": s(), "organization_name": s()})),
+        "Session": obj(&["type", "user", "organization_id", "role", "csrf_token"], json!({"type": {"const": "session"},
+            "user": r("User"), "organization_id": s(), "role": role(),
+            "csrf_token": {"type": "string", "description": "Send it as x-csrf-token on every request that is not a GET."}})),
+    });
+    let money = json!({
+        "Credits": obj(&["available", "pending", "balance", "lots"], json!({"organization_id": s(), "unit": {"type": "object"},
+            "available": credits(), "pending": credits(), "balance": credits(), "debt": credits(),
+            "lots": {"type": "array", "items": lot}, "expiring_soon": {"type": "array", "items": {"type": "object"}},
+            "forecast": {"type": ["object", "null"]}})),
+        "KeyUsage": obj(&["id", "name", "status", "limits", "usage"], json!({"id": s(), "name": s(), "organization_id": s(),
+            "hint": s(), "status": s(), "created_at": time(), "expires_at": ntime(), "limits": r("KeyLimits"),
+            "usage": {"type": "object", "description": "Per period (day, week, month, total): requests, credits, limit, remaining, tokens."}})),
+        "Receipt": obj(&["id", "held", "charged", "status"], json!({"id": s(), "model": ns(), "key_id": ns(), "stream": {"type": ["boolean", "null"]},
+            "usage": {"type": ["object", "null"], "description": "Anthropic's usage object."}, "held": credits(), "charged": credits(),
+            "unit": s(), "price_version": ns(), "status": {"type": "string", "description": "settled, partial, estimated, free, or pending while in flight"},
+            "disconnect_policy": ns(), "lots": {"type": "array", "items": {"type": "object"}}, "created_at": time()})),
+        "OperatorOrganization": obj(&["id", "type", "name", "created_at", "status"], json!({"id": s(), "type": {"const": "organization"},
+            "name": s(), "created_at": time(), "status": {"enum": ["active", "suspended"]},
+            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner": {"oneOf": [r("User"), {"type": "null"}]}})),
+        "Grant": obj(&["amount", "category", "reference"], json!({"amount": credits(), "category": {"enum": ["granted", "paid"]},
+            "expires_in_days": nint(), "reference": s(), "memo": s()})),
+        "Lot": obj(&["id", "type", "amount", "remaining", "category"], json!({"id": s(), "type": {"const": "lot"},
+            "organization_id": s(), "amount": credits(), "remaining": credits(), "category": s(), "expires_at": ntime(),
+            "created_at": time(), "reference": s(), "replayed": {"type": "boolean"}})),
+        "Plan": obj(&["id", "type", "name", "credits", "amount_cents", "currency"], json!({"id": s(), "type": {"const": "plan"},
+            "name": s(), "credits": credits(), "amount_cents": int(), "currency": s(), "expires_in_days": nint(),
+            "archived": {"type": "boolean"}})),
+    });
+    let billing = json!({
+        "BillingProfile": obj(&[], json!({"type": {"const": "billing_profile"}, "name": ns(), "email": ns(),
+            "country": {"type": ["string", "null"], "description": "ISO 3166-1 alpha-2"},
+            "address": obj(&[], json!({"line1": ns(), "line2": ns(), "city": ns(), "postal_code": ns(), "state": ns()})),
+            "tax_id": ns()})),
+        "Order": obj(&["id", "type", "status", "credits", "amount_cents", "currency", "provider", "created_at"], json!({
+            "id": s(), "type": {"const": "order"},
+            "status": {"enum": ["open", "paid", "credited", "failed", "expired", "refunded", "partially_refunded", "disputed"]},
+            "plan_id": ns(), "credits": credits(), "amount_cents": int(), "currency": s(),
+            "provider": {"enum": ["stripe", "sandbox", "manual"]}, "method": ns(), "created_at": time(), "paid_at": ntime(),
+            "lot_id": ns(), "receipt_number": ns(), "receipt_url": ns(), "refunded_cents": nint(),
+            "failure": {"type": ["object", "null"], "properties": {"code": s(), "message": s()}}})),
+        "Report": obj(&["data", "has_more"], json!({
+            "data": {"type": "array", "items": obj(&["starting_at", "ending_at", "results"], json!({
+                "starting_at": time(), "ending_at": time(),
+                "results": {"type": "array", "items": {"type": "object",
+                    "description": "Anthropic's usage or cost result; cost results add credits and list_amount."}}}))},
+            "has_more": {"type": "boolean"}, "next_page": ns()})),
+    });
+    for group in [people, money, billing] {
+        if let (Some(all), Value::Object(more)) = (all.as_object_mut(), group) {
+            all.extend(more);
+        }
+    }
+    all
+}

@@ -19,6 +19,9 @@ fn secret(value: &str) -> Value {
 
 impl Config {
     /// Every setting with its effective value, in the order of the example config.
+    ///
+    /// Longer than a screen on purpose: it is a table, one entry per setting, kept in one list
+    /// so that its order follows the example config and no setting is printed twice.
     pub fn settings(&self) -> Vec<Setting> {
         let s = |key, env, value: Value| Setting { key, env, value };
         vec![

@@ -14,6 +14,7 @@ use serde::Deserialize;
 mod checks;
 mod effective;
 pub mod payments;
+mod read;
 
 pub use effective::Setting;
 pub use payments::{CheckoutProvider, PaymentsConfig, Seller, StripeConfig};
@@ -354,208 +355,47 @@ impl Config {
         Self::from_raw(raw, |_| None)
     }
 
-    fn from_raw(raw: RawConfig, env: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let pick = |name: &str, file: Option<String>| env(name).or(file);
-        let invalid = |m: String| ConfigError::Invalid(m);
-        let num = |name: &str, file: Option<u64>, default: u64| -> Result<u64, ConfigError> {
-            match env(name) {
-                Some(v) => v
-                    .parse()
-                    .map_err(|_| invalid(format!("{name} must be an integer"))),
-                None => Ok(file.unwrap_or(default)),
-            }
-        };
-
-        let listen = pick("CREDITGATE_LISTEN", raw.listen)
-            .unwrap_or_else(|| "127.0.0.1:8080".to_owned())
-            .parse()
-            .map_err(|_| invalid("listen must be an address like 127.0.0.1:8080".into()))?;
-        let database_url = pick("CREDITGATE_DATABASE_URL", raw.database_url)
-            .unwrap_or_else(|| "sqlite://creditgate.db".to_owned());
-        let spool_path = pick("CREDITGATE_SPOOL_PATH", raw.spool_path)
-            .map(PathBuf::from)
-            .unwrap_or_else(|| default_spool_path(&database_url));
-        let admin_key = pick("CREDITGATE_ADMIN_KEY", raw.admin_key);
-        if let Some(k) = &admin_key {
-            if k.len() < 32 {
-                return Err(invalid(
-                    "admin_key must be at least 32 characters; `creditgate secret` prints a \
-                     fresh random one"
-                        .into(),
-                ));
-            }
-        }
-        let upstream_base_url = pick("CREDITGATE_UPSTREAM_BASE_URL", raw.upstream.base_url)
-            .unwrap_or_else(|| "https://api.anthropic.com".to_owned())
-            .trim_end_matches('/')
-            .to_owned();
-        if !(upstream_base_url.starts_with("http://") || upstream_base_url.starts_with("https://"))
-        {
-            return Err(invalid(
-                "upstream.base_url must start with http:// or https://".into(),
-            ));
-        }
-        let upstream_api_keys = match env("CREDITGATE_UPSTREAM_API_KEYS") {
-            Some(v) => v
-                .split(',')
-                .map(|s| s.trim().to_owned())
-                .filter(|s| !s.is_empty())
-                .collect(),
-            None => raw.upstream.api_keys.unwrap_or_default(),
-        };
-        let credit_name = pick("CREDITGATE_CREDIT_NAME", raw.billing.credit_name)
-            .unwrap_or_else(|| "credit".to_owned());
-        let credit_usd: Decimal = pick("CREDITGATE_CREDIT_USD", raw.billing.credit_usd)
-            .unwrap_or_else(|| "0.005".to_owned())
-            .parse()
-            .map_err(|e| invalid(format!("billing.credit_usd: {e}")))?;
-        let credit_unit = CreditUnit::new(credit_name, credit_usd)
-            .map_err(|e| invalid(format!("billing.credit_usd: {e}")))?;
-        let price_multiplier: Decimal =
-            pick("CREDITGATE_PRICE_MULTIPLIER", raw.billing.price_multiplier)
-                .unwrap_or_else(|| "1".to_owned())
-                .parse()
-                .map_err(|e| invalid(format!("billing.price_multiplier: {e}")))?;
-        if price_multiplier.is_negative() || price_multiplier.is_zero() {
-            return Err(invalid("billing.price_multiplier must be positive".into()));
-        }
-        let policy_text = pick(
-            "CREDITGATE_DISCONNECT_POLICY",
-            raw.billing.disconnect_policy,
-        )
-        .unwrap_or_else(|| "drain".to_owned());
-        let default_disconnect_policy = DisconnectPolicy::parse(&policy_text)
-            .ok_or_else(|| invalid("billing.disconnect_policy must be drain or cancel".into()))?;
-        let hold_timeout_ms = match env("CREDITGATE_HOLD_TIMEOUT_MS") {
-            Some(v) => v
-                .parse()
-                .map_err(|_| invalid("hold_timeout_ms must be an integer".into()))?,
-            None => raw
-                .limits
-                .hold_timeout_ms
-                .unwrap_or(DEFAULT_HOLD_TIMEOUT_MS),
-        };
-        if hold_timeout_ms < 1000 {
-            return Err(invalid(
-                "limits.hold_timeout_ms must be at least 1000".into(),
-            ));
-        }
-        let first_slice_tokens = num(
-            "CREDITGATE_FIRST_SLICE_TOKENS",
-            raw.limits.first_slice_tokens,
-            DEFAULT_FIRST_SLICE_TOKENS,
-        )?;
-        let slice_tokens = num(
-            "CREDITGATE_SLICE_TOKENS",
-            raw.limits.slice_tokens,
-            DEFAULT_SLICE_TOKENS,
-        )?;
-        if first_slice_tokens == 0 || slice_tokens == 0 {
-            return Err(invalid("slice sizes must be positive".into()));
-        }
+    fn from_raw(
+        mut raw: RawConfig,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let src = read::Source { env: &env };
+        let server = read::Server::read(&mut raw, &src)?;
+        let upstream = read::Upstream::read(raw.upstream, &src)?;
+        let billing = read::Billing::read(raw.billing, &src)?;
+        let timing = read::Timing::read(&raw.limits, &src)?;
+        let capacity = read::Capacity::read(&raw.limits, &src)?;
         let payments = PaymentsConfig::from_raw(raw.payments, &env)?;
-        let max_body_bytes = num(
-            "CREDITGATE_MAX_BODY_BYTES",
-            raw.limits.max_body_bytes.map(|v| v as u64),
-            DEFAULT_MAX_BODY_BYTES as u64,
-        )? as usize;
-        let accounts = accounts_config(raw.accounts, raw.email, listen, &env)?;
-        let max_body_bytes_in_flight = num(
-            "CREDITGATE_MAX_BODY_BYTES_IN_FLIGHT",
-            raw.limits.max_body_bytes_in_flight,
-            (DEFAULT_MAX_BODY_BYTES_IN_FLIGHT as u64).max(max_body_bytes as u64),
-        )? as usize;
-        if max_body_bytes_in_flight < max_body_bytes {
-            return Err(invalid(
-                "limits.max_body_bytes_in_flight must be at least limits.max_body_bytes".into(),
-            ));
-        }
+        let accounts = accounts_config(raw.accounts, raw.email, server.listen, &env)?;
         Ok(Self {
             accounts,
-            listen,
-            database_url,
-            spool_path,
-            admin_key,
-            upstream_base_url,
-            upstream_api_keys,
-            upstream_connect_timeout_ms: num(
-                "CREDITGATE_UPSTREAM_CONNECT_TIMEOUT_MS",
-                raw.upstream.connect_timeout_ms,
-                DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS,
-            )?,
-            upstream_idle_timeout_ms: num(
-                "CREDITGATE_UPSTREAM_IDLE_TIMEOUT_MS",
-                raw.upstream.idle_timeout_ms,
-                DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS,
-            )?,
-            credit_unit,
-            price_multiplier,
-            prices_file: pick("CREDITGATE_PRICES_FILE", raw.billing.prices_file),
-            max_body_bytes,
-            first_slice_tokens,
-            slice_tokens,
-            hold_timeout_ms,
-            drain_timeout_ms: num(
-                "CREDITGATE_DRAIN_TIMEOUT_MS",
-                raw.limits.drain_timeout_ms,
-                DEFAULT_DRAIN_TIMEOUT_MS,
-            )?,
-            sweep_interval_ms: num(
-                "CREDITGATE_SWEEP_INTERVAL_MS",
-                raw.limits.sweep_interval_ms,
-                DEFAULT_SWEEP_INTERVAL_MS,
-            )?,
-            shutdown_timeout_ms: num(
-                "CREDITGATE_SHUTDOWN_TIMEOUT_MS",
-                raw.limits.shutdown_timeout_ms,
-                DEFAULT_SHUTDOWN_TIMEOUT_MS,
-            )?,
-            default_disconnect_policy,
+            listen: server.listen,
+            database_url: server.database_url,
+            spool_path: server.spool_path,
+            admin_key: server.admin_key,
+            upstream_base_url: upstream.base_url,
+            upstream_api_keys: upstream.api_keys,
+            upstream_connect_timeout_ms: upstream.connect_timeout_ms,
+            upstream_idle_timeout_ms: upstream.idle_timeout_ms,
+            upstream_allow_http: upstream.allow_http,
+            upstream_allowed_betas: upstream.allowed_betas,
+            credit_unit: billing.credit_unit,
+            price_multiplier: billing.price_multiplier,
+            prices_file: billing.prices_file,
+            default_disconnect_policy: billing.default_disconnect_policy,
+            max_body_bytes: capacity.max_body_bytes,
+            max_body_bytes_in_flight: capacity.max_body_bytes_in_flight,
+            max_connections: capacity.max_connections,
+            auth_failures_per_minute: capacity.auth_failures_per_minute,
+            first_slice_tokens: timing.first_slice_tokens,
+            slice_tokens: timing.slice_tokens,
+            hold_timeout_ms: timing.hold_timeout_ms,
+            drain_timeout_ms: timing.drain_timeout_ms,
+            sweep_interval_ms: timing.sweep_interval_ms,
+            shutdown_timeout_ms: timing.shutdown_timeout_ms,
+            header_read_timeout_ms: timing.header_read_timeout_ms,
+            body_read_timeout_ms: timing.body_read_timeout_ms,
             payments,
-            header_read_timeout_ms: positive(
-                num(
-                    "CREDITGATE_HEADER_READ_TIMEOUT_MS",
-                    raw.limits.header_read_timeout_ms,
-                    DEFAULT_HEADER_READ_TIMEOUT_MS,
-                )?,
-                "limits.header_read_timeout_ms",
-            )?,
-            body_read_timeout_ms: positive(
-                num(
-                    "CREDITGATE_BODY_READ_TIMEOUT_MS",
-                    raw.limits.body_read_timeout_ms,
-                    DEFAULT_BODY_READ_TIMEOUT_MS,
-                )?,
-                "limits.body_read_timeout_ms",
-            )?,
-            max_connections: positive(
-                num(
-                    "CREDITGATE_MAX_CONNECTIONS",
-                    raw.limits.max_connections,
-                    DEFAULT_MAX_CONNECTIONS as u64,
-                )?,
-                "limits.max_connections",
-            )? as usize,
-            max_body_bytes_in_flight,
-            auth_failures_per_minute: u32::try_from(positive(
-                num(
-                    "CREDITGATE_AUTH_FAILURES_PER_MINUTE",
-                    raw.limits.auth_failures_per_minute,
-                    DEFAULT_AUTH_FAILURES_PER_MINUTE,
-                )?,
-                "limits.auth_failures_per_minute",
-            )?)
-            .unwrap_or(u32::MAX),
-            upstream_allow_http: match env("CREDITGATE_UPSTREAM_ALLOW_HTTP") {
-                Some(v) => v.parse().map_err(|_| {
-                    invalid("CREDITGATE_UPSTREAM_ALLOW_HTTP must be true or false".into())
-                })?,
-                None => raw.upstream.allow_http.unwrap_or(false),
-            },
-            upstream_allowed_betas: allowed_betas(
-                env("CREDITGATE_UPSTREAM_ALLOWED_BETAS"),
-                raw.upstream.allowed_betas,
-            )?,
         })
     }
 }

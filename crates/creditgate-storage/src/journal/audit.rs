@@ -1,17 +1,17 @@
 //! The read side of the ledger: an organization's balance, and `verify`, which recomputes every
 //! balance and cache from the journal and walks every hash chain.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    account, available, entry_hash, sort_draw_order, Balance, Hold, HoldResolution, LedgerError,
-    LedgerResult, VerifyReport, GENESIS_HASH,
+    account, available, entry_hash, sort_draw_order, Balance, Entry, Hold, HoldResolution,
+    LedgerError, LedgerResult, VerifyReport, GENESIS_HASH,
 };
 use creditgate_core::money::NanoCredits;
 
-use super::{AuditHold, Journal, AUDIT_PAGE};
+use super::{AuditHold, AuditLot, Journal, AUDIT_PAGE};
 
 pub(crate) async fn balance<J: Journal>(
     j: &mut J,
@@ -94,83 +94,122 @@ async fn verify_org<J: Journal>(
     all_accounts: &mut HashMap<String, i128>,
     report: &mut VerifyReport,
 ) -> LedgerResult<i128> {
-    let problems = &mut report.problems;
     let Some(state) = j.org_state(org).await? else {
-        problems.push(format!("{org}: the organization has no state row"));
+        report
+            .problems
+            .push(format!("{org}: the organization has no state row"));
         return Ok(0);
     };
-    // Walk the chain and fold the entries into account balances.
     let entries = j.entries(org).await?;
     report.entries += entries.len() as u64;
-    let mut accounts = HashMap::<String, i128>::new();
-    let mut by_transfer = HashMap::<(TransferId, String), i128>::new();
-    let mut prev_hash = GENESIS_HASH.to_owned();
-    for (i, e) in entries.iter().enumerate() {
-        let expected_seq = i as i64 + 1;
-        if e.seq != expected_seq {
-            problems.push(format!(
-                "{org}: entry {} found where entry {expected_seq} belongs",
-                e.seq
-            ));
-        }
-        if e.prev_hash != prev_hash {
-            problems.push(format!(
-                "{org}: entry {} does not link to the entry before it",
-                e.seq
-            ));
-        }
-        let hash = entry_hash(
-            &e.prev_hash,
-            org,
-            e.seq,
-            &e.transfer_id,
-            &e.debit,
-            &e.credit,
-            e.amount,
-            e.at,
-        );
-        if e.hash != hash {
-            problems.push(format!(
-                "{org}: entry {} was altered (its hash does not match its content)",
-                e.seq
-            ));
-        }
-        if !e.amount.is_positive() {
-            problems.push(format!(
-                "{org}: entry {} moves {}, not a positive amount",
-                e.seq, e.amount
-            ));
-        }
-        if e.debit == e.credit {
-            problems.push(format!(
-                "{org}: entry {} moves money from {} to itself",
-                e.seq, e.debit
-            ));
-        }
-        let amount = i128::from(e.amount.nanos());
-        *accounts.entry(e.debit.clone()).or_default() -= amount;
-        *accounts.entry(e.credit.clone()).or_default() += amount;
-        *by_transfer
-            .entry((e.transfer_id.clone(), e.credit.clone()))
-            .or_default() += amount;
-        prev_hash = e.hash.clone();
-    }
+    let problems = &mut report.problems;
+    let walk = walk_chain(org, &entries, problems);
     let last_seq = entries.last().map_or(0, |e| e.seq);
-    if state.last_seq != last_seq || state.last_hash != prev_hash {
+    if state.last_seq != last_seq || state.last_hash != walk.head {
         problems.push(format!(
             "{org}: cached chain head (entry {}) differs from the journal (entry {last_seq})",
             state.last_seq
         ));
     }
-
-    // Lots: each lot account's balance is the lot's remainder.
     let lots = j.audit_lots(org).await?;
-    let mut lot_accounts = HashMap::new();
-    for audit in &lots {
+    check_lots(org, &lots, &walk.accounts, problems);
+    check_accounts(org, &lots, &walk.accounts, state.debt, problems);
+    check_refunds(org, &lots, &walk.by_transfer, problems);
+    for (name, balance) in &walk.accounts {
+        *all_accounts.entry(name.clone()).or_default() += balance;
+    }
+    Ok(walk.accounts.get(account::REVENUE).copied().unwrap_or(0))
+}
+
+/// An organization's entries folded: account balances, what each transfer credited to each
+/// account, and the hash of the last entry.
+struct Walk {
+    accounts: HashMap<String, i128>,
+    by_transfer: HashMap<(TransferId, String), i128>,
+    head: String,
+}
+
+/// Walks the hash chain, checking each entry's place, link, hash and shape.
+fn walk_chain(org: &OrganizationId, entries: &[Entry], problems: &mut Vec<String>) -> Walk {
+    let mut walk = Walk {
+        accounts: HashMap::new(),
+        by_transfer: HashMap::new(),
+        head: GENESIS_HASH.to_owned(),
+    };
+    for (i, e) in entries.iter().enumerate() {
+        check_entry(org, i as i64 + 1, &walk.head, e, problems);
+        let amount = i128::from(e.amount.nanos());
+        *walk.accounts.entry(e.debit.clone()).or_default() -= amount;
+        *walk.accounts.entry(e.credit.clone()).or_default() += amount;
+        *walk
+            .by_transfer
+            .entry((e.transfer_id.clone(), e.credit.clone()))
+            .or_default() += amount;
+        walk.head = e.hash.clone();
+    }
+    walk
+}
+
+/// One entry: at its place in the chain, linked to the one before, unaltered, positive, and
+/// between two different accounts.
+fn check_entry(
+    org: &OrganizationId,
+    expected_seq: i64,
+    prev_hash: &str,
+    e: &Entry,
+    problems: &mut Vec<String>,
+) {
+    let seq = e.seq;
+    if seq != expected_seq {
+        problems.push(format!(
+            "{org}: entry {seq} found where entry {expected_seq} belongs"
+        ));
+    }
+    if e.prev_hash != prev_hash {
+        problems.push(format!(
+            "{org}: entry {seq} does not link to the entry before it"
+        ));
+    }
+    let hash = entry_hash(
+        &e.prev_hash,
+        org,
+        seq,
+        &e.transfer_id,
+        &e.debit,
+        &e.credit,
+        e.amount,
+        e.at,
+    );
+    if e.hash != hash {
+        problems.push(format!(
+            "{org}: entry {seq} was altered (its hash does not match its content)"
+        ));
+    }
+    if !e.amount.is_positive() {
+        problems.push(format!(
+            "{org}: entry {seq} moves {}, not a positive amount",
+            e.amount
+        ));
+    }
+    if e.debit == e.credit {
+        problems.push(format!(
+            "{org}: entry {seq} moves money from {} to itself",
+            e.debit
+        ));
+    }
+}
+
+/// Each lot account's balance is the lot's remainder, within 0 and the lot's amount, and its
+/// state row says the same.
+fn check_lots(
+    org: &OrganizationId,
+    lots: &[AuditLot],
+    accounts: &HashMap<String, i128>,
+    problems: &mut Vec<String>,
+) {
+    for audit in lots {
         let lot = &audit.lot;
-        let name = account::lot(&lot.id);
-        let balance = accounts.get(&name).copied().unwrap_or(0);
-        lot_accounts.insert(name, ());
+        let balance = accounts.get(&account::lot(&lot.id)).copied().unwrap_or(0);
         if balance < 0 {
             problems.push(format!("{org}: lot {} is negative ({balance})", lot.id));
         }
@@ -191,17 +230,26 @@ async fn verify_org<J: Journal>(
             None => problems.push(format!("{org}: lot {} has no state row", lot.id)),
         }
     }
+}
+
+/// Money moves only through the system accounts, the organization's lots and its overdraft;
+/// the overdraft is never positive and equals the cached debt.
+fn check_accounts(
+    org: &OrganizationId,
+    lots: &[AuditLot],
+    accounts: &HashMap<String, i128>,
+    cached_debt: NanoCredits,
+    problems: &mut Vec<String>,
+) {
+    let lot_accounts: HashSet<String> = lots.iter().map(|a| account::lot(&a.lot.id)).collect();
     let overdraft = account::overdraft(org);
-    for (name, balance) in &accounts {
-        let known = name.starts_with("sys:")
-            || lot_accounts.contains_key(name.as_str())
-            || *name == overdraft;
+    for name in accounts.keys() {
+        let known = name.starts_with("sys:") || lot_accounts.contains(name) || *name == overdraft;
         if !known {
             problems.push(format!(
                 "{org}: entries move money through {name}, which is not an account of this organization"
             ));
         }
-        *all_accounts.entry(name.clone()).or_default() += balance;
     }
     let debt = -accounts.get(&overdraft).copied().unwrap_or(0);
     if debt < 0 {
@@ -210,15 +258,22 @@ async fn verify_org<J: Journal>(
             -debt
         ));
     }
-    if i128::from(state.debt.nanos()) != debt {
+    if i128::from(cached_debt.nanos()) != debt {
         problems.push(format!(
             "{org}: cached debt {} differs from the journal's {debt}",
-            state.debt.nanos()
+            cached_debt.nanos()
         ));
     }
+}
 
-    // Refunds: each posts exactly the amount it recorded.
-    for audit in &lots {
+/// Each refund posts exactly the amount it recorded.
+fn check_refunds(
+    org: &OrganizationId,
+    lots: &[AuditLot],
+    by_transfer: &HashMap<(TransferId, String), i128>,
+    problems: &mut Vec<String>,
+) {
+    for audit in lots {
         if let Some((transfer_id, refunded)) = &audit.refund {
             let posted = by_transfer
                 .get(&(transfer_id.clone(), account::REFUND.to_owned()))
@@ -233,7 +288,6 @@ async fn verify_org<J: Journal>(
             }
         }
     }
-    Ok(accounts.get(account::REVENUE).copied().unwrap_or(0))
 }
 
 /// Pages through every hold: each resolves at most once, a charge follows only a settle or an

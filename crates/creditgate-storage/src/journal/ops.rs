@@ -195,18 +195,37 @@ pub(crate) async fn extend_hold<J: Journal>(
     Ok(hold)
 }
 
+/// A settlement's own checks: a charge that is not negative, a memo within bounds, and a usage
+/// record (if any) whose credits are the charge.
+fn check_settle(req: &SettleRequest) -> LedgerResult<()> {
+    check_non_negative("charge", req.amount)?;
+    check_memo("memo", req.memo.as_deref())?;
+    match &req.usage {
+        Some(record) => record
+            .check(req.amount)
+            .map_err(LedgerError::InvalidRequest),
+        None => Ok(()),
+    }
+}
+
+/// What the organization could spend after this operation (`None` if it is in debt).
+async fn available_now<J: Journal>(
+    j: &mut J,
+    org: &OrganizationId,
+    state: &OrgState,
+    now: Timestamp,
+) -> LedgerResult<Option<NanoCredits>> {
+    let spendable = j.spendable_total(org, now).await?;
+    let (still_held, _) = j.held(org, now).await?;
+    Ok(available(spendable, state.debt, still_held).ok())
+}
+
 pub(crate) async fn settle<J: Journal>(
     j: &mut J,
     now: Timestamp,
     req: SettleRequest,
 ) -> LedgerResult<Settlement> {
-    check_non_negative("charge", req.amount)?;
-    check_memo("memo", req.memo.as_deref())?;
-    if let Some(record) = &req.usage {
-        record
-            .check(req.amount)
-            .map_err(LedgerError::InvalidRequest)?;
-    }
+    check_settle(&req)?;
     let digest = request_digest(kind::SETTLE, &req);
     let org = hold_org(j, &req.hold).await?;
     let mut state = lock(j, &org).await?;
@@ -244,8 +263,6 @@ pub(crate) async fn settle<J: Journal>(
     if let Some(record) = &req.usage {
         j.insert_usage(&req.hold, &org, now, record).await?;
     }
-    let spendable = j.spendable_total(&org, now).await?;
-    let (still_held, _) = j.held(&org, now).await?;
     let result = Settlement {
         hold: req.hold.clone(),
         held,
@@ -254,7 +271,7 @@ pub(crate) async fn settle<J: Journal>(
         debt,
         draws,
         late,
-        available: available(spendable, state.debt, still_held).ok(),
+        available: available_now(j, &org, &state, now).await?,
     };
     record(
         j,
@@ -503,6 +520,65 @@ pub(crate) async fn claw_back<J: Journal>(
     Ok(result)
 }
 
+/// A positive adjustment: a new granted lot, from the adjustment account.
+async fn adjust_up<J: Journal>(
+    j: &mut J,
+    req: &AdjustRequest,
+    state: &mut OrgState,
+    now: Timestamp,
+) -> LedgerResult<Adjusted> {
+    let (lot, _) = new_lot(
+        j,
+        state,
+        NewLot {
+            org: &req.org,
+            transfer_id: &req.transfer_id,
+            lot_id: &req.lot_id,
+            amount: req.amount,
+            category: LotCategory::Granted,
+            source: LotSource::Manual,
+            price_per_credit: None,
+            expires_at: None,
+            from: account::ADJUSTMENT,
+        },
+        now,
+    )
+    .await?;
+    Ok(Adjusted {
+        amount: req.amount,
+        lot: Some(lot.id),
+        draws: Vec::new(),
+    })
+}
+
+/// A negative adjustment: drawn from available credit in spending order, never into debt.
+async fn adjust_down<J: Journal>(
+    j: &mut J,
+    req: &AdjustRequest,
+    state: &mut OrgState,
+    now: Timestamp,
+) -> LedgerResult<Adjusted> {
+    let needed = req.amount.checked_neg()?;
+    ensure_available(j, &req.org, state, needed, now).await?;
+    let lots = j.spendable_lots(&req.org, now).await?;
+    let (draws, uncovered) = plan_draws(&lots, needed, now)?;
+    if uncovered.is_positive() {
+        return Err(LedgerError::Corrupt(format!(
+            "lots of {} do not cover the available credit",
+            req.org
+        )));
+    }
+    let mut chain = Chain::new(&req.org, &req.transfer_id, state, now);
+    chain
+        .post_draws(j, &lots, &draws, account::ADJUSTMENT)
+        .await?;
+    Ok(Adjusted {
+        amount: req.amount,
+        lot: None,
+        draws,
+    })
+}
+
 pub(crate) async fn adjust<J: Journal>(
     j: &mut J,
     now: Timestamp,
@@ -525,48 +601,9 @@ pub(crate) async fn adjust<J: Journal>(
         return Ok(done);
     }
     let result = if req.amount.is_positive() {
-        let (lot, _) = new_lot(
-            j,
-            &mut state,
-            NewLot {
-                org: &req.org,
-                transfer_id: &req.transfer_id,
-                lot_id: &req.lot_id,
-                amount: req.amount,
-                category: LotCategory::Granted,
-                source: LotSource::Manual,
-                price_per_credit: None,
-                expires_at: None,
-                from: account::ADJUSTMENT,
-            },
-            now,
-        )
-        .await?;
-        Adjusted {
-            amount: req.amount,
-            lot: Some(lot.id),
-            draws: Vec::new(),
-        }
+        adjust_up(j, &req, &mut state, now).await?
     } else {
-        let needed = req.amount.checked_neg()?;
-        ensure_available(j, &req.org, &state, needed, now).await?;
-        let lots = j.spendable_lots(&req.org, now).await?;
-        let (draws, uncovered) = plan_draws(&lots, needed, now)?;
-        if uncovered.is_positive() {
-            return Err(LedgerError::Corrupt(format!(
-                "lots of {} do not cover the available credit",
-                req.org
-            )));
-        }
-        let mut chain = Chain::new(&req.org, &req.transfer_id, &mut state, now);
-        chain
-            .post_draws(j, &lots, &draws, account::ADJUSTMENT)
-            .await?;
-        Adjusted {
-            amount: req.amount,
-            lot: None,
-            draws,
-        }
+        adjust_down(j, &req, &mut state, now).await?
     };
     j.save_org_state(&req.org, &state).await?;
     record(

@@ -1,5 +1,6 @@
 //! Who manages an organization, as axum extractors: [`OrgCaller`] (an organization admin key
-//! `sk-cg-admin-…` in `x-api-key`, or a member's `cg_session` cookie plus `x-csrf-token` on
+//! `sk-cg-admin-…` in `x-api-key` or, as recent Anthropic SDKs send keys, `Authorization: Bearer`;
+//! or a member's `cg_session` cookie plus `x-csrf-token` on
 //! every state-changing request) and [`Operator`] (the config's `admin_key` as a Bearer token).
 //!
 //! A handler takes the extractor and asks for what it needs:
@@ -22,7 +23,7 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
 use creditgate_core::accounts::{Action, Actor, Role, User};
 use creditgate_core::ids::OrganizationId;
-use creditgate_core::keys::AdminKeySecret;
+use creditgate_core::keys::{AdminKeySecret, ADMIN_KEY_PREFIX};
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -104,8 +105,16 @@ impl FromRequestParts<Arc<App>> for OrgCaller {
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
         let ip = client_ip(parts);
-        if let Some(presented) = parts.headers.get("x-api-key") {
-            let secret = presented.to_str().ok().map(AdminKeySecret::parse);
+        // Anthropic's SDKs send an admin key as `x-api-key`; recent ones send every key as
+        // `Authorization: Bearer`, which is taken when it holds an organization admin key.
+        let presented = match parts.headers.get("x-api-key") {
+            Some(v) => Some(v.to_str().ok()),
+            None => bearer(parts)
+                .filter(|t| t.starts_with(ADMIN_KEY_PREFIX))
+                .map(Some),
+        };
+        if let Some(presented) = presented {
+            let secret = presented.map(AdminKeySecret::parse);
             let Some(Ok(secret)) = secret else {
                 return Err(denied());
             };
@@ -146,18 +155,22 @@ impl FromRequestParts<Arc<App>> for OrgCaller {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+}
+
 impl FromRequestParts<Arc<App>> for Operator {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, ApiError> {
-        let bearer = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim());
-        match (&app.cfg.admin_key, bearer) {
+        match (&app.cfg.admin_key, bearer(parts)) {
             (Some(key), Some(token)) if constant_time_eq(key.as_bytes(), token.as_bytes()) => {
                 Ok(Operator {
                     ip: client_ip(parts),

@@ -536,9 +536,29 @@ async fn the_operator_reports_across_organizations() {
             charged_a.checked_add(charged_b).unwrap()
         );
     }
-    let admin = Cred::Key(admin_key(&t, &t.org).await);
-    let r = call(&t, Method::GET, &path, &admin, None).await;
+    let secret = admin_key(&t, &t.org).await;
+    let r = call(&t, Method::GET, &path, &Cred::Key(secret.clone()), None).await;
     assert_eq!(r.status, 401, "{}", r.body);
+    // Recent Anthropic SDKs send an admin key as a Bearer token: it reads its own reports.
+    let own = format!(
+        "/v1/organizations/usage_report/messages?{}",
+        window(BucketWidth::Day)
+    );
+    let resp = t
+        .client
+        .get(t.url(&own))
+        .header("authorization", format!("Bearer {secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: Value = resp.json().await.unwrap();
+    let buckets = body["data"].as_array().unwrap();
+    let results: Vec<Value> = buckets
+        .iter()
+        .flat_map(|b| b["results"].as_array().unwrap().clone())
+        .collect();
+    assert_eq!(sum_credits(&results, "/credits"), charged_a);
     let r = call(
         &t,
         Method::GET,

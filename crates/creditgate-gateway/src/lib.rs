@@ -236,8 +236,12 @@ pub async fn serve(
     sweeper.abort();
     spool.abort();
     reconcile.abort();
+    // One last offer of the spool, bounded: what the database cannot take now stays on disk
+    // for the next start.
     if app.spool.depth() > 0 {
-        if let Ok(done) = app.spool.apply(&app.db).await {
+        if let Ok(Ok(done)) =
+            tokio::time::timeout(SHUTDOWN_SPOOL_WAIT, app.spool.apply(&app.db)).await
+        {
             tracing::info!(remaining = done.remaining, "settlement spool at shutdown");
         }
     }
@@ -246,6 +250,8 @@ pub async fn serve(
 
 /// How long connections may take to close once every request has settled, at shutdown.
 const CONNECTION_CLOSE_WAIT: Duration = Duration::from_secs(2);
+/// How long the last offer of the spool to the database may take at shutdown.
+const SHUTDOWN_SPOOL_WAIT: Duration = Duration::from_secs(2);
 /// How long requests cut at the shutdown deadline get to settle (or spool) what they observed.
 const CUT_SETTLE_WAIT: Duration = Duration::from_secs(15);
 
@@ -300,19 +306,38 @@ async fn apply_spool_forever(app: Arc<App>) {
     }
 }
 
+/// Expires stale holds and expired lots every sweep interval. Holds are not expired while this
+/// process has spooled settlements (their holds must still be there to settle, not freed for
+/// other requests to spend first), nor for one hold timeout after the database failed the
+/// sweeper: during an outage no keep-alive can reach the database either, so every live hold
+/// looks stale when it comes back, until the keep-alives (every third of the hold timeout) have
+/// had their turn.
 async fn sweep_forever(app: Arc<App>) {
     let mut tick = tokio::time::interval(Duration::from_millis(app.cfg.sweep_interval_ms));
+    let grace = Duration::from_millis(u64::try_from(app.cfg.hold_timeout_ms).unwrap_or(0));
+    let mut failed_at: Option<tokio::time::Instant> = None;
     loop {
         tick.tick().await;
-        match app.db.expire_holds().await {
-            Ok(ids) if !ids.is_empty() => tracing::warn!(count = ids.len(), "expired stale holds"),
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "hold sweep failed"),
+        let recovering = failed_at.is_some_and(|at| at.elapsed() < grace);
+        if app.spool.depth() == 0 && !recovering {
+            match app.db.expire_holds().await {
+                Ok(ids) if !ids.is_empty() => {
+                    tracing::warn!(count = ids.len(), "expired stale holds")
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failed_at = Some(tokio::time::Instant::now());
+                    tracing::error!(error = %e, "hold sweep failed")
+                }
+            }
         }
         match app.db.sweep_expired_lots().await {
             Ok(lots) if !lots.is_empty() => tracing::info!(count = lots.len(), "expired lots"),
             Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "lot sweep failed"),
+            Err(e) => {
+                failed_at = Some(tokio::time::Instant::now());
+                tracing::error!(error = %e, "lot sweep failed")
+            }
         }
     }
 }

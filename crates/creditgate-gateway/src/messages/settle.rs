@@ -16,6 +16,11 @@ const SETTLE_ATTEMPTS: u32 = 3;
 /// ...unless this much time has passed (a write-locked SQLite file fails each attempt only after
 /// its busy timeout): the spool is exact too, and the client is waiting.
 const SETTLE_RETRY_BUDGET: Duration = Duration::from_secs(2);
+/// Longest one attempt may wait for the database (SQLite's busy timeout; a Postgres statement
+/// waiting on a lock has none) before the settlement goes to the spool. An attempt given up
+/// may still commit later: the spool's replay of the same settle is then a no-op (settling is
+/// idempotent on its transfer id), so the charge is posted exactly once either way.
+const SETTLE_ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a settlement went.
 enum Posted {
@@ -94,7 +99,16 @@ impl Admitted {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.app.db.settle(req.clone()).await {
+            let attempt_result =
+                tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, self.app.db.settle(req.clone()))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(LedgerError::Unavailable(format!(
+                            "no answer within {} s",
+                            SETTLE_ATTEMPT_TIMEOUT.as_secs()
+                        )))
+                    });
+            match attempt_result {
                 Ok(s) => return Posted::Ledger(s),
                 Err(LedgerError::Unavailable(e))
                     if attempt < SETTLE_ATTEMPTS && started.elapsed() < SETTLE_RETRY_BUDGET =>

@@ -512,25 +512,68 @@ pub struct Raw {
 
 impl Raw {
     pub async fn open(gw: &Gateway, key: &str, body: &Value, recv_buffer: Option<u32>) -> Self {
+        Self::try_open(&gw.address, key, body, recv_buffer)
+            .await
+            .expect("connect to the gateway")
+    }
+
+    /// [`Self::open`] to `address`; `None` if nothing accepts the connection or the request
+    /// cannot be written.
+    pub async fn try_open(
+        address: &str,
+        key: &str,
+        body: &Value,
+        recv_buffer: Option<u32>,
+    ) -> Option<Self> {
         let body = body.to_string();
         let socket = TcpSocket::new_v4().unwrap();
         if let Some(size) = recv_buffer {
             socket.set_recv_buffer_size(size).unwrap();
         }
-        let mut stream = socket.connect(gw.address.parse().unwrap()).await.unwrap();
+        let mut stream = socket.connect(address.parse().unwrap()).await.ok()?;
         let head = format!(
             "POST /v1/messages HTTP/1.1\r\nhost: {}\r\nx-api-key: {key}\r\n\
              anthropic-version: 2023-06-01\r\ncontent-type: application/json\r\n\
              content-length: {}\r\n\r\n",
-            gw.address,
+            address,
             body.len()
         );
-        stream.write_all(head.as_bytes()).await.unwrap();
-        stream.write_all(body.as_bytes()).await.unwrap();
-        Self {
+        stream.write_all(head.as_bytes()).await.ok()?;
+        stream.write_all(body.as_bytes()).await.ok()?;
+        Some(Self {
             stream,
             buf: Vec::new(),
+        })
+    }
+
+    /// Reads until `needle` has arrived; `false` if the response ended first.
+    pub async fn wait_for(&mut self, needle: &str) -> bool {
+        while !self.text().contains(needle) {
+            if !self.fill().await {
+                return false;
+            }
         }
+        true
+    }
+
+    /// The response's status, once its head has arrived.
+    pub fn status(&self) -> Option<u16> {
+        self.text()
+            .lines()
+            .next()?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// The `request-id` header, if the head carried one.
+    pub fn try_request_id(&self) -> Option<String> {
+        let text = self.text();
+        let head = text.split("\r\n\r\n").next()?;
+        head.lines()
+            .find_map(|l| l.strip_prefix("request-id: "))
+            .map(|v| v.trim().to_owned())
     }
 
     pub async fn fill(&mut self) -> bool {

@@ -65,6 +65,7 @@ pub fn table() -> Vec<Route> {
     vec![
         r("POST", "/v1/messages", ApiKey, "Create a message (Anthropic's API, metered)", post(messages::create)),
         r("POST", "/v1/messages/count_tokens", ApiKey, "Count tokens (free)", post(models::count_tokens)),
+        r("POST", "/v1/messages/quote", ApiKey, "Price a Messages request without sending it: worst case, first stream slice, largest affordable max_tokens (free; nothing forwarded)", post(messages::quote)),
         r("GET", "/v1/models", ApiKey, "Models the key may use", get(models::list)),
         r("GET", "/v1/models/{id}", ApiKey, "One model", get(models::get)),
         r("GET", "/v1/credits", ApiKey, "The organization's credits", get(account::credits)),

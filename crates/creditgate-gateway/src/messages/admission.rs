@@ -69,29 +69,30 @@ fn parse_request(scan: &RequestScan) -> Result<Parsed, ApiError> {
     })
 }
 
-pub(super) async fn admit(
-    app: Arc<App>,
-    key: ApiKeyRecord,
-    uri: &Uri,
-    headers: HeaderMap,
-    body: Body,
-    request_id: &RequestId,
-) -> Result<Response, ApiError> {
-    crate::upstream::check_betas(&headers, &app.cfg.upstream_allowed_betas)?;
-    let (bytes, _in_flight) = read_body(&app, body).await?;
+/// What admission learns from a body before any limit or hold: the request's fields, the
+/// worst-case estimate and the first hold (the whole worst case, or a stream's first slice).
+/// Shared with `POST /v1/messages/quote`, which answers the same questions without a hold.
+pub(super) struct Examined {
+    pub(super) parsed: Parsed,
+    pub(super) estimate: HoldEstimate,
+    pub(super) first_hold: NanoCredits,
+}
+
+/// Scans and checks the body as `POST /v1/messages` does and estimates its cost.
+pub(super) fn examine(app: &App, key: &ApiKeyRecord, bytes: &[u8]) -> Result<Examined, ApiError> {
     // One pass over the bytes, keeping nothing of the body (a parsed tree costs many times it).
-    let scan = RequestScan::read(&bytes, Decimal::ONE).map_err(|e| match e {
+    let scan = RequestScan::read(bytes, Decimal::ONE).map_err(|e| match e {
         ScanError::NotAnObject => ApiError::invalid_request(e.to_string()),
         ScanError::Json(e) => {
             ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
         }
     })?;
-    crate::unique_keys::check(&bytes)
+    crate::unique_keys::check(bytes)
         .map_err(|e| ApiError::invalid_request(format!("The request body is ambiguous: {e}")))?;
     crate::upstream::check_body_betas(&scan, &app.cfg.upstream_allowed_betas)?;
     let parsed = parse_request(&scan)?;
-    limits::check_model(&key, &parsed.model)?;
-    let estimate = pricing::hold_estimate_scanned(&app.book, &bytes, &scan, &app.pricing)?;
+    limits::check_model(key, &parsed.model)?;
+    let estimate = pricing::hold_estimate_scanned(&app.book, bytes, &scan, &app.pricing)?;
     let first_output = if parsed.stream {
         parsed.first_slice(app.cfg.first_slice_tokens)
     } else {
@@ -103,6 +104,28 @@ pub(super) async fn admit(
             parsed.max_tokens
         ))
     })?;
+    Ok(Examined {
+        parsed,
+        estimate,
+        first_hold: amount,
+    })
+}
+
+pub(super) async fn admit(
+    app: Arc<App>,
+    key: ApiKeyRecord,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: Body,
+    request_id: &RequestId,
+) -> Result<Response, ApiError> {
+    crate::upstream::check_betas(&headers, &app.cfg.upstream_allowed_betas)?;
+    let (bytes, _in_flight) = read_body(&app, body).await?;
+    let Examined {
+        parsed,
+        estimate,
+        first_hold: amount,
+    } = examine(&app, &key, &bytes)?;
     let tokens = estimate.input_tokens().saturating_add(parsed.max_tokens);
     let rate = match limits::take_rate(&app, &key, tokens, request_id.as_str()).await? {
         limits::Rate::Refused(refused) => return Ok(refused),

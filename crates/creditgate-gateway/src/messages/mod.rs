@@ -17,6 +17,7 @@ mod admission;
 mod forward;
 mod hold;
 mod limits;
+mod quote;
 mod receipt;
 mod settle;
 mod stream;
@@ -43,6 +44,7 @@ use crate::App;
 use creditgate_core::usage::DisconnectPolicy;
 
 use admission::Parsed;
+pub use quote::quote;
 
 /// Reads a request body within the configured size, time and memory bounds; keep the returned
 /// share of the memory budget alive as long as the body.

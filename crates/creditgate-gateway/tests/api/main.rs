@@ -17,6 +17,7 @@ mod messages;
 mod openapi;
 mod payments;
 mod progressive;
+mod quote;
 mod report_exactness;
 mod reports;
 mod sign_up;

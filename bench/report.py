@@ -11,7 +11,7 @@ import json
 import sys
 from pathlib import Path
 
-TARGETS = ("direct", "nginx", "gateway")
+TARGETS = ("direct", "nginx", "gateway", "baseline")
 MODES = ("json", "stream")
 PHASES = ("load", "paced")
 
@@ -19,6 +19,8 @@ PHASES = ("load", "paced")
 MIN_THROUGHPUT_RATIO = 0.5  # gateway / nginx
 MAX_ADDED_P50_MS = 1.0  # gateway - direct, at moderate load
 MAX_ADDED_P99_MS = 5.0
+# Issue 7: what the gateway may lose against the baseline binary (BENCH_BASELINE_BIN).
+MIN_BASELINE_RATIO = 0.9
 
 
 def read_run(path: Path, target: str) -> dict | None:
@@ -76,6 +78,8 @@ def main() -> int:
         for p in PHASES:
             for t in TARGETS:
                 r = runs[m][p][t]
+                if r is None and t == "baseline":
+                    continue
                 if r is None:
                     w(f"| {m} | {p} | {t} | – | – | – | – | – | – | not run |")
                     continue
@@ -120,6 +124,24 @@ def main() -> int:
             cells.append("–")
         ratios[m] = row
         w(f"| {m} | " + " | ".join(cells) + " |")
+    if any(runs[m][p]["baseline"] for m in MODES for p in PHASES):
+        w("")
+        w("| mode | phase | gateway/baseline req/s (≥ 0.9) | gateway − baseline p50 | gateway − baseline p99 |")
+        w("|---|---|---:|---:|---:|")
+        for m in MODES:
+            for p in PHASES:
+                g, b = runs[m][p]["gateway"], runs[m][p]["baseline"]
+                if not (g and b):
+                    continue
+                ratio = g["rps"] / b["rps"] if b["rps"] else 0.0
+                ratios[m][f"gateway_over_baseline_rps_{p}"] = ratio
+                ok = p != "load" or ratio >= MIN_BASELINE_RATIO
+                all_ok &= ok
+                verdict_cell = f" {verdict(ok)}" if p == "load" else ""
+                w(
+                    f"| {m} | {p} | {ratio:.2f}{verdict_cell} | {g['p50_ms'] - b['p50_ms']:+.2f} ms | "
+                    f"{g['p99_ms'] - b['p99_ms']:+.2f} ms |"
+                )
     loads = [float(r["load_before"].split()[0]) for m in MODES for p in PHASES for r in runs[m][p].values()
              if r and r.get("load_before")]
     if loads:

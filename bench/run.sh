@@ -18,7 +18,9 @@
 # BENCH_THREADS (wrk threads, 2), BENCH_WARMUP (seconds, 2), BENCH_PACED_DELAY_MS (20),
 # BENCH_MODEL (claude-haiku-4-5), BENCH_OUTPUT_TOKENS (64), BENCH_SKIP_BUILD=1 (use the existing
 # release binary), BENCH_BIN (another creditgate binary; implies nothing about building),
-# BENCH_SKIP_LEDGER=1 (skip cargo bench).
+# BENCH_SKIP_LEDGER=1 (skip cargo bench), BENCH_BASELINE_BIN (an older creditgate binary: a fourth
+# target, "baseline", the same gateway setup from that binary, measured in the same run so the
+# report can say what a change cost, e.g. the settlement spool and SQLite synchronous=FULL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -184,6 +186,27 @@ GATEWAY_PID=$!
 PIDS+=("$GATEWAY_PID")
 GATEWAY_URL=$(wait_line "$WORK/gateway.log" 'listening on http://' "$GATEWAY_PID" | grep -oE 'http://[0-9.:]+')
 
+# 4. Optionally, the baseline: the same gateway setup from another binary (own database).
+TARGETS=(direct nginx gateway)
+declare -A KEYS=([direct]=$GATEWAY_KEY [nginx]=$GATEWAY_KEY [gateway]=$GATEWAY_KEY)
+CPU_PIDS=(sim="$SIM_PID" nginx="$NGINX_PID" gateway="$GATEWAY_PID")
+if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+  [ -x "$BENCH_BASELINE_BIN" ] || die "no baseline binary at $BENCH_BASELINE_BIN"
+  BASE_DB="sqlite://$WORK/baseline.db"
+  bcli() { "$BENCH_BASELINE_BIN" --database "$BASE_DB" "$@" --json; }
+  BASE_ORG=$(json_field "$(bcli org create --name bench)" id)
+  bcli credits grant --org "$BASE_ORG" --amount "$ORG_CREDITS" >/dev/null
+  KEYS[baseline]=$(json_field "$(bcli keys create --org "$BASE_ORG" --name bench)" secret)
+  sed "s|^database_url = .*|database_url = \"$BASE_DB\"|" "$WORK/creditgate.toml" >"$WORK/baseline.toml"
+  log "starting the baseline gateway ($BENCH_BASELINE_BIN)"
+  "$BENCH_BASELINE_BIN" serve --config "$WORK/baseline.toml" >"$WORK/baseline.out" 2>"$WORK/baseline.log" &
+  BASELINE_PID=$!
+  PIDS+=("$BASELINE_PID")
+  BASELINE_URL=$(wait_line "$WORK/baseline.log" 'listening on http://' "$BASELINE_PID" | grep -oE 'http://[0-9.:]+')
+  TARGETS+=(baseline)
+  CPU_PIDS+=(baseline="$BASELINE_PID")
+fi
+
 # Wait for nginx to answer too (through to the simulator).
 for _ in $(seq 1 100); do
   curl -fsS -o /dev/null "http://$HOST:$NGINX_PORT/v1/models" -H 'anthropic-version: 2023-06-01' && break
@@ -217,14 +240,15 @@ cp "$WORK"/probe-* "$OUT"/
 
 # ------------------------------------------------------------------------------- load
 declare -A URLS=([direct]=$SIM_URL [nginx]="http://$HOST:$NGINX_PORT" [gateway]=$GATEWAY_URL)
+[ -n "${BASELINE_URL:-}" ] && URLS[baseline]=$BASELINE_URL
 
-cpu() { python3 "$ROOT/bench/cpu.py" sim="$SIM_PID" nginx="$NGINX_PID" gateway="$GATEWAY_PID"; }
+cpu() { python3 "$ROOT/bench/cpu.py" "${CPU_PIDS[@]}"; }
 
 run_wrk() { # mode phase target seconds delay_ms outfile
   local mode=$1 phase=$2 target=$3 secs=$4 delay=$5 outfile=$6
   # CPU used by each process tree during the run, and the machine's load (shared cores).
   { echo "CPU_BEFORE $(cpu)"; echo "LOAD_BEFORE $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$outfile.cpu"
-  BENCH_BODY_FILE="$WORK/body-$mode.json" BENCH_KEY="$GATEWAY_KEY" BENCH_DELAY_MS="$delay" \
+  BENCH_BODY_FILE="$WORK/body-$mode.json" BENCH_KEY="${KEYS[$target]}" BENCH_DELAY_MS="$delay" \
     timeout $((secs + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 30s --latency \
     -s "$ROOT/bench/post.lua" "${URLS[$target]}/v1/messages" >"$outfile" 2>&1 \
     || { cat "$outfile" >&2; die "wrk failed against $target"; }
@@ -244,7 +268,7 @@ for mode in json stream; do
   for phase in load paced; do
     delay=0
     [ "$phase" = paced ] && delay=$PACED_DELAY_MS
-    for target in direct nginx gateway; do
+    for target in "${TARGETS[@]}"; do
       log "$mode / $phase / $target: ${WARMUP}s warm-up, ${DURATION}s measured"
       if [ "$WARMUP" -gt 0 ]; then
         run_wrk "$mode" "$phase" "$target" "$WARMUP" "$delay" "$OUT/warmup-$mode-$phase-$target.txt"

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use creditgate_core::keys::ApiKeySecret;
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -388,6 +389,53 @@ async fn betas_in_the_body_go_through_the_allow_list() {
         "the body is forwarded unchanged"
     );
     app.assert_ledger_clean().await;
+}
+
+/// J61, auth timing, shown by construction rather than with a stopwatch: a presented key is
+/// looked up by the SHA-256 of the whole key (an equality on `key_hash` in storage; the replica's
+/// cache is keyed by the same hash), so the characters a wrong key shares with a real one change
+/// nothing the gateway computes. Both keys here are well-formed (valid checksums, so both reach
+/// the lookup) — one shares its first 22 characters with the real key, one is random — and
+/// their answers are the same, field for field, but for the request id. Why not a timing test:
+/// see `docs/gateway.md` (J61).
+#[tokio::test]
+async fn a_key_sharing_a_prefix_with_a_real_key_is_handled_like_a_random_one() {
+    let app = TestApp::spawn().await;
+    let real = app.api_key.clone();
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let shared = "sk-cg-".len() + 16;
+    let mut random: [u8; 32] = rand::random();
+    for (i, c) in real.as_bytes()["sk-cg-".len()..shared].iter().enumerate() {
+        random[i] = ALPHABET.iter().position(|a| a == c).unwrap() as u8;
+    }
+    let near = ApiKeySecret::from_random(random).expose().to_owned();
+    let far = ApiKeySecret::from_random(rand::random())
+        .expose()
+        .to_owned();
+    assert!(
+        near.starts_with(&real[..shared]) && near != real,
+        "{near} / {real}"
+    );
+    assert!(ApiKeySecret::parse(&near).is_ok() && ApiKeySecret::parse(&far).is_ok());
+    let hash = |k: &str| ApiKeySecret::parse(k).unwrap().hash();
+    assert_ne!(
+        hash(&near)[..8],
+        hash(&real)[..8],
+        "the hashes do not share the prefix"
+    );
+
+    let before = app.balance().await;
+    let mut answers = Vec::new();
+    for key in [&near, &far, &near, &far] {
+        let reply = app.message_as(key, &body(5, "")).await;
+        reply.assert_error(401, "authentication_error");
+        let mut shown = reply.body.clone();
+        shown.as_object_mut().unwrap().remove("request_id");
+        answers.push((reply.status, shown, reply.headers.len()));
+    }
+    assert!(answers.windows(2).all(|w| w[0] == w[1]), "{answers:#?}");
+    assert_eq!(app.sim.stats().messages, 0);
+    assert_eq!(app.balance().await, before);
 }
 
 /// J58: odd hosts and non-canonical paths route exactly as the canonical path does: to the

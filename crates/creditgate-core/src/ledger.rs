@@ -31,7 +31,7 @@ pub const MAX_HOLD_TIMEOUT_MS: i64 = 7 * 24 * 60 * 60 * 1000;
 /// Longest spend-limit scope (a path such as `team:t1/key:k1`).
 pub const MAX_SCOPE_LEN: usize = 512;
 /// Longest free-text reason or memo stored with a transfer.
-pub const MAX_MEMO_LEN: usize = 64 * 1024;
+pub const MAX_MEMO_LEN: usize = crate::usage::MAX_NOTE_LEN;
 /// Hash that precedes an organization's first entry.
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 

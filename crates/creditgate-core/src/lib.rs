@@ -11,5 +11,6 @@ pub mod metering;
 pub mod money;
 pub mod payments;
 pub mod pricing;
+pub mod receipt;
 pub mod reports;
 pub mod usage;

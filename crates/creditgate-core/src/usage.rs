@@ -10,7 +10,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::clock::Timestamp;
 use crate::ids::{ApiKeyId, OrganizationId, TransferId};
-use crate::ledger::{Draw, HoldResolution, MAX_MEMO_LEN};
 use crate::money::{pow10, Decimal, MoneyError, NanoCredits};
 use crate::pricing::{
     self, Cost, CostOptions, LineCategory, PriceBook, PricingConfig, Usage, UsageFlag,
@@ -19,6 +18,8 @@ use serde_json::{json, Map, Value};
 
 /// Longest model name, upstream request id or price version a record keeps.
 pub const MAX_RECORD_TEXT: usize = 256;
+/// Longest note a usage record carries (the ledger's memo limit).
+pub const MAX_NOTE_LEN: usize = 64 * 1024;
 /// Decimal places of [`PicoUsd`]: list prices are kept to 10⁻¹² USD.
 pub const PICO_USD_DECIMALS: u32 = 12;
 
@@ -388,7 +389,7 @@ impl UsageRecord {
                 "a usage record text field exceeds {MAX_RECORD_TEXT} bytes"
             ));
         }
-        if self.note.as_ref().is_some_and(|n| n.len() > MAX_MEMO_LEN) || self.flags.len() > 64 {
+        if self.note.as_ref().is_some_and(|n| n.len() > MAX_NOTE_LEN) || self.flags.len() > 64 {
             return Err("the usage record's note or flags are too long".to_owned());
         }
         i64::try_from(self.latency_ms).map_err(|_| "latency out of range".to_owned())?;
@@ -541,35 +542,6 @@ pub struct StoredUsage {
     /// When the settle wrote it; a request belongs to the report bucket of this time.
     pub at: Timestamp,
     pub record: UsageRecord,
-}
-
-/// A request's receipt, read back from its hold, its charge and its usage record.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Receipt {
-    pub id: TransferId,
-    pub org: OrganizationId,
-    /// Admission's facts (model, key, stream), if the hold carried them.
-    pub admission: Option<Admission>,
-    pub created_at: Timestamp,
-    /// Everything held for the request (a stream's grown hold included).
-    pub held: NanoCredits,
-    /// How the hold ended, if it did.
-    pub resolution: Option<HoldResolution>,
-    /// The charge, once settled.
-    pub charge: Option<ChargeFacts>,
-    /// The usage record written with the charge.
-    pub record: Option<UsageRecord>,
-}
-
-/// What the ledger did with a request's charge.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ChargeFacts {
-    pub at: Timestamp,
-    pub held: NanoCredits,
-    pub charged: NanoCredits,
-    pub overrun: NanoCredits,
-    pub late: bool,
-    pub lots: Vec<Draw>,
 }
 
 #[cfg(test)]

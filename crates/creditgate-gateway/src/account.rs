@@ -12,7 +12,8 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::LedgerStore;
-use creditgate_core::usage::{Receipt, UsageRecord};
+use creditgate_core::receipt::Receipt;
+use creditgate_core::usage::UsageRecord;
 use serde_json::{json, Value};
 
 use crate::auth::ApiKeyCaller;

@@ -6,7 +6,8 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{InviteId, OrganizationId, UserId};
 use creditgate_core::ledger::{LedgerError, LedgerResult};
 
-use crate::statement::{Columns, Param, Step};
+use crate::run::Step;
+use crate::statement::{Columns, Param};
 use crate::Database;
 
 pub(crate) fn corrupt(what: &str) -> LedgerError {

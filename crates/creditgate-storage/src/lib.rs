@@ -22,6 +22,7 @@ pub mod payments;
 pub mod postgres;
 mod reports;
 mod requests;
+mod run;
 pub mod sqlite;
 mod statement;
 mod usage;

@@ -8,7 +8,8 @@ use creditgate_core::keys::{ApiKeyRecord, KeyHint, KeyStatus};
 use creditgate_core::ledger::{LedgerError, LedgerResult, Organization};
 
 use crate::accounts::corrupt;
-use crate::statement::{Columns, Param, Step};
+use crate::run::Step;
+use crate::statement::{Columns, Param};
 use crate::Database;
 
 fn text(s: impl ToString) -> Param {

@@ -5,7 +5,8 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{HoldResolution, LedgerError, LedgerResult, Settlement};
 use creditgate_core::money::NanoCredits;
-use creditgate_core::usage::{Admission, ChargeFacts, Receipt};
+use creditgate_core::receipt::{ChargeFacts, Receipt};
+use creditgate_core::usage::Admission;
 
 use crate::statement::{Columns, Param};
 use crate::usage::{record_columns, record_from_row};

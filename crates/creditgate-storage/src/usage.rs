@@ -393,7 +393,7 @@ fn backfill_params(old: &OldCharge) -> LedgerResult<Vec<Param>> {
 /// Writes the usage record of every charge that has none (SQLite, inside the migration's
 /// transaction).
 pub(crate) fn backfill_sqlite(conn: &rusqlite::Connection) -> LedgerResult<u64> {
-    use crate::sqlite::sqlite_error;
+    use crate::statement::sqlite_error;
     let mut source = conn.prepare(BACKFILL_SOURCE).map_err(sqlite_error)?;
     let old = source
         .query_map([], |r| {
@@ -424,7 +424,7 @@ pub(crate) fn backfill_sqlite(conn: &rusqlite::Connection) -> LedgerResult<u64> 
 /// Writes the usage record of every charge that has none (Postgres, inside the migration's
 /// transaction).
 pub(crate) async fn backfill_postgres(tx: &tokio_postgres::Transaction<'_>) -> LedgerResult<u64> {
-    use crate::postgres::pg_error;
+    use crate::statement::pg_error;
     use tokio_postgres::types::ToSql;
     let rows = tx.query(BACKFILL_SOURCE, &[]).await.map_err(pg_error)?;
     let insert = tx.prepare(INSERT_USAGE).await.map_err(pg_error)?;

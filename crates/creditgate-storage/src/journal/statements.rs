@@ -20,16 +20,6 @@ use super::{
 use crate::statement::{Columns, Param, TxStatements};
 use crate::usage;
 
-/// The statements whose text differs between the backends.
-pub(crate) struct Dialect {
-    /// Reads an organization's state (`$1` = org), locking its row until the transaction ends
-    /// where the backend has row locks.
-    pub lock_org: &'static str,
-    /// Charges of a scope and the scopes below it since `$2` plus its holds active at `$3`
-    /// (`$1` = scope), as one `BIGINT`.
-    pub scope_spend: &'static str,
-}
-
 fn text(s: &str) -> Param {
     Param::Text(s.to_owned())
 }

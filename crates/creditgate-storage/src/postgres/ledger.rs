@@ -18,9 +18,8 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{is_retryable, pg_error, PgStore, MAX_ATTEMPTS};
-use crate::journal::statements::Dialect;
 use crate::journal::{audit, ops, Journal, EXPIRY_BATCH};
-use crate::statement::{Columns, Param, TxStatements};
+use crate::statement::{Columns, Dialect, Param, TxStatements};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
 

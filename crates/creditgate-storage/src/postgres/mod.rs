@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use creditgate_core::clock::Clock;
 use creditgate_core::ledger::{LedgerError, LedgerResult};
-use creditgate_core::money::MoneyError;
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::NoTls;
@@ -191,17 +190,7 @@ impl PgStore {
     }
 }
 
-/// Maps a driver error to the ledger's terms: a value out of range (a sum past `i64`) is a
-/// money overflow; anything else means the database failed and nothing was written.
-pub(crate) fn pg_error(e: tokio_postgres::Error) -> LedgerError {
-    if e.code() == Some(&SqlState::NUMERIC_VALUE_OUT_OF_RANGE) {
-        return LedgerError::Money(MoneyError::Overflow);
-    }
-    match e.as_db_error() {
-        Some(db) => LedgerError::Unavailable(format!("postgres: {}", db.message())),
-        None => LedgerError::Unavailable(format!("postgres: {e}")),
-    }
-}
+pub(crate) use crate::statement::pg_error;
 
 /// Whether an error means the transaction lost a race and may simply be tried again.
 pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {

@@ -17,9 +17,8 @@ use creditgate_core::money::NanoCredits;
 use rusqlite::Connection;
 
 use super::{sqlite_error, SqliteStore};
-use crate::journal::statements::Dialect;
 use crate::journal::{audit, ops, run_ready, Journal, EXPIRY_BATCH};
-use crate::statement::{sqlite_sql, Columns, Param, TxStatements};
+use crate::statement::{sqlite_sql, Columns, Dialect, Param, TxStatements};
 
 /// The journal statements over one SQLite connection inside an open transaction.
 pub(crate) struct SqliteJournal<'c> {

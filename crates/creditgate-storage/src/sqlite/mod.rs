@@ -18,7 +18,6 @@ use std::time::Duration;
 
 use creditgate_core::clock::{Clock, Timestamp};
 use creditgate_core::ledger::{LedgerError, LedgerResult};
-use creditgate_core::money::MoneyError;
 use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 
@@ -403,14 +402,7 @@ fn exec_cached(conn: &Connection, sql: &str) -> LedgerResult<()> {
         .map_err(sqlite_error)
 }
 
-/// Maps a SQLite error to the ledger's terms: an integer overflow in a sum is a money overflow;
-/// anything else means the database failed and nothing was written.
-pub(crate) fn sqlite_error(e: rusqlite::Error) -> LedgerError {
-    if e.to_string().contains("integer overflow") {
-        return LedgerError::Money(MoneyError::Overflow);
-    }
-    LedgerError::Unavailable(format!("sqlite: {e}"))
-}
+pub(crate) use crate::statement::sqlite_error;
 
 #[cfg(test)]
 mod tests {

@@ -16,7 +16,7 @@ use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{Balance, GrantRequest, LedgerStore, LotCategory, LotSource};
 use creditgate_core::money::{CreditUnit, Decimal, NanoCredits};
 use creditgate_core::pricing::{cost, hold_estimate, CostOptions, PriceBook, PricingConfig, Usage};
-use creditgate_core::usage::Receipt;
+use creditgate_core::receipt::Receipt;
 use creditgate_gateway::account::receipt_json;
 use creditgate_sim::{SimConfig, Simulator};
 use creditgate_storage::Database;

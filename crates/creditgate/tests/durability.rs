@@ -594,6 +594,17 @@ async fn chaos(backend: Backend) {
     let lowest = *lowest.lock().unwrap();
     chaos_checks(&w, &seen, b.posted, lowest, granted, &first_log).await;
     w.assert_clean().await;
+    // The operator's own check, as the operator runs it.
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_creditgate"))
+        .args(["--database", &w.database_url, "ledger", "verify"])
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "creditgate ledger verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 /// The invariants of the chaos test over what the clients saw and the ledger holds.

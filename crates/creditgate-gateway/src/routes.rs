@@ -75,6 +75,8 @@ pub fn table() -> Vec<Route> {
         // unguessable order id; Stripe's webhook carries its own signature.
         r("GET", "/sandbox/checkout/{order_id}", Public, "The sandbox provider's checkout page", get(payments::sandbox::page)),
         r("POST", "/sandbox/checkout/{order_id}", Public, "Pay a sandbox order with a test card", post(payments::sandbox::pay)),
+        r("GET", "/sandbox/setup/{method_id}", Public, "The sandbox provider's page to save a card", get(payments::saved::setup_page)),
+        r("POST", "/sandbox/setup/{method_id}", Public, "Save a test card (sandbox)", post(payments::saved::setup_submit)),
         r("GET", "/receipts/{order_id}", Public, "A printable receipt", get(payments::receipt::page)),
         r("POST", "/webhooks/stripe", Public, "Stripe's events (verified by Stripe-Signature)", post(payments::webhooks::stripe)),
         r("GET", "/healthz", Public, "Liveness", get(|| async { "ok" })),
@@ -122,6 +124,9 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/billing/orders", Organization(Read), "The organization's orders, newest first", get(pay::list_orders)),
         r("GET", "/v1/billing/orders/{id}", Organization(Read), "One order, with its refunds and disputes", get(pay::get_order)),
         r("GET", "/v1/billing/orders/{id}/receipt", Organization(Read), "The printable receipt of a credited order", get(pay::order_receipt)),
+        r("GET", "/v1/billing/payment_methods", Organization(Read), "Saved cards: brand, last four, expiry", get(payments::saved::list)),
+        r("POST", "/v1/billing/payment_methods", Organization(ManageBilling), "Save a card: answers the setup_url to enter it at", post(payments::saved::add)),
+        r("DELETE", "/v1/billing/payment_methods/{id}", Organization(ManageBilling), "Remove a saved card", delete(payments::saved::remove)),
         // The operator (API.md §6).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
@@ -135,6 +140,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/organizations/{id}/payments", Operator, "Record a manual payment (idempotent on method and reference)", post(pay::admin_record_payment)),
         r("GET", "/admin/v1/orders", Operator, "Every order, newest first (?status=&organization_id=&provider=)", get(pay::admin_orders)),
         r("POST", "/admin/v1/orders/{id}/recheck", Operator, "Ask the order's provider again", post(pay::admin_recheck)),
+        r("POST", "/admin/v1/orders/{id}/sandbox_dispute", Operator, "Close a sandbox order's dispute, won or lost", post(payments::sandbox::close_dispute)),
         r("POST", "/admin/v1/orders/{id}/refund", Operator, "Refund the unspent remainder (or credits) through the provider", post(pay::admin_refund)),
         r("GET", "/admin/v1/plans", Operator, "Every plan, archived ones too", get(pay::admin_plans)),
         r("POST", "/admin/v1/plans", Operator, "Create a plan", post(pay::admin_create_plan)),

@@ -5,12 +5,16 @@
 //!
 //! Stripe's routes (form-encoded; `Authorization: Bearer <key>`, `Stripe-Version` and, on every
 //! POST, `Idempotency-Key` are required — a POST replayed with the same key answers the first
-//! response): `POST /v1/customers`, `POST /v1/checkout/sessions`,
-//! `GET /v1/checkout/sessions/{id}`, `POST /v1/refunds`, `GET /v1/payment_intents/{id}`,
-//! `GET /v1/charges/{id}`, `GET /v1/disputes/{id}`.
+//! response): `POST /v1/customers`, `POST /v1/checkout/sessions` (`mode=payment`, or
+//! `mode=setup` with a SetupIntent), `GET /v1/checkout/sessions/{id}`, `POST /v1/refunds`,
+//! `POST /v1/payment_intents` (off-session, confirmed at once; a decline is a 402 card error),
+//! `GET /v1/payment_intents/{id}`, `GET /v1/charges/{id}`, `GET /v1/disputes/{id}`,
+//! `GET /v1/setup_intents/{id}`, `GET /v1/payment_methods/{id}`,
+//! `POST /v1/payment_methods/{id}/detach`. The dispute card `4000 0000 0000 0259` is disputed
+//! right after it pays (`charge.dispute.created`).
 //!
 //! Test controls (not Stripe's): `POST /_test/checkout/sessions/{id}/pay` `{"card"}` pays a
-//! session as the customer would on Stripe's page; `POST /_test/checkout/sessions/{id}/expire`;
+//! session (or saves the card of a setup session) as the customer would on Stripe's page; `POST /_test/checkout/sessions/{id}/expire`;
 //! `POST /_test/charges/{payment_intent}/dispute`; `POST /_test/disputes/{id}/close` `{"won"}`;
 //! `GET /_test/events`; `POST /_test/events/{id}/deliver` sends one again.
 
@@ -36,6 +40,10 @@ struct Books {
     intents: HashMap<String, Value>,
     charges: HashMap<String, Value>,
     disputes: HashMap<String, Value>,
+    setup_intents: HashMap<String, Value>,
+    payment_methods: HashMap<String, Value>,
+    /// The test card behind each payment method (never shown: Stripe shows last four only).
+    cards: HashMap<String, &'static TestCard>,
     idempotent: HashMap<String, Value>,
     events: Vec<Value>,
     webhook_url: Option<String>,
@@ -97,6 +105,10 @@ impl FakeStripe {
             .route("/v1/payment_intents/{id}", get(get_object))
             .route("/v1/charges/{id}", get(get_object))
             .route("/v1/disputes/{id}", get(get_object))
+            .route("/v1/setup_intents/{id}", get(get_object))
+            .route("/v1/payment_methods/{id}", get(get_object))
+            .route("/v1/payment_methods/{id}/detach", post(detach))
+            .route("/v1/payment_intents", post(create_intent))
             .route("/_test/checkout/sessions/{id}/pay", post(pay_session))
             .route("/_test/checkout/sessions/{id}/expire", post(expire_session))
             .route("/_test/charges/{pi}/dispute", post(dispute))
@@ -218,6 +230,11 @@ async fn create_session(State(s): State<FakeStripe>, headers: HeaderMap, body: B
         Ok(None) => {}
     }
     let f = form(&body);
+    if f.get("mode").map(String::as_str) == Some("setup") {
+        let session = s.setup_session(&f);
+        s.remember(&headers, &session);
+        return Json(session).into_response();
+    }
     let amount: Option<i64> = f
         .get("line_items[0][price_data][unit_amount]")
         .and_then(|a| a.parse().ok());
@@ -286,16 +303,31 @@ async fn pay_session(
     let Some(session) = s.session(&id).filter(|v| v["status"] == "open") else {
         return error(StatusCode::BAD_REQUEST, "This checkout is not open.");
     };
+    if session["mode"] == "setup" {
+        return s.complete_setup(&id, card, confirmed).await;
+    }
     match card.charge(true, confirmed) {
-        ChargeOutcome::Succeeded | ChargeOutcome::SucceededThenDisputed => {
+        ChargeOutcome::Succeeded => {
             let paid = s.record_payment(&id, &session);
             let event = s.emit("checkout.session.completed", paid.clone()).await;
             Json(json!({"session": paid, "event": event})).into_response()
         }
+        ChargeOutcome::SucceededThenDisputed => {
+            let paid = s.record_payment(&id, &session);
+            let event = s.emit("checkout.session.completed", paid.clone()).await;
+            let pi = paid["payment_intent"].as_str().unwrap_or("").to_owned();
+            let dispute = s.open_dispute(&pi).await;
+            Json(json!({"session": paid, "event": event, "dispute": dispute})).into_response()
+        }
         ChargeOutcome::NeedsConfirmation => Json(json!({"next_action": "confirm"})).into_response(),
         ChargeOutcome::Failed(code) => {
-            let intent = json!({"object": "payment_intent", "status": "requires_payment_method",
-                "last_payment_error": {"code": code.as_str()}});
+            let pi = s.new_id("pi");
+            let intent = json!({"id": pi, "object": "payment_intent",
+                "status": "requires_payment_method", "amount": session["amount_total"],
+                "currency": session["currency"],
+                "metadata": session["payment_intent_data"]["metadata"],
+                "last_payment_error": {"code": "card_declined", "decline_code": code.as_str()}});
+            s.lock().intents.insert(pi, intent.clone());
             let event = s.emit("payment_intent.payment_failed", intent).await;
             Json(json!({"declined": code.as_str(), "event": event})).into_response()
         }
@@ -347,15 +379,10 @@ async fn create_refund(State(s): State<FakeStripe>, headers: HeaderMap, body: By
 }
 
 async fn dispute(State(s): State<FakeStripe>, Path(pi): Path<String>) -> Response {
-    let amount = s.lock().intents.get(&pi).and_then(|v| v["amount"].as_i64());
-    let Some(amount) = amount else {
-        return error(StatusCode::NOT_FOUND, "no such payment");
-    };
-    let id = s.new_id("dp");
-    let d = json!({"id": id, "object": "dispute", "payment_intent": pi,
-        "charge": s.charge_of(&pi), "amount": amount, "status": "needs_response"});
-    s.lock().disputes.insert(id, d.clone());
-    Json(s.emit("charge.dispute.created", d).await).into_response()
+    match s.open_dispute(&pi).await {
+        Some(event) => Json(event).into_response(),
+        None => error(StatusCode::NOT_FOUND, "no such payment"),
+    }
 }
 
 /// Closes a dispute, won (`{"won": true}`) or lost.
@@ -438,11 +465,221 @@ async fn get_object(
         .get(&id)
         .or_else(|| b.charges.get(&id))
         .or_else(|| b.disputes.get(&id))
+        .or_else(|| b.setup_intents.get(&id))
+        .or_else(|| b.payment_methods.get(&id))
         .cloned();
     drop(b);
     match found {
         Some(v) => Json(v).into_response(),
         None => error(StatusCode::NOT_FOUND, &format!("No such object: '{id}'")),
+    }
+}
+
+impl FakeStripe {
+    /// The cardholder disputes a payment: a dispute for its whole amount, and its event.
+    async fn open_dispute(&self, pi: &str) -> Option<Value> {
+        let amount = self
+            .lock()
+            .intents
+            .get(pi)
+            .and_then(|v| v["amount"].as_i64())?;
+        let id = self.new_id("dp");
+        let d = json!({"id": id, "object": "dispute", "payment_intent": pi,
+            "charge": self.charge_of(pi), "amount": amount, "status": "needs_response"});
+        self.lock().disputes.insert(id, d.clone());
+        Some(self.emit("charge.dispute.created", d).await)
+    }
+
+    /// A Checkout Session in setup mode, with its SetupIntent (`setup_intent_data[metadata]`).
+    fn setup_session(&self, f: &HashMap<String, String>) -> Value {
+        let (id, seti) = (self.new_id("cs_test"), self.new_id("seti"));
+        let meta = |prefix: &str| -> HashMap<String, String> {
+            f.iter()
+                .filter_map(|(k, v)| {
+                    Some((
+                        k.strip_prefix(prefix)?.strip_suffix(']')?.to_owned(),
+                        v.clone(),
+                    ))
+                })
+                .collect()
+        };
+        let intent = json!({"id": seti, "object": "setup_intent", "status":
+            "requires_payment_method", "customer": f.get("customer"), "usage": "off_session",
+            "payment_method": null, "metadata": meta("setup_intent_data[metadata]["),
+            "last_setup_error": null});
+        let session = json!({"id": id, "object": "checkout.session", "mode": "setup",
+            "url": format!("https://checkout.fake/{id}"), "status": "open",
+            "payment_status": "no_payment_required", "customer": f.get("customer"),
+            "setup_intent": seti, "metadata": meta("metadata["), "payment_intent": null,
+            "success_url": f.get("success_url")});
+        let mut b = self.lock();
+        b.setup_intents.insert(seti, intent);
+        b.sessions.insert(id, session.clone());
+        session
+    }
+
+    /// The customer enters a card on a setup session: saved unless the card cannot be;
+    /// `…3184` asks for confirmation first.
+    async fn complete_setup(&self, id: &str, card: &'static TestCard, confirmed: bool) -> Response {
+        let seti = self
+            .session(id)
+            .and_then(|s| s["setup_intent"].as_str().map(str::to_owned));
+        let seti = seti.unwrap_or_default();
+        if card.charge(true, confirmed) == ChargeOutcome::NeedsConfirmation {
+            return Json(json!({"next_action": "confirm"})).into_response();
+        }
+        if !card.can_save() {
+            let code = match card.charge(true, true) {
+                ChargeOutcome::Failed(code) => code.as_str(),
+                _ => "card_declined",
+            };
+            let failed = self.lock().setup_intents.get_mut(&seti).map(|v| {
+                v["status"] = json!("requires_payment_method");
+                v["last_setup_error"] = json!({"code": "card_declined", "decline_code": code});
+                v.clone()
+            });
+            let event = self
+                .emit("setup_intent.setup_failed", failed.unwrap_or_default())
+                .await;
+            return Json(json!({"declined": code, "event": event})).into_response();
+        }
+        let pm = self.new_id("pm");
+        let saved = {
+            let mut b = self.lock();
+            let customer = b.setup_intents.get(&seti).map(|v| v["customer"].clone());
+            b.payment_methods.insert(
+                pm.clone(),
+                json!({"id": pm, "object": "payment_method",
+                "type": "card", "customer": customer, "card": {"brand": card.brand,
+                "last4": card.last4(), "exp_month": 12, "exp_year": 2034}}),
+            );
+            b.cards.insert(pm.clone(), card);
+            if let Some(s) = b.sessions.get_mut(id) {
+                s["status"] = json!("complete");
+            }
+            b.setup_intents.get_mut(&seti).map(|v| {
+                v["status"] = json!("succeeded");
+                v["payment_method"] = json!(pm);
+                v.clone()
+            })
+        };
+        let event = self
+            .emit("setup_intent.succeeded", saved.unwrap_or_default())
+            .await;
+        Json(json!({"payment_method": pm, "event": event})).into_response()
+    }
+}
+
+/// `POST /v1/payment_intents` with `confirm=true&off_session=true`: charges a saved card as
+/// Stripe does off-session — a decline is a 402 `card_error` naming the failed intent.
+async fn create_intent(State(s): State<FakeStripe>, headers: HeaderMap, body: Bytes) -> Response {
+    match s.check(&headers, true) {
+        Err(r) => return *r,
+        Ok(Some(done)) => return replay_intent(done),
+        Ok(None) => {}
+    }
+    let f = form(&body);
+    let pm = f.get("payment_method").cloned().unwrap_or_default();
+    let amount: i64 = f.get("amount").and_then(|a| a.parse().ok()).unwrap_or(0);
+    let card = s.lock().cards.get(&pm).copied();
+    let Some(card) = card.filter(|_| amount > 0) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "No such payment_method, or no amount",
+        );
+    };
+    let metadata: HashMap<String, String> = f
+        .iter()
+        .filter_map(|(k, v)| {
+            Some((
+                k.strip_prefix("metadata[")?.strip_suffix(']')?.to_owned(),
+                v.clone(),
+            ))
+        })
+        .collect();
+    let (pi, ch) = (s.new_id("pi"), s.new_id("ch"));
+    let outcome = card.charge(false, false);
+    let mut intent = json!({"id": pi, "object": "payment_intent", "amount": amount,
+        "currency": f.get("currency"), "customer": f.get("customer"), "payment_method": pm,
+        "metadata": metadata, "latest_charge": null, "last_payment_error": null});
+    let failed = match outcome {
+        ChargeOutcome::Succeeded | ChargeOutcome::SucceededThenDisputed => {
+            intent["status"] = json!("succeeded");
+            intent["amount_received"] = json!(amount);
+            intent["latest_charge"] = json!(ch);
+            s.lock().charges.insert(
+                ch.clone(),
+                json!({"id": ch, "object": "charge",
+                "payment_intent": pi, "amount": amount, "amount_refunded": 0, "refunded": false}),
+            );
+            None
+        }
+        ChargeOutcome::Failed(code) => Some(code.as_str()),
+        ChargeOutcome::NeedsConfirmation => Some("authentication_required"),
+    };
+    if let Some(code) = failed {
+        let (code, decline) = match code {
+            "authentication_required" => ("authentication_required", "authentication_required"),
+            other => ("card_declined", other),
+        };
+        intent["status"] = json!("requires_payment_method");
+        intent["last_payment_error"] = json!({"code": code, "decline_code": decline});
+    }
+    s.lock().intents.insert(pi.clone(), intent.clone());
+    let answer = match failed {
+        None => intent.clone(),
+        Some(_) => json!({"error": {"type": "card_error",
+            "code": intent["last_payment_error"]["code"],
+            "decline_code": intent["last_payment_error"]["decline_code"],
+            "message": "Your card was declined.", "payment_intent": intent}}),
+    };
+    s.remember(&headers, &answer);
+    let kind = if failed.is_none() {
+        "payment_intent.succeeded"
+    } else {
+        "payment_intent.payment_failed"
+    };
+    s.emit(kind, intent).await;
+    if outcome == ChargeOutcome::SucceededThenDisputed {
+        s.open_dispute(&pi).await;
+    }
+    replay_intent(answer)
+}
+
+/// An off-session answer: the intent (200) or the card error naming it (402).
+fn replay_intent(answer: Value) -> Response {
+    let status = if answer.get("error").is_some() {
+        StatusCode::PAYMENT_REQUIRED
+    } else {
+        StatusCode::OK
+    };
+    (status, Json(answer)).into_response()
+}
+
+async fn detach(
+    State(s): State<FakeStripe>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    match s.check(&headers, true) {
+        Err(r) => return *r,
+        Ok(Some(done)) => return Json(done).into_response(),
+        Ok(None) => {}
+    }
+    let detached = s.lock().payment_methods.get_mut(&id).map(|v| {
+        v["customer"] = Value::Null;
+        v.clone()
+    });
+    match detached {
+        Some(v) => {
+            s.lock().cards.remove(&id);
+            s.remember(&headers, &v);
+            Json(v).into_response()
+        }
+        None => error(
+            StatusCode::NOT_FOUND,
+            &format!("No such payment_method: '{id}'"),
+        ),
     }
 }
 

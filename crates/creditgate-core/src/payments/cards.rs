@@ -61,6 +61,18 @@ impl TestCard {
         TEST_CARDS.iter().find(|c| c.number == digits)
     }
 
+    /// What the sandbox keeps for a saved card instead of its number: `sbxcard_<last four>`
+    /// (the table's last four digits are unique).
+    pub fn token(&self) -> String {
+        format!("sbxcard_{}", self.last4())
+    }
+
+    /// The card a sandbox token stands for.
+    pub fn by_token(token: &str) -> Option<&'static TestCard> {
+        let last4 = token.strip_prefix("sbxcard_")?;
+        TEST_CARDS.iter().find(|c| c.last4() == last4)
+    }
+
     pub fn last4(&self) -> &'static str {
         &self.number[self.number.len() - 4..]
     }
@@ -143,6 +155,13 @@ mod tests {
             ChargeOutcome::SucceededThenDisputed
         );
         assert!(TestCard::lookup("4111111111111111").is_none());
+        for c in TEST_CARDS {
+            assert_eq!(
+                TestCard::by_token(&c.token()),
+                Some(c),
+                "last fours are unique"
+            );
+        }
         assert_eq!(
             TestCard::lookup("4242424242424242").unwrap().describe(),
             "visa •••• 4242"

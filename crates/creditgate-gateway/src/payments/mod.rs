@@ -5,6 +5,7 @@
 pub mod receipt;
 pub mod routes;
 pub mod sandbox;
+pub mod saved;
 pub mod stripe;
 pub mod webhooks;
 

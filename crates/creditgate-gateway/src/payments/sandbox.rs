@@ -15,7 +15,7 @@ use creditgate_core::payments::cards::{ChargeOutcome, TestCard, TEST_CARDS};
 use creditgate_core::payments::{
     FailureCode, Order, OrderStatus, PaymentState, Provider, ProviderPayment,
 };
-use creditgate_storage::payments::{PaymentOutcome, ProviderEvent};
+use creditgate_storage::payments::{PaymentOutcome, ProviderClawback, ProviderEvent};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -60,18 +60,9 @@ pub async fn pay(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    let form: PayForm = if wants_json {
-        serde_json::from_slice(&body)
-            .map_err(|e| ApiError::invalid_request(format!("invalid JSON: {e}")))?
-    } else {
-        parse_form(&body)?
-    };
+    let (card, confirmed) = card_field(&body, wants_json)?;
     let order = sandbox_order(&app, &id).await?;
-    let confirmed = form
-        .confirm
-        .as_deref()
-        .is_some_and(|v| matches!(v, "true" | "1" | "yes"));
-    let (order, needs_confirmation) = charge(&app, order, &form.card, confirmed).await?;
+    let (order, needs_confirmation) = charge(&app, order, &card, confirmed).await?;
     let public = app.payments.base_url(&app, &headers);
     if wants_json {
         let mut body = json!({"order": order_json(&order, &public)});
@@ -82,8 +73,97 @@ pub async fn pay(
     }
     match (&order.success_url, order.status) {
         (Some(url), OrderStatus::Credited) => Ok(Redirect::to(url).into_response()),
-        _ => Ok(Html(render(&order, Some(&form.card), needs_confirmation)).into_response()),
+        _ => Ok(Html(render(&order, Some(&card), needs_confirmation)).into_response()),
     }
+}
+
+/// The card number and whether the customer confirmed, from a form or a JSON body.
+pub(super) fn card_field(body: &[u8], json: bool) -> Result<(String, bool), ApiError> {
+    let form: PayForm = if json {
+        serde_json::from_slice(body)
+            .map_err(|e| ApiError::invalid_request(format!("invalid JSON: {e}")))?
+    } else {
+        parse_form(body)?
+    };
+    let confirmed = form
+        .confirm
+        .as_deref()
+        .is_some_and(|v| matches!(v, "true" | "1" | "yes"));
+    Ok((form.card, confirmed))
+}
+
+/// The sandbox's dispute of an order paid with `4000 0000 0000 0259`, raised right after the
+/// payment as the card's issuer would: claws back the order's credits (the rest as debt).
+pub(super) async fn dispute(app: &App, id: &OrderId) -> Result<(), ApiError> {
+    let Some(order) = app.db.order(id).await? else {
+        return Ok(());
+    };
+    let report = ProviderClawback::Disputed {
+        dispute: sandbox_dispute_id(id),
+        cents: order.amount_cents,
+    };
+    let event = ProviderEvent {
+        provider: Provider::Sandbox,
+        id: format!("sbx_dispute_{id}"),
+        kind: "sandbox.dispute.created".to_owned(),
+    };
+    app.db.apply_clawback(Some(event), id, report).await?;
+    tracing::info!(order = %id, "sandbox dispute opened");
+    Ok(())
+}
+
+fn sandbox_dispute_id(id: &OrderId) -> String {
+    format!("sbxdp_{}", id.as_str().trim_start_matches("ord_"))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CloseDispute {
+    won: bool,
+}
+
+/// `POST /admin/v1/orders/{id}/sandbox_dispute` `{"won"}`: the operator closes a sandbox
+/// order's dispute, as a card issuer would decide it. Won gives the credits back (once); lost
+/// keeps them clawed back.
+pub async fn close_dispute(
+    State(app): State<Arc<App>>,
+    _op: crate::caller::Operator,
+    Path(id): Path<String>,
+    crate::error::JsonBody(raw): crate::error::JsonBody<serde_json::Value>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let missing = || ApiError::not_found(format!("No sandbox order {id}."));
+    let order_id = OrderId::parse(&id).map_err(|_| missing())?;
+    let order = sandbox_order(&app, order_id.as_str()).await?;
+    let body: CloseDispute = serde_json::from_value(raw)
+        .map_err(|e| ApiError::invalid_request(format!("Invalid request body: {e}")))?;
+    let disputed = app
+        .db
+        .order_clawbacks(&order.id)
+        .await?
+        .iter()
+        .any(|c| c.transfer_id == format!("dispute:{}", sandbox_dispute_id(&order.id)));
+    if !disputed {
+        return Err(ApiError::invalid_request(format!(
+            "Order {id} has no open dispute."
+        )));
+    }
+    if body.won {
+        let event = ProviderEvent {
+            provider: Provider::Sandbox,
+            id: format!("sbx_dispute_won_{id}"),
+            kind: "sandbox.dispute.closed".to_owned(),
+        };
+        let won = ProviderClawback::DisputeWon {
+            dispute: sandbox_dispute_id(&order.id),
+        };
+        app.db.apply_clawback(Some(event), &order.id, won).await?;
+    }
+    let order = reload(&app, &order.id).await?;
+    let base = app.payments.public_url(&app);
+    Ok(Json(json!({
+        "order": order_json(&order, &base),
+        "dispute": if body.won { "won" } else { "lost" },
+    })))
 }
 
 /// Pays an open order with a test card. Returns the order after it and whether the card asks
@@ -128,6 +208,12 @@ async fn charge(
         kind: "sandbox.charge".to_owned(),
     };
     let outcome = app.payments.apply(app, event, report).await?;
+    if card.charge(true, confirmed) == ChargeOutcome::SucceededThenDisputed
+        && matches!(outcome, PaymentOutcome::Credited(_))
+    {
+        dispute(app, &order.id).await?;
+        return Ok((reload(app, &order.id).await?, false));
+    }
     let order = match outcome {
         PaymentOutcome::Credited(o) | PaymentOutcome::NotPaid(o) => *o,
         _ => reload(app, &order.id).await?,

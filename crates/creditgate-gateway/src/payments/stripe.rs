@@ -194,6 +194,134 @@ impl StripeClient {
         Ok(order.zip(org))
     }
 
+    /// The organization's Customer, created once (idempotency key `customer:<org>`).
+    pub async fn create_customer(&self, org: &OrganizationId) -> Result<String, ApiError> {
+        let c: serde_json::Value = self
+            .post(
+                "/v1/customers",
+                &[("metadata[organization_id]", org.to_string())],
+                &format!("customer:{org}"),
+            )
+            .await?;
+        c["id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| unavailable("customers", "no customer id"))
+    }
+
+    /// A hosted Checkout Session in setup mode (a SetupIntent saving a card for off-session
+    /// use), carrying creditgate's payment method id and the organization.
+    pub async fn create_setup_session(
+        &self,
+        method_id: &str,
+        org: &OrganizationId,
+        customer: &str,
+        back: &str,
+    ) -> Result<CheckoutSession, ApiError> {
+        let form = [
+            ("mode", "setup".to_owned()),
+            ("currency", creditgate_core::payments::CURRENCY.to_owned()),
+            ("customer", customer.to_owned()),
+            ("payment_method_types[0]", "card".to_owned()),
+            (
+                "setup_intent_data[metadata][payment_method_id]",
+                method_id.to_owned(),
+            ),
+            (
+                "setup_intent_data[metadata][organization_id]",
+                org.to_string(),
+            ),
+            ("metadata[payment_method_id]", method_id.to_owned()),
+            ("metadata[organization_id]", org.to_string()),
+            ("success_url", back.to_owned()),
+            ("cancel_url", back.to_owned()),
+        ];
+        self.post(
+            "/v1/checkout/sessions",
+            &form,
+            &format!("setup:{method_id}"),
+        )
+        .await
+    }
+
+    /// Detaches a saved card from its Customer.
+    pub async fn detach(&self, pm: &str) -> Result<(), ApiError> {
+        if !pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+            return Err(ApiError::invalid_request("not a payment method id"));
+        }
+        let _: serde_json::Value = self
+            .post(
+                &format!("/v1/payment_methods/{pm}/detach"),
+                &[],
+                &format!("detach:{pm}"),
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Charges a saved card off-session for `order` (a PaymentIntent created and confirmed at
+    /// once). `idempotency_key` is durable: the same key never charges twice.
+    pub async fn charge_off_session(
+        &self,
+        order: &Order,
+        customer: &str,
+        pm: &str,
+        idempotency_key: &str,
+    ) -> Result<OffSession, ApiError> {
+        let form = [
+            ("amount", order.amount_cents.to_string()),
+            ("currency", order.currency.clone()),
+            ("customer", customer.to_owned()),
+            ("payment_method", pm.to_owned()),
+            ("off_session", "true".to_owned()),
+            ("confirm", "true".to_owned()),
+            ("metadata[order_id]", order.id.to_string()),
+            ("metadata[organization_id]", order.org.to_string()),
+        ];
+        let resp = self
+            .http
+            .post(format!("{}/v1/payment_intents", self.base))
+            .bearer_auth(&self.key)
+            .header("Stripe-Version", STRIPE_VERSION)
+            .header("Idempotency-Key", idempotency_key)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| unavailable("payment_intents", e))?;
+        let status = resp.status();
+        let body: serde_json::Value = resp
+            .json()
+            .await
+            .map_err(|e| unavailable("payment_intents", e))?;
+        if status.is_server_error() || status == reqwest::StatusCode::UNAUTHORIZED {
+            return Err(unavailable(
+                "payment_intents",
+                format!("HTTP {status}: {body}"),
+            ));
+        }
+        // A decline is an error answer (402) naming the payment intent, as Stripe does.
+        let (intent, error) = match body.get("error") {
+            Some(e) => (e["payment_intent"].clone(), Some(e.clone())),
+            None => (body.clone(), None),
+        };
+        let id = intent["id"].as_str().map(str::to_owned);
+        match (intent["status"].as_str(), error) {
+            (Some("succeeded"), _) => Ok(OffSession::Paid {
+                intent: id.unwrap_or_default(),
+                amount: intent["amount"].as_i64().unwrap_or(0),
+                currency: intent["currency"].as_str().unwrap_or("").to_owned(),
+            }),
+            (_, Some(e)) => Ok(OffSession::Failed {
+                intent: id,
+                code: failure_code(&e),
+            }),
+            _ => Ok(OffSession::Failed {
+                intent: id,
+                code: failure_code(&intent["last_payment_error"]),
+            }),
+        }
+    }
+
     /// Refunds `cents` of the session's payment.
     pub async fn refund_session(
         &self,
@@ -201,16 +329,51 @@ impl StripeClient {
         cents: i64,
         idempotency_key: &str,
     ) -> Result<Refund, ApiError> {
-        let s = self.checkout_session(session).await?;
-        let intent = s
-            .payment_intent
-            .ok_or_else(|| ApiError::invalid_request("the checkout has no payment to refund"))?;
+        let intent = if session.starts_with("pi_") {
+            session.to_owned()
+        } else {
+            self.checkout_session(session)
+                .await?
+                .payment_intent
+                .ok_or_else(|| ApiError::invalid_request("the checkout has no payment to refund"))?
+        };
         self.post(
             "/v1/refunds",
             &[("payment_intent", intent), ("amount", cents.to_string())],
             idempotency_key,
         )
         .await
+    }
+}
+
+/// What an off-session charge came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OffSession {
+    /// The PaymentIntent succeeded.
+    Paid {
+        intent: String,
+        amount: i64,
+        currency: String,
+    },
+    /// Declined, insufficient funds, authentication required…
+    Failed {
+        intent: Option<String>,
+        code: FailureCode,
+    },
+}
+
+/// A Stripe error or PaymentIntent's `last_payment_error` in creditgate's words.
+pub fn failure_code(error: &serde_json::Value) -> FailureCode {
+    let code = error["code"].as_str().unwrap_or("");
+    let decline = error["decline_code"].as_str().unwrap_or("");
+    match (code, decline) {
+        (_, "insufficient_funds") | ("insufficient_funds", _) => FailureCode::InsufficientFunds,
+        ("authentication_required", _) | (_, "authentication_required") => {
+            FailureCode::AuthenticationRequired
+        }
+        ("card_declined", _) => FailureCode::CardDeclined,
+        ("expired_card" | "incorrect_number" | "invalid_number", _) => FailureCode::InvalidCard,
+        _ => FailureCode::PaymentFailed,
     }
 }
 

@@ -38,6 +38,114 @@ const CLAWBACK_EVENTS: &[&str] = &[
     "charge.dispute.closed",
 ];
 
+/// Off-session charges (and the payment intents behind checkouts) report here.
+const INTENT_EVENTS: &[&str] = &["payment_intent.succeeded", "payment_intent.payment_failed"];
+
+fn answer(outcome: &str) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"received": true, "outcome": outcome})))
+}
+
+fn object_id(event: &Event) -> &str {
+    event
+        .data
+        .object
+        .get("id")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+}
+
+/// `setup_intent.succeeded` / `setup_intent.setup_failed`: the SetupIntent is read back from
+/// Stripe; its metadata names creditgate's pending payment method and organization, which must
+/// match; the card's brand, last four and expiry are read from its payment method.
+async fn setup_intent(
+    app: &App,
+    stripe: &super::stripe::StripeClient,
+    event: Event,
+) -> Result<Json<Value>, ApiError> {
+    if object_id(&event).is_empty() {
+        return answer("ignored");
+    }
+    let seti = stripe.object("setup_intents", object_id(&event)).await?;
+    let meta = &seti["metadata"];
+    let method = match meta["payment_method_id"].as_str() {
+        Some(id) => app.db.payment_method(id).await?,
+        None => None,
+    };
+    let org = meta["organization_id"].as_str().unwrap_or("");
+    let Some(method) = method.filter(|m| m.org.as_str() == org && m.provider == Provider::Stripe)
+    else {
+        tracing::warn!(event = %event.id, "stripe setup intent names no payment method of ours");
+        return answer("ignored");
+    };
+    if event.kind != "setup_intent.succeeded" || seti["status"] != "succeeded" {
+        let why = super::stripe::failure_code(&seti["last_setup_error"]).message();
+        app.db.fail_payment_method(&method.id, why).await?;
+        return answer("setup_failed");
+    }
+    let pm_id = seti["payment_method"].as_str().unwrap_or("");
+    let pm = stripe.object("payment_methods", pm_id).await?;
+    let card = &pm["card"];
+    let saved = creditgate_storage::payments::SavedCard {
+        brand: card["brand"].as_str().unwrap_or("card").to_owned(),
+        last4: card["last4"].as_str().unwrap_or("").to_owned(),
+        exp_month: card["exp_month"].as_i64().unwrap_or(0),
+        exp_year: card["exp_year"].as_i64().unwrap_or(0),
+    };
+    let customer = seti["customer"].as_str();
+    let fresh = super::saved::activate(app, &method, pm_id, customer, &saved).await?;
+    answer(if fresh { "card_saved" } else { "duplicate" })
+}
+
+/// `payment_intent.succeeded` / `payment_failed`: the intent is read back from Stripe; its
+/// metadata names the order and organization (set at checkout and on off-session charges);
+/// the report goes through the same crediting transaction as a checkout's.
+async fn payment_intent(
+    app: &App,
+    stripe: &super::stripe::StripeClient,
+    event: Event,
+) -> Result<Json<Value>, ApiError> {
+    if object_id(&event).is_empty() {
+        return answer("ignored");
+    }
+    let pi = stripe.object("payment_intents", object_id(&event)).await?;
+    let order = pi["metadata"]["order_id"]
+        .as_str()
+        .and_then(|s| creditgate_core::ids::OrderId::parse(s).ok());
+    let org = pi["metadata"]["organization_id"]
+        .as_str()
+        .and_then(|s| creditgate_core::ids::OrganizationId::parse(s).ok());
+    let (Some(order), Some(org)) = (order, org) else {
+        tracing::warn!(event = %event.id, "stripe payment intent names no order");
+        return answer("ignored");
+    };
+    let state = match pi["status"].as_str() {
+        Some("succeeded") => creditgate_core::payments::PaymentState::Paid,
+        Some("requires_payment_method" | "canceled") => {
+            creditgate_core::payments::PaymentState::Failed {
+                code: super::stripe::failure_code(&pi["last_payment_error"]),
+            }
+        }
+        _ => creditgate_core::payments::PaymentState::Pending,
+    };
+    let report = creditgate_core::payments::ProviderPayment {
+        provider: Provider::Stripe,
+        order,
+        org,
+        amount_cents: pi["amount"].as_i64().unwrap_or(0),
+        currency: pi["currency"].as_str().unwrap_or("").to_owned(),
+        state,
+        method: None,
+        reference: pi["id"].as_str().map(str::to_owned),
+    };
+    let provider_event = ProviderEvent {
+        provider: Provider::Stripe,
+        id: event.id,
+        kind: event.kind,
+    };
+    let outcome = app.payments.apply(app, provider_event, report).await?;
+    answer(outcome.label())
+}
+
 #[derive(Debug, Deserialize)]
 struct Event {
     id: String,
@@ -83,6 +191,12 @@ pub async fn stripe(
         .map_err(|e| ApiError::invalid_request(format!("not a Stripe event: {e}")))?;
     if CLAWBACK_EVENTS.contains(&event.kind.as_str()) {
         return clawback(&app, stripe, event).await;
+    }
+    if event.kind.starts_with("setup_intent.") {
+        return setup_intent(&app, stripe, event).await;
+    }
+    if INTENT_EVENTS.contains(&event.kind.as_str()) {
+        return payment_intent(&app, stripe, event).await;
     }
     if !CHECKOUT_EVENTS.contains(&event.kind.as_str()) {
         tracing::info!(event = %event.id, kind = %event.kind, "stripe event acknowledged, not used");

@@ -20,6 +20,7 @@ mod progressive;
 mod quote;
 mod report_exactness;
 mod reports;
+mod saved_cards;
 mod sign_up;
 mod smtp;
 mod smtp_sink;

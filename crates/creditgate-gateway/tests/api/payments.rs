@@ -14,10 +14,10 @@ use serde_json::{json, Value};
 
 use crate::helpers::{credits, Setup, TestApp};
 
-const STRIPE_KEY: &str = "sk_test_fake_key";
-const WEBHOOK_SECRET: &str = "whsec_fake_secret";
+pub(crate) const STRIPE_KEY: &str = "sk_test_fake_key";
+pub(crate) const WEBHOOK_SECRET: &str = "whsec_fake_secret";
 
-async fn buyer(served: &str) -> TestApp {
+pub(crate) async fn buyer(served: &str) -> TestApp {
     let t = TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
         extra_toml: format!("[payments]\nserved_countries = [{served}]\n"),
@@ -28,7 +28,7 @@ async fn buyer(served: &str) -> TestApp {
     t
 }
 
-async fn profile(t: &TestApp, country: &str) {
+pub(crate) async fn profile(t: &TestApp, country: &str) {
     let p = BillingProfile {
         name: Some("Ada <Lovelace>".to_owned()),
         country: Some(country.to_owned()),
@@ -37,7 +37,7 @@ async fn profile(t: &TestApp, country: &str) {
     t.app.db.put_billing_profile(&t.org, &p).await.unwrap();
 }
 
-async fn checkout(t: &TestApp, plan: &str, success_url: Option<&str>) -> Order {
+pub(crate) async fn checkout(t: &TestApp, plan: &str, success_url: Option<&str>) -> Order {
     let req = CheckoutRequest {
         plan_id: Some(plan.to_owned()),
         success_url: success_url.map(str::to_owned),
@@ -47,14 +47,14 @@ async fn checkout(t: &TestApp, plan: &str, success_url: Option<&str>) -> Order {
     order
 }
 
-fn no_redirects() -> reqwest::Client {
+pub(crate) fn no_redirects() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
 }
 
-async fn pay_json(t: &TestApp, order: &OrderId, card: &str) -> Value {
+pub(crate) async fn pay_json(t: &TestApp, order: &OrderId, card: &str) -> Value {
     let resp = t
         .client
         .post(format!("{}/sandbox/checkout/{order}", t.address))
@@ -235,7 +235,7 @@ async fn checkouts_are_refused_with_a_reason() {
 }
 
 /// A gateway whose checkouts go to a fake Stripe that delivers events to its webhook.
-async fn stripe_buyer() -> (TestApp, FakeStripe) {
+pub(crate) async fn stripe_buyer() -> (TestApp, FakeStripe) {
     let fake = FakeStripe::new(STRIPE_KEY, WEBHOOK_SECRET);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
@@ -257,7 +257,7 @@ async fn stripe_buyer() -> (TestApp, FakeStripe) {
     (t, fake)
 }
 
-async fn fake_pay(t: &TestApp, fake_base: &str, session: &str, card: &str) -> Value {
+pub(crate) async fn fake_pay(t: &TestApp, fake_base: &str, session: &str, card: &str) -> Value {
     t.client
         .post(format!("{fake_base}/_test/checkout/sessions/{session}/pay"))
         .json(&json!({"card": card}))
@@ -460,7 +460,7 @@ async fn refunds_and_disputes_at_stripe_claw_back_once() {
         &t,
         &base,
         second.provider_ref.as_ref().unwrap(),
-        "4000000000000259",
+        "4242424242424242",
     )
     .await;
     let pi = paid["session"]["payment_intent"]

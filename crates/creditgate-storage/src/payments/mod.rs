@@ -15,6 +15,7 @@ macro_rules! order_select {
 }
 
 mod credit;
+mod methods;
 
 use creditgate_core::accounts::Actor;
 use creditgate_core::clock::Timestamp;
@@ -36,6 +37,7 @@ use std::sync::atomic::Ordering;
 use tokio_postgres::IsolationLevel;
 
 pub use credit::{Clawback, ClawbackKind, ProviderClawback};
+pub use methods::{MethodStatus, PaymentMethod, SavedCard};
 
 /// Most orders one list returns.
 pub const MAX_ORDER_PAGE: i64 = 1000;

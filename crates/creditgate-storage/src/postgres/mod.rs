@@ -59,6 +59,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_usage_rollups",
         include_str!("../../migrations/postgres/0008_usage_rollups.sql"),
     ),
+    (
+        10,
+        "0010_payment_methods",
+        include_str!("../../migrations/postgres/0010_payment_methods.sql"),
+    ),
 ];
 
 /// Connections per process.

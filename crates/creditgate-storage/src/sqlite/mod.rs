@@ -54,6 +54,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0008_usage_rollups",
         include_str!("../../migrations/sqlite/0008_usage_rollups.sql"),
     ),
+    (
+        10,
+        "0010_payment_methods",
+        include_str!("../../migrations/sqlite/0010_payment_methods.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

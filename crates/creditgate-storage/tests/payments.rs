@@ -31,6 +31,7 @@ contract!(
     purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole,
     payments_refunds_and_disputes_are_audited_once_with_their_transfer,
     a_partial_refund_takes_at_most_what_is_left_and_not_held,
+    saved_cards_activate_once_and_keep_no_number,
 );
 
 const CREDITS_10K: i64 = 10_000 * 1_000_000_000;
@@ -733,4 +734,67 @@ async fn a_partial_refund_takes_at_most_what_is_left_and_not_held(h: Harness) {
         2_500
     );
     assert!(db.verify().await.unwrap().is_clean());
+}
+
+/// A saved card: pending, then active once with brand, last four and expiry; removed by its
+/// organization only; one Stripe customer per organization.
+async fn saved_cards_activate_once_and_keep_no_number(h: Harness) {
+    use creditgate_storage::payments::{MethodStatus, PaymentMethod, SavedCard};
+    let db = &h.db;
+    funded(db, "acme", 0).await;
+    funded(db, "other", 0).await;
+    let m = PaymentMethod {
+        id: "card_1".to_owned(),
+        org: org("acme"),
+        provider: Provider::Stripe,
+        status: MethodStatus::Pending,
+        setup_ref: None,
+        provider_ref: None,
+        customer_ref: Some("cus_1".to_owned()),
+        card: None,
+        failure: None,
+        created_at: db.now(),
+    };
+    db.create_payment_method(&m).await.unwrap();
+    db.set_payment_method_setup("card_1", "cs_1").await.unwrap();
+    let card = SavedCard {
+        brand: "visa".to_owned(),
+        last4: "4242".to_owned(),
+        exp_month: 12,
+        exp_year: 2034,
+    };
+    assert!(db
+        .activate_payment_method("card_1", "pm_1", None, &card)
+        .await
+        .unwrap());
+    assert!(!db
+        .activate_payment_method("card_1", "pm_2", None, &card)
+        .await
+        .unwrap());
+    assert!(!db.fail_payment_method("card_1", "late").await.unwrap());
+    let stored = db.payment_method("card_1").await.unwrap().unwrap();
+    assert_eq!(stored.status, MethodStatus::Active);
+    assert_eq!(stored.card, Some(card));
+    assert_eq!(stored.provider_ref.as_deref(), Some("pm_1"));
+    assert_eq!(stored.customer_ref.as_deref(), Some("cus_1"));
+    assert_eq!(stored.setup_ref.as_deref(), Some("cs_1"));
+    assert_eq!(db.payment_methods(&org("acme")).await.unwrap().len(), 1);
+    assert!(!db
+        .remove_payment_method(&org("other"), "card_1")
+        .await
+        .unwrap());
+    assert!(db
+        .remove_payment_method(&org("acme"), "card_1")
+        .await
+        .unwrap());
+    assert!(db.payment_methods(&org("acme")).await.unwrap().is_empty());
+    assert_eq!(db.stripe_customer(&org("acme")).await.unwrap(), None);
+    assert_eq!(
+        db.set_stripe_customer(&org("acme"), "cus_a").await.unwrap(),
+        "cus_a"
+    );
+    assert_eq!(
+        db.set_stripe_customer(&org("acme"), "cus_b").await.unwrap(),
+        "cus_a"
+    );
 }

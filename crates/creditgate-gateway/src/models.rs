@@ -9,7 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use creditgate_core::pricing::ModelPrice;
+use creditgate_core::money::Decimal;
+use creditgate_core::pricing::{ModelPrice, RequestScan, ScanError, MAX_MODEL_NAME_CHARS};
 use serde_json::{json, Value};
 
 use crate::auth::ApiKeyCaller;
@@ -112,14 +113,25 @@ async fn count_tokens_inner(
 ) -> Result<Response, ApiError> {
     crate::upstream::check_betas(headers, &app.cfg.upstream_allowed_betas)?;
     let (bytes, _in_flight) = read_body(app, body).await?;
-    let parsed: Value = serde_json::from_slice(&bytes).map_err(|e| {
-        ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
+    // The same one-pass read as admission: nothing of the body is kept but its bytes.
+    let scan = RequestScan::read(&bytes, Decimal::ONE).map_err(|e| match e {
+        ScanError::NotAnObject => ApiError::invalid_request(e.to_string()),
+        ScanError::Json(e) => {
+            ApiError::invalid_request(format!("The request body is not valid JSON: {e}"))
+        }
     })?;
-    let model = parsed
-        .get("model")
-        .and_then(Value::as_str)
+    crate::upstream::check_body_betas(&scan, &app.cfg.upstream_allowed_betas)?;
+    let model = scan
+        .model
+        .as_ref()
         .ok_or_else(|| ApiError::invalid_request("model: Field required"))?;
-    app.book.resolve(model)?;
+    if model.len() > MAX_MODEL_NAME_CHARS {
+        return Err(ApiError::invalid_request(format!(
+            "model: must be at most {MAX_MODEL_NAME_CHARS} characters; this one has {} bytes",
+            model.len()
+        )));
+    }
+    app.book.resolve(model.head())?;
     let path = uri
         .path_and_query()
         .map_or("/v1/messages/count_tokens", |p| p.as_str());

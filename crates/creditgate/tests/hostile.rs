@@ -51,9 +51,10 @@ fn many_small_blocks(size: usize) -> String {
     out
 }
 
-/// Issue 7, memory: a 30 MB body of tiny content blocks, refused with 402 after its estimate,
-/// raises the gateway's peak RSS by less than 5× its size (a parsed `Value` tree of it cost
-/// ~19×), and the gateway answers the next request normally.
+/// Issue 7, memory: a 30 MB body of tiny content blocks, refused with 402 after its estimate
+/// (and the same body on `count_tokens`, refused for its unknown model), raises the gateway's
+/// peak RSS by less than 5× its size (a parsed `Value` tree of it cost ~31×), and the gateway
+/// answers the next request normally.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_body_costs_the_gateway_about_its_size_in_memory() {
     let w = World::new().await;
@@ -93,6 +94,31 @@ async fn a_large_body_costs_the_gateway_about_its_size_in_memory() {
         growth < 5 * big.len(),
         "peak RSS grew by {} MB for a {} MB body",
         growth >> 20,
+        big.len() >> 20
+    );
+
+    // The free route reads bodies the same way (an unknown model stops it before the upstream).
+    let unknown = big.replacen("claude-haiku-4-5", "claude-unknown-9", 1);
+    let resp = client
+        .post(gw.url("/v1/messages/count_tokens"))
+        .header("x-api-key", &w.key)
+        .header("anthropic-version", "2023-06-01")
+        .header("content-type", "application/json")
+        .body(unknown)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    assert!(
+        status == 400 || status == 404,
+        "{}",
+        resp.text().await.unwrap()
+    );
+    let again = peak_rss(gw.child.id());
+    assert!(
+        again.saturating_sub(before) < 5 * big.len(),
+        "count_tokens: peak RSS grew by {} MB for a {} MB body",
+        again.saturating_sub(before) >> 20,
         big.len() >> 20
     );
 

@@ -21,7 +21,8 @@ use std::sync::Arc;
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, Method};
-use creditgate_core::accounts::{Action, Actor, Role, User};
+use creditgate_core::accounts::{Action, Actor, Role, Session, User};
+use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::OrganizationId;
 use creditgate_core::keys::{AdminKeySecret, ADMIN_KEY_PREFIX};
 use sha2::{Digest, Sha256};
@@ -142,7 +143,7 @@ impl FromRequestParts<Arc<App>> for OrgCaller {
                 ));
             }
         }
-        crate::sign_in::keep_alive(app, &hash, &session, now).await?;
+        keep_alive(app, &hash, &session, now).await?;
         let member = session.member;
         Ok(OrgCaller {
             org: member.org,
@@ -198,4 +199,38 @@ mod tests {
         assert!(constant_time_eq(b"x", b"x"));
         assert!(!constant_time_eq(b"x", b"y"));
     }
+}
+
+/// A session is written back (its idle expiry pushed) at most this often.
+const TOUCH_EVERY_MS: i64 = 60_000;
+
+/// Pushes an active session's idle expiry forward, at most once a minute.
+pub async fn keep_alive(
+    app: &App,
+    hash: &str,
+    session: &Session,
+    now: Timestamp,
+) -> Result<(), ApiError> {
+    let idle = app.cfg.accounts.session_idle_ms;
+    if session.expires_at.millis() - now.millis() < idle - TOUCH_EVERY_MS {
+        app.db
+            .touch_session(hash, now, now.plus_millis(idle))
+            .await?;
+    }
+    Ok(())
+}
+
+/// The credential a route takes (`API.md` §1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// No credential (health, sign-in, links from emails).
+    Public,
+    /// An inference key `sk-cg-…`.
+    ApiKey,
+    /// An organization admin key or a member session, with a role allowing the action.
+    Organization(Action),
+    /// A member session only (signing out, who am I).
+    Session,
+    /// The operator key.
+    Operator,
 }

@@ -3,7 +3,7 @@
 //! Domain errors (`LedgerError`, `PricingError`) become an [`ApiError`] only here; a caller that
 //! knows more (the credit unit, what a hold was for) passes it as a [`Refusal`] and gets the same
 //! sentence with those details in. Nothing here logs or creates request ids: the request-id
-//! middleware (`crate::request_id`) does both for every error answer.
+//! middleware (`request_id`) does both for every error answer.
 
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};

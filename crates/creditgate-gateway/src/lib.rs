@@ -20,6 +20,7 @@ pub mod models;
 pub mod openapi;
 pub mod operator_api;
 pub mod organization_api;
+pub mod passwords;
 pub mod payments;
 pub mod reports;
 pub mod request_id;

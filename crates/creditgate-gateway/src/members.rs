@@ -219,7 +219,7 @@ pub async fn invite(
             format!("{email} is already a member"),
         ));
     }
-    let token = crate::sign_in::random_token();
+    let token = crate::passwords::random_token();
     let invite = Invite {
         id: new_id("invite", InviteId::parse)?,
         org: org.clone(),
@@ -282,7 +282,7 @@ pub async fn accept_invite(
     let existing = app.db.user_by_email(&invite.email).await?;
     let (user, password_hash) = match existing {
         Some((user, stored)) => {
-            if !crate::sign_in::verify_password(password, stored).await {
+            if !crate::passwords::verify_password(password, stored).await {
                 return Err(ApiError::authentication(
                     "An account with this email exists: give its password to join.",
                 ));
@@ -298,7 +298,7 @@ pub async fn accept_invite(
                 name,
                 created_at: now,
             };
-            (user, Some(crate::sign_in::hash_password(password).await?))
+            (user, Some(crate::passwords::hash_password(password).await?))
         }
     };
     match app

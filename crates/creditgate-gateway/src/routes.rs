@@ -4,29 +4,20 @@
 
 use std::sync::Arc;
 
+use axum::extract::State;
 use axum::routing::{delete, get, post, put, MethodRouter};
+use axum::Json;
 use creditgate_core::accounts::Action;
+use serde_json::Value;
 
+use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
     account, messages, models, operator_api, organization_api as org, payments, reports, sign_in,
     App,
 };
 
-/// The credential a route takes (`API.md` §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
-    /// No credential (health, sign-in, links from emails).
-    Public,
-    /// An inference key `sk-cg-…`.
-    ApiKey,
-    /// An organization admin key or a member session, with a role allowing the action.
-    Organization(Action),
-    /// A member session only (signing out, who am I).
-    Session,
-    /// The operator key.
-    Operator,
-}
+pub use crate::caller::Access;
 
 /// One route.
 pub struct Route {
@@ -81,7 +72,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/webhooks/stripe", Public, "Stripe's events (verified by Stripe-Signature)", post(payments::webhooks::stripe)),
         r("GET", "/healthz", Public, "Liveness", get(|| async { "ok" })),
         r("GET", "/readyz", Public, "Readiness (the database answers)", get(models::ready)),
-        r("GET", "/openapi.json", Public, "This document", get(crate::openapi::serve)),
+        r("GET", "/openapi.json", Public, "This document", get(openapi_json)),
         // Sign-in and links from emails (API.md §9).
         r("POST", "/auth/sign-in", Public, "Sign in with email and password; sets the cg_session cookie", post(sign_in::sign_in)),
         r("POST", "/auth/sign-out", Session, "End this session (or every session with everywhere: true)", post(sign_in::sign_out)),
@@ -147,4 +138,18 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/plans/{id}", Operator, "Edit or archive a plan", post(pay::admin_update_plan)),
         r("GET", "/admin/v1/audit_log", Operator, "Every organization's audit log, newest first", get(operator_api::audit_log)),
     ]
+}
+
+/// `GET /openapi.json`: the document of this table.
+async fn openapi_json(State(app): State<Arc<App>>) -> Json<Value> {
+    let operations: Vec<Operation> = table()
+        .iter()
+        .map(|r| Operation {
+            method: r.method,
+            path: r.path,
+            access: r.access,
+            summary: r.summary,
+        })
+        .collect();
+    Json(openapi::document(&operations, &app.cfg.accounts.public_url))
 }

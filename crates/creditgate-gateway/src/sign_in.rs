@@ -3,17 +3,14 @@
 
 use std::sync::Arc;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
-use argon2::Argon2;
 use axum::extract::{Path, State};
 use axum::http::header::SET_COOKIE;
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use creditgate_core::accounts::{
-    check_password, parse_name, Actor, Email, Member, Role, Session, User, RESET_TTL_MS,
+    check_password, parse_name, Actor, Email, Member, Role, User, RESET_TTL_MS,
 };
-use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::UserId;
 use creditgate_core::ledger::LotCategory;
 use serde::Deserialize;
@@ -23,6 +20,7 @@ use crate::billing::{self, Expiry, GrantKey, GrantOrder};
 use crate::caller::{token_hash, OrgCaller, SESSION_COOKIE};
 use crate::error::ApiError;
 use crate::members::{self, Change};
+use crate::passwords::{hash_password, random_token, verify_password};
 use crate::App;
 
 /// Failed sign-ins counted per account and per address within this window.
@@ -31,69 +29,6 @@ pub const THROTTLE_WINDOW_MS: i64 = 15 * 60 * 1000;
 pub const MAX_FAILURES_PER_ACCOUNT: i64 = 5;
 /// Failures from one address within the window before sign-in is refused.
 pub const MAX_FAILURES_PER_ADDRESS: i64 = 20;
-/// A session is written back (its idle expiry pushed) at most this often.
-const TOUCH_EVERY_MS: i64 = 60_000;
-
-/// A random 256-bit token, hex: session cookies, CSRF tokens, emailed links.
-pub fn random_token() -> String {
-    hex::encode(rand::random::<[u8; 32]>())
-}
-
-/// Hashes a password with argon2id (OWASP's parameters, the crate's defaults), off the
-/// async runtime.
-pub async fn hash_password(password: String) -> Result<String, ApiError> {
-    tokio::task::spawn_blocking(move || {
-        let salt = SaltString::encode_b64(&rand::random::<[u8; 16]>())
-            .map_err(|e| ApiError::internal(e.to_string()))?;
-        Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| ApiError::internal(e.to_string()))
-    })
-    .await
-    .map_err(|e| ApiError::internal(e.to_string()))?
-}
-
-/// Whether `password` matches the stored hash. Without a hash (an unknown account) a dummy
-/// hash is still checked, so the answer takes as long either way.
-pub async fn verify_password(password: String, stored: Option<String>) -> bool {
-    let dummy = DUMMY_HASH.to_owned();
-    let known = stored.is_some();
-    let ok = tokio::task::spawn_blocking(move || {
-        let hash = stored.unwrap_or(dummy);
-        PasswordHash::new(&hash)
-            .map(|h| {
-                Argon2::default()
-                    .verify_password(password.as_bytes(), &h)
-                    .is_ok()
-            })
-            .unwrap_or(false)
-    })
-    .await
-    .unwrap_or(false);
-    ok && known
-}
-
-/// An argon2id hash of a random password nobody knows, with the default parameters.
-const DUMMY_HASH: &str =
-    "$argon2id$v=19$m=19456,t=2,p=1$c29tZXNhbHRzb21lc2FsdA$rGvN2lBvJ7r0rKQ0Wg6cQHk3nXWm4cJ3qk8dFyc8mUQ";
-
-/// Pushes an active session's idle expiry forward, at most once a minute.
-pub async fn keep_alive(
-    app: &App,
-    hash: &str,
-    session: &Session,
-    now: Timestamp,
-) -> Result<(), ApiError> {
-    let idle = app.cfg.accounts.session_idle_ms;
-    if session.expires_at.millis() - now.millis() < idle - TOUCH_EVERY_MS {
-        app.db
-            .touch_session(hash, now, now.plus_millis(idle))
-            .await?;
-    }
-    Ok(())
-}
-
 fn session_cookie(app: &App, token: &str, max_age_s: i64) -> HeaderValue {
     let secure = if app.cfg.accounts.public_url.starts_with("https://") {
         "; Secure"

@@ -13,7 +13,7 @@ use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource}
 use creditgate_core::money::NanoCredits;
 use creditgate_gateway::config::Config;
 use creditgate_gateway::members::{self, Change};
-use creditgate_gateway::sign_in::hash_password;
+use creditgate_gateway::passwords::hash_password;
 use creditgate_gateway::App;
 use creditgate_sim::{SimConfig, Simulator};
 use creditgate_storage::Database;

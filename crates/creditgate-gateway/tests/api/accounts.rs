@@ -4,7 +4,7 @@
 use creditgate_core::accounts::{Email, Role, User};
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, UserId};
-use creditgate_gateway::sign_in::hash_password;
+use creditgate_gateway::passwords::hash_password;
 use reqwest::Method;
 use serde_json::{json, Value};
 

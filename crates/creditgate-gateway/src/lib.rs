@@ -16,6 +16,7 @@ pub mod lifecycle;
 pub mod mail;
 pub mod members;
 pub mod messages;
+pub mod metrics;
 pub mod models;
 pub mod openapi;
 pub mod operator_api;
@@ -77,6 +78,8 @@ pub struct App {
     pub bodies: body::BodyBudget,
     /// Failed authentications per client address.
     pub auth_throttle: throttle::AuthThrottle,
+    /// The Prometheus registry of this instance (`/metrics`).
+    pub metrics: metrics::Metrics,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -142,6 +145,7 @@ impl App {
             clock,
             bodies: body::BodyBudget::new(cfg_bodies),
             auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
+            metrics: metrics::Metrics::default(),
         }))
     }
 
@@ -178,6 +182,11 @@ pub fn router(app: Arc<App>) -> Router {
     routes::table()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler))
+        // On matched routes only: their templates are the bounded set of route labels.
+        .route_layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            metrics::track,
+        ))
         .fallback(|| async { ApiError::not_found("Not found.") })
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -72,6 +72,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/webhooks/stripe", Public, "Stripe's events (verified by Stripe-Signature)", post(payments::webhooks::stripe)),
         r("GET", "/healthz", Public, "Liveness", get(|| async { "ok" })),
         r("GET", "/readyz", Public, "Readiness (the database answers)", get(models::ready)),
+        r("GET", "/metrics", Operator, "Prometheus metrics (OpenMetrics text): requests, latency, charges, holds, upstream errors, spool", get(crate::metrics::serve)),
         r("GET", "/openapi.json", Public, "This document", get(openapi_json)),
         // Sign-in and links from emails (API.md §9).
         r("POST", "/auth/sign-in", Public, "Sign in with email and password; sets the cg_session cookie", post(sign_in::sign_in)),

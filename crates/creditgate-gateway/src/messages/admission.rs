@@ -14,6 +14,7 @@ use creditgate_core::usage::Admission;
 use super::{limits, read_body, Admitted};
 use crate::error::{ApiError, Refusal};
 use crate::lifecycle::Live;
+use crate::metrics::AdmittedModel;
 use crate::request_id::RequestId;
 use crate::App;
 
@@ -127,8 +128,12 @@ pub(super) async fn admit(
         first_hold: amount,
     } = examine(&app, &key, &bytes)?;
     let tokens = estimate.input_tokens().saturating_add(parsed.max_tokens);
+    let model = AdmittedModel(parsed.model.clone());
     let rate = match limits::take_rate(&app, &key, tokens, request_id.as_str()).await? {
-        limits::Rate::Refused(refused) => return Ok(refused),
+        limits::Rate::Refused(mut refused) => {
+            refused.extensions_mut().insert(model);
+            return Ok(refused);
+        }
         limits::Rate::Taken(window) => Some(window),
         limits::Rate::Unlimited => None,
     };
@@ -158,6 +163,7 @@ pub(super) async fn admit(
     if let Some(window) = &rate {
         window.stamp(resp.headers_mut());
     }
+    resp.extensions_mut().insert(model);
     Ok(resp)
 }
 
@@ -225,6 +231,7 @@ async fn hold_and_run(
         policy,
         started: std::time::Instant::now(),
         upstream_request_id: std::sync::OnceLock::new(),
+        upstream_sent: std::time::Instant::now(),
         rate,
         _live: Live::start(app.clone(), hold.id.clone()),
     };

@@ -9,6 +9,7 @@ use serde_json::Value;
 use super::Admitted;
 use crate::config::MAX_UPSTREAM_JSON_BYTES;
 use crate::error::ApiError;
+use crate::metrics::UpstreamWait;
 
 impl Admitted {
     /// A complete (non-streaming) response, or any upstream error response.
@@ -36,6 +37,7 @@ impl Admitted {
                 .into_response();
             }
         };
+        let waited = UpstreamWait(self.upstream_sent.elapsed());
         let settled = if status.is_success() {
             let (status, usage, note) = self.observed_usage(&body);
             // The edge: the upstream's usage is parsed here, once, into its typed form.
@@ -47,7 +49,9 @@ impl Admitted {
         };
         self.cost_headers(&mut out_headers, &settled);
         let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        (code, out_headers, body).into_response()
+        let mut resp = (code, out_headers, body).into_response();
+        resp.extensions_mut().insert(waited);
+        resp
     }
 
     /// The usage of a successful answer. When the upstream did not state the counts (no usage,

@@ -85,6 +85,8 @@ struct Admitted {
     parsed: Parsed,
     policy: DisconnectPolicy,
     started: std::time::Instant,
+    /// When the request was sent upstream (for the gateway's own latency apart from the wait).
+    upstream_sent: std::time::Instant,
     /// The upstream's `request-id`, once its answer arrived.
     upstream_request_id: std::sync::OnceLock<String>,
     /// The key's per-minute window, when it has a per-minute limit (corrected at settlement).
@@ -102,7 +104,8 @@ struct Settled {
 
 impl Admitted {
     /// Forwards the request and answers as JSON or as a stream, settling the hold either way.
-    async fn run(self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+    async fn run(mut self, path: String, headers: HeaderMap, body: Bytes) -> Response {
+        self.upstream_sent = std::time::Instant::now();
         let sent = self
             .unless_cut(self.app.upstream.send(Method::POST, &path, &headers, body))
             .await;
@@ -110,6 +113,7 @@ impl Admitted {
             Some(Ok(resp)) => resp,
             None => return self.cut_before_answer().await,
             Some(Err(err)) => {
+                self.app.metrics.upstream_error(None);
                 self.settle_with_retries(ReceiptStatus::Free, None, "upstream unreachable")
                     .await;
                 return ApiError::upstream_unreachable(err.to_string())
@@ -118,6 +122,11 @@ impl Admitted {
                     .into_response();
             }
         };
+        if !resp.status().is_success() {
+            self.app
+                .metrics
+                .upstream_error(Some(resp.status().as_u16()));
+        }
         if let Some(id) = resp
             .headers()
             .get("request-id")

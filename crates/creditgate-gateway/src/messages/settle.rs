@@ -74,7 +74,11 @@ impl Admitted {
             memo: None,
             usage: record.map(Box::new),
         };
-        match self.post_settlement(req).await {
+        let posted = self.post_settlement(req).await;
+        if !matches!(posted, Posted::Lost) {
+            self.app.metrics.charged(&self.parsed.model, charge.amount);
+        }
+        match posted {
             Posted::Ledger(s) => Settled {
                 charged: charge.amount,
                 available: s.available,

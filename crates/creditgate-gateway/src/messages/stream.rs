@@ -20,6 +20,7 @@ use super::hold::ProgressiveHold;
 use super::Admitted;
 use crate::config::STREAM_BUFFER_CHUNKS;
 use crate::error::ApiError;
+use crate::metrics::UpstreamWait;
 use crate::sse::{SseEvent, SseScanner, UsageTally};
 
 /// How a stream's pump loop ended.
@@ -46,6 +47,7 @@ struct Pumping {
 impl Admitted {
     /// A stream: bytes pass through as whole events while usage is read and the hold grows.
     pub(super) async fn stream(self, resp: reqwest::Response) -> Response {
+        let waited = UpstreamWait(self.upstream_sent.elapsed());
         let mut out_headers = HeaderMap::new();
         copy_response_headers(resp.headers(), &mut out_headers);
         out_headers.insert("request-id", header_value(self.request_id.as_str()));
@@ -56,7 +58,9 @@ impl Admitted {
                 .await
                 .map(|chunk| (Ok::<_, Infallible>(chunk), rx))
         });
-        (StatusCode::OK, out_headers, Body::from_stream(body)).into_response()
+        let mut answer = (StatusCode::OK, out_headers, Body::from_stream(body)).into_response();
+        answer.extensions_mut().insert(waited);
+        answer
     }
 
     /// Runs in its own task: relays the stream until it ends, then settles it exactly once.

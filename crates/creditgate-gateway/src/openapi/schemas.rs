@@ -85,7 +85,7 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
         ("GET", "/receipts/{order_id}") => (Nothing, Html),
         ("POST", "/webhooks/stripe") => (Json(json!({"type": "object", "description": "A Stripe event, signed with Stripe-Signature."})),
             J(obj(&["received"], json!({"received": {"type": "boolean"}, "outcome": s()})))),
-        ("GET", "/healthz") => (Nothing, Text),
+        ("GET", "/healthz" | "/metrics") => (Nothing, Text),
         ("GET", "/readyz") => (Nothing, J(json!({"type": "object"}))),
         ("GET", "/openapi.json") => (Nothing, J(json!({"type": "object", "description": "This OpenAPI 3.1 document."}))),
         ("POST", "/auth/sign-in") => (Json(r("SignIn")), ok("Session")),

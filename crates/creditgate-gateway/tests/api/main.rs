@@ -14,6 +14,7 @@ mod estimate;
 mod helpers;
 mod key_limits;
 mod messages;
+mod metrics;
 mod openapi;
 mod payments;
 mod progressive;

@@ -244,9 +244,14 @@ pub struct Filter {
 
 impl Filter {
     pub fn admits(&self, row: &RollupRow) -> bool {
-        (self.api_key_ids.is_empty() || self.api_key_ids.iter().any(|k| k.as_str() == row.key_id))
-            && (self.models.is_empty() || self.models.contains(&row.model))
-            && (self.orgs.is_empty() || self.orgs.contains(&row.org))
+        self.admits_parts(&row.org, &row.key_id, &row.model)
+    }
+
+    /// Whether usage of `org`'s key `key_id` (`""`: none) with `model` is counted.
+    pub fn admits_parts(&self, org: &OrganizationId, key_id: &str, model: &str) -> bool {
+        (self.api_key_ids.is_empty() || self.api_key_ids.iter().any(|k| k.as_str() == key_id))
+            && (self.models.is_empty() || self.models.iter().any(|m| m == model))
+            && (self.orgs.is_empty() || self.orgs.contains(org))
     }
 }
 

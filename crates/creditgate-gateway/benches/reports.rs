@@ -12,7 +12,7 @@
 //!
 //! `cargo bench -p creditgate-gateway --bench reports` (or `bench/reports.sh`). Settings:
 //! `CREDITGATE_BENCH_RECORDS` (default 10,000,000), `CREDITGATE_BENCH_SECONDS` (per throughput
-//! run, default 5), `CREDITGATE_BENCH_ROUNDS` (throughput runs per kind, default 3).
+//! run, default 5), `CREDITGATE_BENCH_ROUNDS` (throughput runs per kind, default 3; 0 skips them).
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -199,6 +199,7 @@ async fn report_latency(dir: &std::path::Path, records: u64) {
         ("cost 1d x31, by description", ReportKind::Cost, format!("{oct}&limit=31&group_by[]=description")),
         ("usage 1h x168, by model+key", ReportKind::Usage, "starting_at=2026-10-01T00:00:00Z&ending_at=2026-10-08T00:00:00Z&bucket_width=1h&limit=168&group_by[]=model&group_by[]=api_key_id".to_owned()),
         ("cache 1d x1 (minute scan)", ReportKind::Cache, "starting_at=2026-10-10T00:00:00Z&ending_at=2026-10-11T00:00:00Z".to_owned()),
+        ("cache 1d x31 (minute scan)", ReportKind::Cache, format!("{oct}&limit=31")),
     ];
     println!();
     println!(
@@ -346,6 +347,9 @@ async fn settle_one(db: &Database, org: &OrganizationId, id: &str, rec: UsageRec
 async fn settle_throughput(dir: &std::path::Path) {
     let secs = env_num("CREDITGATE_BENCH_SECONDS", 5);
     let rounds = env_num("CREDITGATE_BENCH_ROUNDS", 3) as usize;
+    if rounds == 0 {
+        return;
+    }
     let (mut with, mut without) = (Vec::new(), Vec::new());
     println!();
     println!("hold+settle pairs/s with a usage record, {TASKS} tasks x {TASKS} organizations, {secs} s per run");

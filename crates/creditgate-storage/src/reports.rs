@@ -6,7 +6,7 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{ApiKeyId, OrganizationId};
 use creditgate_core::ledger::{LedgerError, LedgerResult};
 use creditgate_core::money::NanoCredits;
-use creditgate_core::reports::{BucketWidth, RollupRow, Sums};
+use creditgate_core::reports::{BucketWidth, CacheMinute, RollupRow, Sums};
 use creditgate_core::usage::{Lines, PicoUsd, Tokens};
 
 use crate::statement::{Columns, Param};
@@ -211,6 +211,55 @@ impl Database {
             }
             None => self.query(ALL, window.to_vec(), rollup_row).await,
         }
+    }
+
+    /// Each key and model's cache writes (credits per TTL) and reads (tokens) per minute in
+    /// `[from, to)`, of `org` (every organization's when `None`): what the cache report's
+    /// unread-write rule needs, without the other sums and without minutes that neither wrote
+    /// nor read.
+    pub async fn cache_minutes(
+        &self,
+        org: Option<&OrganizationId>,
+        from: Timestamp,
+        to: Timestamp,
+    ) -> LedgerResult<Vec<CacheMinute>> {
+        macro_rules! cache_select {
+            ($filter:literal) => {
+                concat!(
+                    "SELECT org, bucket, key_id, model, \
+                     CAST(SUM(credits_cache_write_5m) AS BIGINT), \
+                     CAST(SUM(credits_cache_write_1h) AS BIGINT), \
+                     CAST(SUM(cache_read_tokens) AS BIGINT) \
+                     FROM usage_rollups WHERE ",
+                    $filter,
+                    " AND bucket >= $2 AND bucket < $3 \
+                     AND (credits_cache_write_5m > 0 OR credits_cache_write_1h > 0 \
+                          OR cache_read_tokens > 0) \
+                     GROUP BY org, bucket, key_id, model"
+                )
+            };
+        }
+        const ONE: &str = cache_select!("org = $1 AND width = 60000");
+        const ALL: &str = cache_select!("width = $1");
+        let window = [Param::Int(from.millis()), Param::Int(to.millis())];
+        let (sql, first) = match org {
+            Some(org) => (ONE, Param::Text(org.to_string())),
+            None => (ALL, Param::Int(BucketWidth::Minute.millis())),
+        };
+        let mut params = vec![first];
+        params.extend(window);
+        self.query(sql, params, |row| {
+            Ok(CacheMinute {
+                org: OrganizationId::parse(&row.text(0)?).map_err(|_| corrupt("organization"))?,
+                minute: Timestamp::from_millis(row.int(1)?),
+                key_id: row.text(2)?,
+                model: row.text(3)?,
+                write_5m: NanoCredits::from_nanos(row.int(4)?),
+                write_1h: NanoCredits::from_nanos(row.int(5)?),
+                read_tokens: count(row, 6)?,
+            })
+        })
+        .await
     }
 
     /// What `key` of `org` used from `since` (a UTC day boundary) on, summed from the daily

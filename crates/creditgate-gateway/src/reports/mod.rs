@@ -19,8 +19,7 @@ use creditgate_core::accounts::Action;
 use creditgate_core::clock::Timestamp;
 use creditgate_core::money::{CreditUnit, MoneyError, NanoCredits};
 use creditgate_core::reports::{
-    aggregate, open_page_token, page_token, unread_writes, Bucket, BucketWidth, CacheMinute,
-    Dimension, Group,
+    aggregate, open_page_token, page_token, unread_writes, Bucket, Dimension, Group,
 };
 use creditgate_storage::Database;
 use serde_json::{json, Value};
@@ -101,27 +100,10 @@ async fn cache_unread(
     let mut out = vec![Unread::new(); starts.len()];
     let first = starts[0];
     let to = first.plus_millis(q.width.millis() * starts.len() as i64);
-    let rows = db
-        .usage_rollups(
-            scope.org(),
-            BucketWidth::Minute,
-            first,
-            to.plus_millis(CACHE_LOOKAHEAD_MS),
-        )
+    let mut minutes = db
+        .cache_minutes(scope.org(), first, to.plus_millis(CACHE_LOOKAHEAD_MS))
         .await?;
-    let minutes: Vec<CacheMinute> = rows
-        .iter()
-        .filter(|r| q.filter.admits(r))
-        .map(|r| CacheMinute {
-            org: r.org.clone(),
-            key_id: r.key_id.clone(),
-            model: r.model.clone(),
-            minute: r.bucket,
-            write_5m: r.sums.credits.cache_write_5m,
-            write_1h: r.sums.credits.cache_write_1h,
-            read_tokens: r.sums.tokens.cache_read,
-        })
-        .collect();
+    minutes.retain(|m| q.filter.admits_parts(&m.org, &m.key_id, &m.model));
     let by_org = q.group_by.contains(&Dimension::Organization);
     for (cell, (w5, w1)) in unread_writes(&minutes, now) {
         if cell.minute >= to {

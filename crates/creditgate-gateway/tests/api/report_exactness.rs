@@ -417,3 +417,77 @@ async fn reports_add_up_to_the_ledger_exactly_on_sqlite() {
 async fn reports_add_up_to_the_ledger_exactly_on_postgres() {
     randomized_run("postgres", seed()).await;
 }
+
+/// A record with only cache lines: `write_5m`/`write_1h` credits written, `read` tokens read.
+fn cache_record(key: &str, write_5m: i64, write_1h: i64, read: u64) -> UsageRecord {
+    let mut rng = StdRng::seed_from_u64(1);
+    let mut r = random_record(&mut rng);
+    r.key_id = Some(ApiKeyId::parse(key).unwrap());
+    r.model = MODELS[0].to_owned();
+    r.tokens = Some(Tokens {
+        cache_write_5m: u64::from(write_5m > 0) * 1000,
+        cache_write_1h: u64::from(write_1h > 0) * 1000,
+        cache_read: read,
+        ..Tokens::default()
+    });
+    r.credits = Lines {
+        cache_write_5m: NanoCredits::from_nanos(write_5m),
+        cache_write_1h: NanoCredits::from_nanos(write_1h),
+        cache_read: NanoCredits::from_nanos(i64::try_from(read).unwrap()),
+        ..Lines::default()
+    };
+    r
+}
+
+/// Writes never read within their TTL, by the documented rule (`docs/reports.md`): a write
+/// counts as read when the same key reads the same model's cache from the write's minute to its
+/// TTL later; writes still within their TTL are not counted yet.
+#[tokio::test]
+async fn the_cache_report_counts_writes_never_read_within_their_ttl() {
+    let clock = ManualClock::new(START);
+    let (db, cleanup) = fresh("sqlite", &clock).await.unwrap();
+    let org = funded_org(&db, "cache").await;
+    let at = |minutes: i64, ms: i64| Timestamp::from_millis(START.millis() + minutes * 60_000 + ms);
+    for (time, rec) in [
+        (at(0, 10), cache_record(KEYS[0], 100, 0, 0)), // read 4 minutes later: not wasted
+        (at(4, 0), cache_record(KEYS[0], 0, 0, 500)),
+        (at(10, 0), cache_record(KEYS[1], 70, 0, 0)), // key b's 5m write: never read
+        (at(20, 0), cache_record(KEYS[0], 0, 40, 0)), // 1h write read 59 minutes later
+        (at(79, 0), cache_record(KEYS[0], 0, 0, 9)),
+        (at(30, 0), cache_record(KEYS[2], 0, 25, 0)), // read by key a only: wasted for c
+        (at(170, 0), cache_record(KEYS[2], 11, 0, 0)), // still within its TTL at "now"
+    ] {
+        clock.set(time);
+        settle(&db, &org, rec).await;
+    }
+    let now = at(172, 0);
+    let q = ReportQuery::parse(
+        ReportKind::Cache,
+        "starting_at=2026-01-01T00:00:00Z&ending_at=2026-01-01T03:00:00Z&bucket_width=1h",
+        None,
+        false,
+        now,
+    )
+    .unwrap();
+    let scope = Scope::Organization(org.clone());
+    let page = build(&db, &scope, &q, q.start, q.limit, now).await.unwrap();
+    let json = page_json(&q, &page, &CreditUnit::reseller_default(), false, None).unwrap();
+    let mut unread = std::collections::BTreeMap::new();
+    for bucket in json["data"].as_array().unwrap() {
+        for r in bucket["results"].as_array().unwrap() {
+            let total: NanoCredits = r["unread_writes"]["total"]
+                .as_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            let key = r["api_key_id"].as_str().unwrap().to_owned();
+            let slot = unread.entry(key).or_insert(NanoCredits::ZERO);
+            *slot = slot.checked_add(total).unwrap();
+        }
+    }
+    assert_eq!(unread[KEYS[0]], NanoCredits::ZERO, "{json}");
+    assert_eq!(unread[KEYS[1]], NanoCredits::from_nanos(70), "{json}");
+    assert_eq!(unread[KEYS[2]], NanoCredits::from_nanos(25), "{json}");
+    drop(db);
+    cleanup.run().await;
+}

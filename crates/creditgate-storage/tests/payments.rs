@@ -196,6 +196,24 @@ async fn the_same_event_ten_times_at_once_credits_once(h: Harness) {
     }
     assert_eq!(credited, 1);
     assert_eq!(posted(&h.db, "acme").await, nc(CREDITS_10K));
+    // Replayed a day later (and a week later): processed event ids are kept for good.
+    for days in [1, 7] {
+        h.clock.advance(days * 86_400_000);
+        let again =
+            h.db.apply_payment(event("evt_same"), paid(&o))
+                .await
+                .unwrap();
+        assert_eq!(again, PaymentOutcome::Duplicate, "{days} days later");
+        let other_id =
+            h.db.apply_payment(event(&format!("evt_late_{days}")), paid(&o))
+                .await
+                .unwrap();
+        assert!(
+            matches!(other_id, PaymentOutcome::AlreadyCredited(_)),
+            "{other_id:?}"
+        );
+    }
+    assert_eq!(posted(&h.db, "acme").await, nc(CREDITS_10K));
     assert!(h.db.verify().await.unwrap().is_clean());
 }
 
@@ -513,8 +531,8 @@ async fn a_refund_racing_requests_never_goes_negative(h: Harness) {
     assert!(h.db.verify().await.unwrap().is_clean());
 }
 
-/// A seeded random mix of purchases (each event delivered twice), requests, operator refunds,
-/// provider refunds, disputes (won or not) and expiry; after every step the journal verifies
+/// A seeded random mix of purchases (each event delivered twice), requests, operator refunds
+/// (whole remainders and partial), provider refunds, disputes (won or not) and expiry; after every step the journal verifies
 /// and the balance equals the fold of what happened. Replay with `CREDITGATE_PAYMENTS_SEED`.
 async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h: Harness) {
     let seed = std::env::var("CREDITGATE_PAYMENTS_SEED")
@@ -530,7 +548,7 @@ async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h:
     let mut credits_granted = 0;
     for step in 0..120 {
         let ctx = format!("seed {seed}, step {step}");
-        match rng.gen_range(0..7) {
+        match rng.gen_range(0..8) {
             0 | 1 => {
                 let mut o = order(&format!("ord_{step}"), "acme", Provider::Stripe);
                 o.credits = nc(rng.gen_range(1..=20) * 1_000_000_000_000);
@@ -583,6 +601,16 @@ async fn purchases_refunds_disputes_requests_and_expiry_keep_the_ledger_whole(h:
                     .unwrap();
                 if let Some((_, Some(moved))) = got {
                     expected -= moved.credits.nanos();
+                }
+            }
+            6 if !orders.is_empty() => {
+                // The operator refunds some credits: at most what is left and not held.
+                let o = &orders[rng.gen_range(0..orders.len())];
+                let ask = nc(rng.gen_range(1..=5_000) * 1_000_000_000);
+                let op = Actor::operator();
+                if let Ok((_, r, _)) = db.refund_order_credits(&o.id, ask, &op).await {
+                    assert_eq!(r.amount, ask, "{ctx}: a partial refund is exact");
+                    expected -= r.amount.nanos();
                 }
             }
             _ => {

@@ -531,3 +531,70 @@ async fn operator_refunds_over_http_are_exact_once_and_audited() {
     assert!(log.body.to_string().contains(&transfer));
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
+
+#[tokio::test]
+async fn custom_amounts_outside_the_bounds_or_not_whole_are_refused() {
+    let t = TestApp::spawn_with(Setup {
+        credits: NanoCredits::ZERO,
+        extra_toml: "[payments]\n[payments.custom]\nmin_credits = \"2000\"\n\
+                     max_credits = \"1000000\"\nprice_per_credit_usd = \"0.0048\"\n\
+                     expiry = \"never\"\n"
+            .to_owned(),
+        ..Setup::default()
+    })
+    .await;
+    let cred = Cred::Key(admin_key(&t, &t.org).await);
+    let fr = json!({"country": "FR"});
+    as_(&t, &cred, Method::PUT, "/v1/billing/profile", Some(fr)).await;
+    let plans = as_(&t, &cred, Method::GET, "/v1/billing/plans", None).await;
+    assert_eq!(
+        plans.body["custom"]["min_credits"], "2000",
+        "{}",
+        plans.body
+    );
+    assert_eq!(plans.body["custom"]["cents_per_credit"], "0.48");
+    for bad in [
+        json!({"credits": "0"}),
+        json!({"credits": "-2500"}),
+        json!({"credits": "1999"}),
+        json!({"credits": "1000001"}),
+        json!({"credits": "2500.5"}),
+        json!({"credits": "lots"}),
+        json!({"credits": 2500}),
+        json!({"credits": "2500", "plan_id": "credits-1000"}),
+        json!({}),
+        json!({"credits": "2500", "success_url": "javascript:alert(1)"}),
+        json!({"credits": "2500", "amount_cents": 1}),
+    ] {
+        let r = as_(
+            &t,
+            &cred,
+            Method::POST,
+            "/v1/billing/checkout",
+            Some(bad.clone()),
+        )
+        .await;
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        assert_eq!(r.body["error"]["type"], "invalid_request_error");
+    }
+    assert!(t
+        .app
+        .db
+        .orders(&Default::default())
+        .await
+        .unwrap()
+        .is_empty());
+    // Priced at credits × price, rounded up to the cent: 2501 × $0.0048 = $12.0048 → 1201¢.
+    let ok = as_(
+        &t,
+        &cred,
+        Method::POST,
+        "/v1/billing/checkout",
+        Some(json!({"credits": "2501"})),
+    )
+    .await;
+    assert_eq!(ok.status, 200, "{}", ok.body);
+    assert_eq!(ok.body["order"]["amount_cents"], 1201);
+    assert_eq!(ok.body["order"]["credits"], "2501");
+    assert_eq!(ok.body["order"]["plan_id"], Value::Null);
+}

@@ -322,7 +322,7 @@ async fn stripe_checkout_credits_once_through_the_signed_webhook() {
 
 #[tokio::test]
 async fn forged_and_mismatched_webhooks_credit_nothing() {
-    let (t, _fake) = stripe_buyer().await;
+    let (t, fake) = stripe_buyer().await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let order = checkout(&t, "credits-10000", None).await;
     let hook = format!("{}/webhooks/stripe", t.address);
@@ -356,10 +356,19 @@ async fn forged_and_mismatched_webhooks_credit_nothing() {
 
     // Sessions made at Stripe that point at our order with another organization or amount,
     // and one for an order that does not exist: paid at Stripe, ignored here (answered 200).
-    for (org, amount, order_id) in [
-        ("org_evil", "5000", order.id.as_str()),
-        (t.org.as_str(), "500", order.id.as_str()),
-        (t.org.as_str(), "5000", "ord_missing"),
+    // Also one in another currency, and one naming an order of another provider (sandbox).
+    let mut sandbox_order = order.clone();
+    sandbox_order.id = OrderId::parse("ord_sandbox_one").unwrap();
+    sandbox_order.provider = creditgate_core::payments::Provider::Sandbox;
+    sandbox_order.provider_ref = None;
+    t.app.db.create_order(&sandbox_order).await.unwrap();
+    let mut forged_events = Vec::new();
+    for (org, amount, currency, order_id) in [
+        ("org_evil", "5000", "usd", order.id.as_str()),
+        (t.org.as_str(), "500", "usd", order.id.as_str()),
+        (t.org.as_str(), "5000", "eur", order.id.as_str()),
+        (t.org.as_str(), "5000", "usd", "ord_sandbox_one"),
+        (t.org.as_str(), "5000", "usd", "ord_missing"),
     ] {
         let s: Value = t
             .client
@@ -368,13 +377,13 @@ async fn forged_and_mismatched_webhooks_credit_nothing() {
             .header("Stripe-Version", "2024-06-20")
             .header(
                 "Idempotency-Key",
-                format!("forge-{org}-{amount}-{order_id}"),
+                format!("forge-{org}-{amount}-{currency}-{order_id}"),
             )
             .form(&[
                 ("client_reference_id", order_id),
                 ("metadata[order_id]", order_id),
                 ("metadata[organization_id]", org),
-                ("line_items[0][price_data][currency]", "usd"),
+                ("line_items[0][price_data][currency]", currency),
                 ("line_items[0][price_data][unit_amount]", amount),
             ])
             .send()
@@ -383,9 +392,25 @@ async fn forged_and_mismatched_webhooks_credit_nothing() {
             .json()
             .await
             .unwrap();
-        fake_pay(&t, &base, s["id"].as_str().unwrap(), "4242424242424242").await;
+        let paid = fake_pay(&t, &base, s["id"].as_str().unwrap(), "4242424242424242").await;
+        forged_events.push(paid["event"].clone());
     }
     assert_eq!(t.balance().await.posted, NanoCredits::ZERO);
+    // Each was answered 200 (Stripe stops retrying) and logged with the reason.
+    for e in &forged_events {
+        assert_eq!(fake.deliver(e).await, Some(200));
+        let id = e["id"].as_str().unwrap();
+        let logged = t
+            .app
+            .db
+            .provider_event_outcome(creditgate_core::payments::Provider::Stripe, id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(logged.starts_with("ignored: "), "{id}: {logged}");
+    }
+    let untouched = t.app.db.order(&sandbox_order.id).await.unwrap().unwrap();
+    assert_eq!(untouched.status, OrderStatus::Open);
     let stored = t.app.db.order(&order.id).await.unwrap().unwrap();
     assert_eq!(stored.status, OrderStatus::Open);
     // Expiry at Stripe: the order says so.

@@ -109,7 +109,7 @@ impl Default for Metrics {
             "Credits charged, in nano-credits (1e-9 credit), by model",
             m.charged.clone(),
         );
-        r.register("upstream_errors", "Upstream failures: unreachable, or an error status (http_429, http_4xx, http_529, http_5xx)", m.upstream_errors.clone());
+        r.register("upstream_errors", "Upstream failures: unreachable, an error status (http_429, http_4xx, http_529, http_5xx), or a stream that failed after it began (stream_broken, stream_error_event, stream_ended_early)", m.upstream_errors.clone());
         r.register(
             "holds_in_flight",
             "Requests holding credits right now (on this replica)",
@@ -138,13 +138,18 @@ impl Metrics {
 
     /// Counts an upstream failure: `None` when it could not be reached, else its status.
     pub fn upstream_error(&self, status: Option<u16>) {
-        let kind = match status {
+        self.upstream_failure(match status {
             None => "unreachable",
             Some(429) => "http_429",
             Some(529) => "http_529",
             Some(s) if s >= 500 => "http_5xx",
             Some(_) => "http_4xx",
-        };
+        });
+    }
+
+    /// Counts an upstream failure of a fixed kind (`stream_broken`, `stream_error_event`,
+    /// `stream_ended_early` for a stream that failed after it began).
+    pub fn upstream_failure(&self, kind: &'static str) {
         self.upstream_errors
             .get_or_create(&ErrorLabels { kind: kind.into() })
             .inc();

@@ -199,6 +199,16 @@ impl Admitted {
 
     /// What the ending means for the charge, and the error the client should see, if any.
     fn classify(&self, ending: Ending, tally: &UsageTally) -> (StreamEnd, Option<ApiError>) {
+        let failure = match &ending {
+            Ending::Eof if tally.saw_message_stop => None,
+            Ending::Eof if tally.error.is_some() => Some("stream_error_event"),
+            Ending::Eof => Some("stream_ended_early"),
+            Ending::Broken(_) => Some("stream_broken"),
+            _ => None,
+        };
+        if let Some(kind) = failure {
+            self.app.metrics.upstream_failure(kind);
+        }
         match ending {
             Ending::Eof if tally.saw_message_stop => (StreamEnd::Complete, None),
             Ending::Eof if tally.error.is_some() => (StreamEnd::ErrorEvent, None),

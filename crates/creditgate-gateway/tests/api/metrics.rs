@@ -66,6 +66,19 @@ async fn metrics_count_real_requests_and_charges_for_the_operator_only() {
     let s = t.stream(&streamed).await;
     charged = charged.checked_add(s.charged()).unwrap();
     ids.push(s.request_id());
+    for (directives, kind) in [("error_after=3", "event"), ("reset_after=3", "broken")] {
+        let mut broken = body(
+            256,
+            &format!("output_tokens=100 chunk_tokens=2 {directives}"),
+        );
+        broken["stream"] = json!(true);
+        let s = t.stream(&broken).await;
+        assert!(
+            s.charged().is_positive(),
+            "{kind}: input and observed output are charged"
+        );
+        charged = charged.checked_add(s.charged()).unwrap();
+    }
     let failed = t.message(&body(32, "status=500")).await;
     assert_eq!(failed.status, 500, "{}", failed.body);
     let unknown = t.message(&body_for("claude-nope-9", 8, "")).await;
@@ -90,9 +103,13 @@ async fn metrics_count_real_requests_and_charges_for_the_operator_only() {
     ];
     assert_eq!(
         sample(&text, "creditgate_requests_total", &ok),
-        Some(3),
+        Some(5),
         "{text}"
     );
+    for kind in ["stream_error_event", "stream_broken"] {
+        let n = sample(&text, "creditgate_upstream_errors_total", &[("kind", kind)]);
+        assert_eq!(n, Some(1), "{kind}");
+    }
     let upstream_500 = [
         ("route", "/v1/messages"),
         ("status", "500"),
@@ -120,14 +137,14 @@ async fn metrics_count_real_requests_and_charges_for_the_operator_only() {
         "the charges, exactly"
     );
     let messages = [("route", "/v1/messages")];
-    assert!(sample(&text, "creditgate_gateway_seconds_count", &messages) >= Some(5));
+    assert!(sample(&text, "creditgate_gateway_seconds_count", &messages) >= Some(7));
     assert_eq!(
         sample(
             &text,
             "creditgate_upstream_seconds_count",
             &[("model", MODEL)]
         ),
-        Some(4)
+        Some(6)
     );
     assert_eq!(sample(&text, "creditgate_holds_in_flight", &[]), Some(0));
     assert_eq!(

@@ -216,16 +216,19 @@ async fn allowed_models_expiry_and_bad_limits(setup: Setup) {
     );
 }
 
-#[tokio::test]
-async fn revocation_reaches_another_replica_within_a_second() {
-    let a = TestApp::spawn().await;
-    let url = match &a.app.db {
-        creditgate_storage::Database::Sqlite(s) => format!("sqlite://{}", s.path().display()),
-        creditgate_storage::Database::Postgres(_) => unreachable!(),
+async fn revocation_reaches_another_replica_within_a_second(setup: Setup) {
+    let a = TestApp::spawn_with(setup.clone()).await;
+    // Replica b shares a's database: its SQLite file, or the same Postgres database.
+    let url = match (&setup.database_url, &a.app.db) {
+        (Some(url), _) => url.clone(),
+        (None, creditgate_storage::Database::Sqlite(s)) => {
+            format!("sqlite://{}", s.path().display())
+        }
+        (None, creditgate_storage::Database::Postgres(_)) => unreachable!(),
     };
     let b = TestApp::spawn_with(Setup {
         database_url: Some(url),
-        ..Setup::default()
+        ..setup
     })
     .await;
     let owner = crate::accounts::member(&a, "owner@example.com", Role::Owner).await;
@@ -362,4 +365,5 @@ crate::on_both_databases!(
     requests_per_minute_let_through_at_most_their_count,
     allowed_models_expiry_and_bad_limits,
     tokens_per_minute_count_what_was_used_and_every_answer_says_so,
+    revocation_reaches_another_replica_within_a_second,
 );

@@ -215,9 +215,21 @@ impl Payments {
             .ok_or_else(|| ApiError::not_found(format!("There is no order {id}.")))?;
         let report = match (order.provider, &self.stripe) {
             (Provider::Stripe, Some(stripe)) => match &order.provider_ref {
+                // An off-session charge: its PaymentIntent.
+                Some(pi) if pi.starts_with("pi_") => {
+                    let intent = stripe.object("payment_intents", pi).await?;
+                    stripe::intent_payment(&intent, &order)
+                }
                 Some(session) => {
                     let s = stripe.checkout_session(session).await?;
                     stripe::session_payment(&s, None).unwrap_or_else(|| pending(&order))
+                }
+                // Nothing reached Stripe (or its answer was lost): past the checkout's lifetime
+                // it expires; a payment Stripe reports later still credits it.
+                None if app.clock.now() >= order.checkout_expires_at() => {
+                    let mut p = pending(&order);
+                    p.state = PaymentState::Expired;
+                    p
                 }
                 None => pending(&order),
             },

@@ -377,6 +377,29 @@ pub fn failure_code(error: &serde_json::Value) -> FailureCode {
     }
 }
 
+/// What a PaymentIntent (read back from Stripe) says about `order`'s payment; its metadata
+/// must name the order, or the report names no order of ours and is ignored.
+pub fn intent_payment(pi: &serde_json::Value, order: &Order) -> ProviderPayment {
+    let named = |key: &str| pi["metadata"][key].as_str().unwrap_or("").to_owned();
+    let state = match pi["status"].as_str() {
+        Some("succeeded") => PaymentState::Paid,
+        Some("requires_payment_method" | "canceled") => PaymentState::Failed {
+            code: failure_code(&pi["last_payment_error"]),
+        },
+        _ => PaymentState::Pending,
+    };
+    ProviderPayment {
+        provider: Provider::Stripe,
+        order: OrderId::parse(&named("order_id")).unwrap_or_else(|_| order.id.clone()),
+        org: OrganizationId::parse(&named("organization_id")).unwrap_or_else(|_| order.org.clone()),
+        amount_cents: pi["amount"].as_i64().unwrap_or(0),
+        currency: pi["currency"].as_str().unwrap_or("").to_owned(),
+        state,
+        method: None,
+        reference: pi["id"].as_str().map(str::to_owned),
+    }
+}
+
 /// What a session says about its order's payment; `None` if it names no order of ours.
 /// `failed_event`: the event announced an async payment failure.
 pub fn session_payment(s: &CheckoutSession, event_kind: Option<&str>) -> Option<ProviderPayment> {

@@ -221,6 +221,11 @@ async fn stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session() {
         .unwrap();
     assert_eq!(again.id, order.id);
     assert_eq!(t.balance().await.posted, credits("1000"));
+    // Rechecking an off-session order asks Stripe about its PaymentIntent.
+    let path = format!("/admin/v1/orders/{}/recheck", order.id);
+    let r = call(&t, Method::POST, &path, &Cred::Operator, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.body["outcome"], "already_credited");
     // The intent's event, delivered ten times at once: still once.
     let event = fake
         .events()

@@ -14,11 +14,19 @@ use serde_json::{json, Value};
 use crate::accounts::{admin_key, call, member, Cred};
 use crate::helpers::{credits, JsonReply, Setup, TestApp};
 
-async fn shop() -> TestApp {
+crate::on_both_databases!(
+    a_billing_member_buys_a_pack_over_the_billing_routes,
+    another_organizations_orders_answer_404_like_missing_ones,
+    the_operator_manages_plans_and_records_manual_payments,
+    operator_refunds_over_http_are_exact_once_and_audited,
+    custom_amounts_outside_the_bounds_or_not_whole_are_refused,
+);
+
+async fn shop(base: Setup) -> TestApp {
     TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
         extra_toml: "[payments]\nserved_countries = [\"FR\", \"US\"]\n".to_owned(),
-        ..Setup::default()
+        ..base
     })
     .await
 }
@@ -60,9 +68,8 @@ fn audit_actions(log: &JsonReply) -> Vec<(String, String)> {
         .collect()
 }
 
-#[tokio::test]
-async fn a_billing_member_buys_a_pack_over_the_billing_routes() {
-    let t = shop().await;
+async fn a_billing_member_buys_a_pack_over_the_billing_routes(setup: Setup) {
+    let t = shop(setup).await;
     let buyer = member(&t, "billing@example.com", Role::Billing)
         .await
         .cred();
@@ -221,9 +228,8 @@ fn cookie_of(cred: &Cred) -> String {
     }
 }
 
-#[tokio::test]
-async fn another_organizations_orders_answer_404_like_missing_ones() {
-    let t = shop().await;
+async fn another_organizations_orders_answer_404_like_missing_ones(setup: Setup) {
+    let t = shop(setup).await;
     let ours = Cred::Key(admin_key(&t, &t.org).await);
     let (other, _) = t.other_org(NanoCredits::ZERO).await;
     let theirs = their_credited_order(&t, &other).await;
@@ -268,9 +274,8 @@ async fn their_credited_order(t: &TestApp, org: &OrganizationId) -> String {
     order.id.to_string()
 }
 
-#[tokio::test]
-async fn the_operator_manages_plans_and_records_manual_payments() {
-    let t = shop().await;
+async fn the_operator_manages_plans_and_records_manual_payments(setup: Setup) {
+    let t = shop(setup).await;
     let op = Cred::Operator;
     let plan = |extra: Value| {
         let mut p = json!({"id": "team", "name": "Team pack", "credits": "50000",
@@ -456,9 +461,8 @@ async fn the_operator_manages_plans_and_records_manual_payments() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn operator_refunds_over_http_are_exact_once_and_audited() {
-    let t = shop().await;
+async fn operator_refunds_over_http_are_exact_once_and_audited(setup: Setup) {
+    let t = shop(setup).await;
     let op = Cred::Operator;
     let order = their_credited_order(&t, &t.org.clone()).await;
     let refund = |body: Value| {
@@ -532,15 +536,14 @@ async fn operator_refunds_over_http_are_exact_once_and_audited() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn custom_amounts_outside_the_bounds_or_not_whole_are_refused() {
+async fn custom_amounts_outside_the_bounds_or_not_whole_are_refused(setup: Setup) {
     let t = TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
         extra_toml: "[payments]\n[payments.custom]\nmin_credits = \"2000\"\n\
                      max_credits = \"1000000\"\nprice_per_credit_usd = \"0.0048\"\n\
                      expiry = \"never\"\n"
             .to_owned(),
-        ..Setup::default()
+        ..setup
     })
     .await;
     let cred = Cred::Key(admin_key(&t, &t.org).await);

@@ -14,14 +14,25 @@ use serde_json::{json, Value};
 
 use crate::helpers::{credits, Setup, TestApp};
 
+crate::on_both_databases!(
+    the_sandbox_sells_the_10000_pack_once_with_a_receipt,
+    declined_cards_change_nothing_and_say_why,
+    checkouts_are_refused_with_a_reason,
+    stripe_checkout_credits_once_through_the_signed_webhook,
+    forged_and_mismatched_webhooks_credit_nothing,
+    refunds_and_disputes_at_stripe_claw_back_once,
+);
+
 pub(crate) const STRIPE_KEY: &str = "sk_test_fake_key";
 pub(crate) const WEBHOOK_SECRET: &str = "whsec_fake_secret";
 
-pub(crate) async fn buyer(served: &str) -> TestApp {
+/// A gateway with the sandbox provider, no credits, and a billing profile in France, on the
+/// database of `base` (see `on_both_databases!`).
+pub(crate) async fn buyer_on(base: Setup, served: &str) -> TestApp {
     let t = TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
         extra_toml: format!("[payments]\nserved_countries = [{served}]\n"),
-        ..Setup::default()
+        ..base
     })
     .await;
     profile(&t, "FR").await;
@@ -66,9 +77,8 @@ pub(crate) async fn pay_json(t: &TestApp, order: &OrderId, card: &str) -> Value 
     resp.json().await.unwrap()
 }
 
-#[tokio::test]
-async fn the_sandbox_sells_the_10000_pack_once_with_a_receipt() {
-    let t = buyer("").await;
+async fn the_sandbox_sells_the_10000_pack_once_with_a_receipt(setup: Setup) {
+    let t = buyer_on(setup, "").await;
     let order = checkout(&t, "credits-10000", Some("https://shop.example/thanks")).await;
     let page = t
         .client
@@ -127,9 +137,8 @@ async fn the_sandbox_sells_the_10000_pack_once_with_a_receipt() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn declined_cards_change_nothing_and_say_why() {
-    let t = buyer("").await;
+async fn declined_cards_change_nothing_and_say_why(setup: Setup) {
+    let t = buyer_on(setup, "").await;
     for (card, code, words) in [
         ("4000000000000002", "card_declined", "declined"),
         (
@@ -184,9 +193,8 @@ async fn declined_cards_change_nothing_and_say_why() {
     assert_eq!(missing.status(), 404);
 }
 
-#[tokio::test]
-async fn checkouts_are_refused_with_a_reason() {
-    let t = buyer("\"DE\", \"FR\"").await;
+async fn checkouts_are_refused_with_a_reason(setup: Setup) {
+    let t = buyer_on(setup, "\"DE\", \"FR\"").await;
     let ask = |plan: Option<&str>, credits: Option<&str>| CheckoutRequest {
         plan_id: plan.map(str::to_owned),
         credits: credits.map(str::to_owned),
@@ -234,8 +242,9 @@ async fn checkouts_are_refused_with_a_reason() {
     assert_eq!(t.balance().await.posted, credits("1000"));
 }
 
-/// A gateway whose checkouts go to a fake Stripe that delivers events to its webhook.
-pub(crate) async fn stripe_buyer() -> (TestApp, FakeStripe) {
+/// A gateway whose checkouts go to a fake Stripe that delivers events to its webhook, on the
+/// database of `base`.
+pub(crate) async fn stripe_buyer_on(base: Setup) -> (TestApp, FakeStripe) {
     let fake = FakeStripe::new(STRIPE_KEY, WEBHOOK_SECRET);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
@@ -249,7 +258,7 @@ pub(crate) async fn stripe_buyer() -> (TestApp, FakeStripe) {
              \"http://{fake_addr}\"\nsecret_key = \"{STRIPE_KEY}\"\nwebhook_secrets = \
              [\"whsec_old\", \"{WEBHOOK_SECRET}\"]\n"
         ),
-        ..Setup::default()
+        ..base
     })
     .await;
     fake.set_webhook_url(&format!("{}/webhooks/stripe", t.address));
@@ -269,9 +278,8 @@ pub(crate) async fn fake_pay(t: &TestApp, fake_base: &str, session: &str, card: 
         .unwrap()
 }
 
-#[tokio::test]
-async fn stripe_checkout_credits_once_through_the_signed_webhook() {
-    let (t, fake) = stripe_buyer().await;
+async fn stripe_checkout_credits_once_through_the_signed_webhook(setup: Setup) {
+    let (t, fake) = stripe_buyer_on(setup).await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let order = checkout(&t, "credits-10000", None).await;
     let session = order.provider_ref.clone().expect("a checkout session");
@@ -320,9 +328,8 @@ async fn stripe_checkout_credits_once_through_the_signed_webhook() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn forged_and_mismatched_webhooks_credit_nothing() {
-    let (t, fake) = stripe_buyer().await;
+async fn forged_and_mismatched_webhooks_credit_nothing(setup: Setup) {
+    let (t, fake) = stripe_buyer_on(setup).await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let order = checkout(&t, "credits-10000", None).await;
     let hook = format!("{}/webhooks/stripe", t.address);
@@ -434,9 +441,8 @@ fn chrono_secs() -> i64 {
         .as_secs() as i64
 }
 
-#[tokio::test]
-async fn refunds_and_disputes_at_stripe_claw_back_once() {
-    let (t, fake) = stripe_buyer().await;
+async fn refunds_and_disputes_at_stripe_claw_back_once(setup: Setup) {
+    let (t, fake) = stripe_buyer_on(setup).await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let order = checkout(&t, "credits-10000", None).await;
     let session = order.provider_ref.clone().unwrap();

@@ -9,8 +9,15 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::accounts::{admin_key, call, Cred};
-use crate::helpers::{credits, TestApp};
-use crate::payments::{buyer, checkout, fake_pay, pay_json, stripe_buyer};
+use crate::helpers::{credits, Setup, TestApp};
+use crate::payments::{buyer_on, checkout, fake_pay, pay_json, stripe_buyer_on};
+
+crate::on_both_databases!(
+    the_sandbox_saves_cards_and_charges_them_off_session_once_per_key,
+    stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session,
+    the_sandbox_dispute_card_claws_back_and_a_won_dispute_restores,
+    the_dispute_card_at_stripe_is_clawed_back_through_the_webhook,
+);
 
 fn pack_1000() -> Quote {
     Quote {
@@ -53,9 +60,8 @@ async fn sandbox_card(t: &TestApp, cred: &Cred, card: &str) -> String {
     id
 }
 
-#[tokio::test]
-async fn the_sandbox_saves_cards_and_charges_them_off_session_once_per_key() {
-    let t = buyer("").await;
+async fn the_sandbox_saves_cards_and_charges_them_off_session_once_per_key(setup: Setup) {
+    let t = buyer_on(setup, "").await;
     let cred = Cred::Key(admin_key(&t, &t.org).await);
     let (pending, url) = start_setup(&t, &cred).await;
     assert_eq!(url, format!("{}/sandbox/setup/{pending}", t.address));
@@ -168,9 +174,8 @@ async fn the_sandbox_saves_cards_and_charges_them_off_session_once_per_key() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session() {
-    let (t, fake) = stripe_buyer().await;
+async fn stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session(setup: Setup) {
+    let (t, fake) = stripe_buyer_on(setup).await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let cred = Cred::Key(admin_key(&t, &t.org).await);
     let save = |card: &'static str| {
@@ -293,9 +298,8 @@ async fn stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn the_sandbox_dispute_card_claws_back_and_a_won_dispute_restores() {
-    let t = buyer("").await;
+async fn the_sandbox_dispute_card_claws_back_and_a_won_dispute_restores(setup: Setup) {
+    let t = buyer_on(setup, "").await;
     let order = checkout(&t, "credits-10000", None).await;
     let paid = pay_json(&t, &order.id, "4000 0000 0000 0259").await;
     assert_eq!(paid["order"]["status"], "disputed", "{paid}");
@@ -366,9 +370,8 @@ async fn the_sandbox_dispute_card_claws_back_and_a_won_dispute_restores() {
     assert!(t.app.db.verify().await.unwrap().is_clean());
 }
 
-#[tokio::test]
-async fn the_dispute_card_at_stripe_is_clawed_back_through_the_webhook() {
-    let (t, _fake) = stripe_buyer().await;
+async fn the_dispute_card_at_stripe_is_clawed_back_through_the_webhook(setup: Setup) {
+    let (t, _fake) = stripe_buyer_on(setup).await;
     let base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
     let order = checkout(&t, "credits-10000", None).await;
     let session = order.provider_ref.clone().unwrap();

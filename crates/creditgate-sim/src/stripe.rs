@@ -566,6 +566,9 @@ impl FakeStripe {
         let event = self
             .emit("setup_intent.succeeded", saved.unwrap_or_default())
             .await;
+        if let Some(session) = self.session(id) {
+            self.emit("checkout.session.completed", session).await;
+        }
         Json(json!({"payment_method": pm, "event": event})).into_response()
     }
 }

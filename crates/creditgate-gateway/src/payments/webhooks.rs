@@ -202,6 +202,10 @@ pub async fn stripe(
         tracing::info!(event = %event.id, kind = %event.kind, "stripe event acknowledged, not used");
         return Ok(Json(json!({"received": true, "outcome": "not_used"})));
     }
+    // A setup-mode session saves a card; its SetupIntent's own event does the work.
+    if event.data.object.get("mode").and_then(Value::as_str) == Some("setup") {
+        return answer("not_used");
+    }
     let Some(session_id) = event.data.object.get("id").and_then(Value::as_str) else {
         return Ok(Json(json!({"received": true, "outcome": "ignored"})));
     };

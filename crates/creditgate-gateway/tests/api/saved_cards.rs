@@ -205,6 +205,15 @@ async fn stripe_saves_a_card_with_a_setup_intent_and_charges_it_off_session(setu
     let m = t.app.db.payment_method(&visa).await.unwrap().unwrap();
     assert_eq!(m.status.as_str(), "active");
     assert_eq!(m.card.unwrap().last4, "4242");
+    // The setup session's own completion is acknowledged and credits nothing.
+    let completed = fake
+        .events()
+        .into_iter()
+        .find(|e| e["type"] == "checkout.session.completed")
+        .unwrap();
+    assert_eq!(completed["data"]["object"]["mode"], "setup");
+    assert_eq!(fake.deliver(&completed).await, Some(200));
+    assert_eq!(t.balance().await.posted, NanoCredits::ZERO);
     let customer = t.app.db.stripe_customer(&t.org).await.unwrap().unwrap();
     assert_eq!(m.customer_ref.as_deref(), Some(customer.as_str()));
     let (declined, r) = save("4000000000000002").await;

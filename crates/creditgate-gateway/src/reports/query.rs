@@ -33,15 +33,6 @@ impl ReportKind {
         }
     }
 
-    pub fn parse(s: &str) -> Option<Self> {
-        match s {
-            "usage" => Some(Self::Usage),
-            "cost" => Some(Self::Cost),
-            "cache" => Some(Self::Cache),
-            _ => None,
-        }
-    }
-
     /// The `group_by[]` values this report takes.
     pub fn dimensions(self) -> &'static [Dimension] {
         use Dimension::*;

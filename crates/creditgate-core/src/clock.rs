@@ -39,6 +39,19 @@ impl Timestamp {
         )
     }
 
+    /// Midnight UTC on the first day of this instant's calendar month.
+    pub fn month_start(self) -> Self {
+        let (y, m, _) = civil_from_days(self.0.div_euclid(86_400_000));
+        Self(days_from_civil(y, m, 1) * 86_400_000)
+    }
+
+    /// Midnight UTC on the first day of the next calendar month.
+    pub fn next_month_start(self) -> Self {
+        let (y, m, _) = civil_from_days(self.0.div_euclid(86_400_000));
+        let (y, m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+        Self(days_from_civil(y, m, 1) * 86_400_000)
+    }
+
     /// Parses `YYYY-MM-DD` or `YYYY-MM-DDTHH:MM:SSZ` (UTC).
     pub fn parse_rfc3339(s: &str) -> Option<Self> {
         let (date, time) = match s.split_once('T') {
@@ -153,6 +166,19 @@ impl Clock for ManualClock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn month_starts() {
+        let t = Timestamp::parse_rfc3339("2026-12-31T23:59:59Z").unwrap();
+        assert_eq!(t.month_start().to_rfc3339(), "2026-12-01T00:00:00Z");
+        assert_eq!(t.next_month_start().to_rfc3339(), "2027-01-01T00:00:00Z");
+        let first = Timestamp::parse_rfc3339("2028-02-01").unwrap();
+        assert_eq!(first.month_start(), first);
+        assert_eq!(
+            first.next_month_start().to_rfc3339(),
+            "2028-03-01T00:00:00Z"
+        );
+    }
 
     #[test]
     fn rfc3339_round_trip() {

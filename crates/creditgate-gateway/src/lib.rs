@@ -23,6 +23,7 @@ pub mod operator_api;
 pub mod organization_api;
 pub mod passwords;
 pub mod payments;
+pub mod reload;
 pub mod reports;
 pub mod request_id;
 pub mod routes;
@@ -80,6 +81,8 @@ pub struct App {
     pub auth_throttle: throttle::AuthThrottle,
     /// The Prometheus registry of this instance (`/metrics`).
     pub metrics: metrics::Metrics,
+    /// Auto-reload: the thresholds this replica read and the reload tasks it runs.
+    pub reloads: reload::Reloads,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,6 +149,7 @@ impl App {
             bodies: body::BodyBudget::new(cfg_bodies),
             auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
             metrics: metrics::Metrics::default(),
+            reloads: reload::Reloads::default(),
         }))
     }
 
@@ -207,6 +211,7 @@ pub async fn serve(
     let sweeper = tokio::spawn(sweep_forever(app.clone()));
     let spool = tokio::spawn(apply_spool_forever(app.clone()));
     let reconcile = tokio::spawn(payments::reconcile_forever(app.clone()));
+    let reloads = tokio::spawn(reload::due_forever(app.clone()));
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let limits = server::ConnectionLimits {
         max_connections: app.cfg.max_connections,
@@ -246,6 +251,7 @@ pub async fn serve(
     sweeper.abort();
     spool.abort();
     reconcile.abort();
+    reloads.abort();
     // One last offer of the spool, bounded: what the database cannot take now stays on disk
     // for the next start.
     if app.spool.depth() > 0 {

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
-    account, messages, models, operator_api, organization_api as org, payments, reports, sign_in,
-    App,
+    account, messages, models, operator_api, organization_api as org, payments, reload, reports,
+    sign_in, App,
 };
 
 pub use crate::caller::Access;
@@ -119,6 +119,8 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/billing/payment_methods", Organization(Read), "Saved cards: brand, last four, expiry", get(payments::saved::list)),
         r("POST", "/v1/billing/payment_methods", Organization(ManageBilling), "Save a card: answers the setup_url to enter it at", post(payments::saved::add)),
         r("DELETE", "/v1/billing/payment_methods/{id}", Organization(ManageBilling), "Remove a saved card", delete(payments::saved::remove)),
+        r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
+        r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
         // The operator (API.md §6).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),

@@ -79,11 +79,16 @@ impl Admitted {
             self.app.metrics.charged(&self.parsed.model, charge.amount);
         }
         match posted {
-            Posted::Ledger(s) => Settled {
-                charged: charge.amount,
-                available: s.available,
-                status: charge.status,
-            },
+            Posted::Ledger(s) => {
+                if let Some(available) = s.available {
+                    crate::reload::after_settlement(&self.app, &self.key.org, available);
+                }
+                Settled {
+                    charged: charge.amount,
+                    available: s.available,
+                    status: charge.status,
+                }
+            }
             Posted::Spooled => Settled {
                 charged: charge.amount,
                 available: None,

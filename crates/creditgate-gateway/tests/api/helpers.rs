@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use creditgate_core::clock::{Clock, SystemClock, Timestamp};
+use creditgate_core::clock::{Clock, ManualClock, SystemClock, Timestamp};
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{
@@ -66,6 +66,8 @@ pub struct Setup {
     pub smtp_url: Option<String>,
     /// `[accounts] trial_credits` for open sign-up (default: none).
     pub trial_credits: Option<&'static str>,
+    /// A test clock the app reads instead of the system's (default: the system clock).
+    pub clock: Option<ManualClock>,
 }
 
 impl Default for Setup {
@@ -93,6 +95,7 @@ impl Default for Setup {
             auth_failures_per_minute: 100_000,
             smtp_url: None,
             trial_credits: None,
+            clock: None,
             sim: SimConfig {
                 api_key: Some(UPSTREAM_KEY.to_owned()),
                 ..SimConfig::default()
@@ -171,7 +174,10 @@ impl TestApp {
         let mut cfg = Config::from_toml(&config_toml(&setup, &database_url, &base_url, &outbox))
             .expect("test config parses");
         cfg.spool_path = dir.0.join("settlements.spool");
-        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let clock: Arc<dyn Clock> = match &setup.clock {
+            Some(manual) => Arc::new(manual.clone()),
+            None => Arc::new(SystemClock),
+        };
         let db = Database::connect(&database_url, clock.clone())
             .await
             .expect("database opens");

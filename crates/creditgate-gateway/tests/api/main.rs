@@ -5,6 +5,7 @@ mod access_matrix;
 mod accounts;
 mod admission;
 mod attacks;
+mod auto_reload;
 mod backpressure;
 mod buying;
 mod concurrency;

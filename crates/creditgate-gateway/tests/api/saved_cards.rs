@@ -49,7 +49,7 @@ async fn sandbox_save(t: &TestApp, url: &str, card: &str, confirm: bool) -> Valu
 }
 
 /// Saves `card` on the sandbox; returns the payment method's id.
-async fn sandbox_card(t: &TestApp, cred: &Cred, card: &str) -> String {
+pub(crate) async fn sandbox_card(t: &TestApp, cred: &Cred, card: &str) -> String {
     let (id, url) = start_setup(t, cred).await;
     let mut saved = sandbox_save(t, &url, card, false).await;
     if saved["next_action"] == "confirm" {

@@ -16,6 +16,7 @@ macro_rules! order_select {
 
 mod credit;
 mod methods;
+mod reload;
 
 use creditgate_core::accounts::Actor;
 use creditgate_core::clock::Timestamp;
@@ -38,6 +39,7 @@ use tokio_postgres::IsolationLevel;
 
 pub use credit::{Clawback, ClawbackKind, ProviderClawback};
 pub use methods::{MethodStatus, PaymentMethod, SavedCard};
+pub use reload::{ReloadOutcome, ReloadSettings, ReloadStatus};
 
 /// Most orders one list returns.
 pub const MAX_ORDER_PAGE: i64 = 1000;

@@ -64,6 +64,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_payment_methods",
         include_str!("../../migrations/postgres/0010_payment_methods.sql"),
     ),
+    (
+        11,
+        "0011_auto_reload",
+        include_str!("../../migrations/postgres/0011_auto_reload.sql"),
+    ),
 ];
 
 /// Connections per process.

@@ -59,6 +59,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0010_payment_methods",
         include_str!("../../migrations/sqlite/0010_payment_methods.sql"),
     ),
+    (
+        11,
+        "0011_auto_reload",
+        include_str!("../../migrations/sqlite/0011_auto_reload.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

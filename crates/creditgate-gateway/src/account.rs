@@ -43,6 +43,7 @@ async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> 
 pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiError> {
     let b = app.db.balance(org).await?;
     let now = app.clock.now();
+    let spend = crate::reload::advice::recent_spend(app, org, now).await?;
     let soon = now.plus_millis(EXPIRING_SOON_DAYS * DAY_MS);
     let lots: Vec<Value> = b
         .lots
@@ -74,8 +75,8 @@ pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiErr
         "debt": b.debt,
         "lots": lots,
         "expiring_soon": expiring,
-        // A usage forecast needs the reports of a later issue; null means "not computed".
-        "forecast": Value::Null,
+        // Days of runway at the last days' average spend; null without spend.
+        "forecast": crate::reload::advice::forecast(&spend, b.available),
     }))
 }
 

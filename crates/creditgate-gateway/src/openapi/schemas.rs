@@ -224,7 +224,7 @@ pub fn components() -> Value {
         "Credits": obj(&["available", "pending", "balance", "lots"], json!({"organization_id": s(), "unit": {"type": "object"},
             "available": credits(), "pending": credits(), "balance": credits(), "debt": credits(),
             "lots": {"type": "array", "items": lot}, "expiring_soon": {"type": "array", "items": {"type": "object"}},
-            "forecast": {"type": ["object", "null"]}})),
+            "forecast": {"type": ["object", "null"], "properties": {"days_of_runway": s(), "average_daily_spend": credits(), "basis_days": int()}}})),
         "Quote": obj(&["type", "model", "stream", "max_tokens", "input_tokens", "worst_case", "first_slice", "hold",
             "available", "limited_by", "affordable", "affordable_in_full", "max_affordable_max_tokens", "unit"], json!({
             "type": {"const": "quote"}, "model": s(), "stream": {"type": "boolean"}, "max_tokens": int(),
@@ -262,7 +262,8 @@ pub fn components() -> Value {
         "AutoReload": obj(&["type", "enabled", "status"], json!({"type": {"const": "auto_reload"}, "organization_id": s(),
             "enabled": {"type": "boolean"}, "status": {"enum": ["active", "paused", "off"]}, "paused_reason": ns(),
             "threshold": ncredits(), "amount": ncredits(), "plan_id": ns(), "payment_method_id": ns(), "monthly_limit": ncredits(),
-            "retry_at": ntime(), "last_attempt": {"type": ["object", "null"], "properties": {"at": time(), "outcome": ns(), "order_id": ns()}}})),
+            "retry_at": ntime(), "recommendation": {"type": ["object", "null"], "properties": {"threshold": credits(), "amount": credits(),
+                "plan_id": ns(), "basis_days": int(), "average_daily_spend": credits()}}, "last_attempt": {"type": ["object", "null"], "properties": {"at": time(), "outcome": ns(), "order_id": ns()}}})),
         "PaymentMethod": obj(&["id", "type", "provider", "status", "created_at"], json!({"id": s(), "type": {"const": "payment_method"},
             "provider": s(), "status": s(), "brand": ns(), "last4": ns(), "exp_month": nint(), "exp_year": nint(),
             "failure": {"type": ["object", "string", "null"]}, "created_at": time()})),

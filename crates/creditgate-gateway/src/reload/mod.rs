@@ -7,6 +7,7 @@
 //! when the third retry is declined; "authentication required" pauses at once; the monthly
 //! limit and 10 reloads a day are never exceeded. The billing members are emailed each time.
 
+pub mod advice;
 pub mod routes;
 
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -12,6 +12,7 @@ use creditgate_storage::payments::{MethodStatus, ReloadSettings, ReloadStatus};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::advice;
 use crate::caller::OrgCaller;
 use crate::error::{ApiError, JsonBody};
 use crate::members::Change;
@@ -69,7 +70,20 @@ pub async fn get_settings(
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Action::Read)?;
     let s = app.db.auto_reload(&caller.org).await?;
-    Ok(Json(settings_json(&caller.org, s.as_ref())))
+    let v = settings_json(&caller.org, s.as_ref());
+    Ok(Json(with_recommendation(&app, &caller.org, v).await?))
+}
+
+/// Adds the recommended threshold and amount from the last days' spend (`null` without).
+async fn with_recommendation(
+    app: &App,
+    org: &OrganizationId,
+    mut v: Value,
+) -> Result<Value, ApiError> {
+    let spend = advice::recent_spend(app, org, app.clock.now()).await?;
+    let plans = app.db.plans(false).await?;
+    v["recommendation"] = advice::recommend(&spend, &plans).unwrap_or(Value::Null);
+    Ok(v)
 }
 
 /// `PUT /v1/billing/auto_reload`: replaces the settings (audited). Saving them again is how a
@@ -100,7 +114,7 @@ pub async fn put_settings(
             shown.clone(),
         )
         .await?;
-    Ok(Json(shown))
+    Ok(Json(with_recommendation(&app, &caller.org, shown).await?))
 }
 
 async fn validate(

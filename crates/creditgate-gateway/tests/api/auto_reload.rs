@@ -346,7 +346,57 @@ async fn the_monthly_limit_stops_a_reload(setup: Setup) {
     assert_eq!(mails[1], "Auto-reload stopped: monthly limit reached");
 }
 
+async fn credits_forecast_runway_and_settings_recommend_from_recent_spend(setup: Setup) {
+    let (t, _clock, cred, _card) = reloader(setup, "4242424242424242").await;
+    let before = t.get("/v1/credits").await;
+    assert_eq!(
+        before.body["forecast"],
+        Value::Null,
+        "no spend, no forecast"
+    );
+    assert_eq!(get(&t, &cred).await["recommendation"], Value::Null);
+    let mut spent = NanoCredits::ZERO;
+    for _ in 0..3 {
+        spent = spent.checked_add(spend(&t).await).unwrap();
+    }
+    // Spend today only: averaged over the minimum of three days, rounded up to the nano.
+    let avg = (spent.nanos() + 2) / 3;
+    let available = t.balance().await.available.nanos();
+    let tenths = i128::from(available) * 10 / i128::from(avg);
+    let credits_now = t.get("/v1/credits").await;
+    let f = &credits_now.body["forecast"];
+    assert_eq!(
+        f["days_of_runway"],
+        json!(format!("{}.{}", tenths / 10, tenths % 10)),
+        "{f}"
+    );
+    assert_eq!(f["basis_days"], 3);
+    assert_eq!(
+        f["average_daily_spend"],
+        json!(NanoCredits::from_nanos(avg).to_string())
+    );
+    let r = &get(&t, &cred).await["recommendation"];
+    // Two busiest days (today's spend, under a credit) rounded up to a whole credit; a week
+    // of average spend is under the smallest plan, which is recommended.
+    assert_eq!(
+        (
+            &r["threshold"],
+            &r["amount"],
+            &r["plan_id"],
+            &r["basis_days"]
+        ),
+        (
+            &json!("1"),
+            &json!("1000"),
+            &json!("credits-1000"),
+            &json!(3)
+        ),
+        "{r}"
+    );
+}
+
 on_both_databases!(
+    credits_forecast_runway_and_settings_recommend_from_recent_spend,
     settings_are_validated_and_only_billing_roles_write,
     fifty_settlements_crossing_the_threshold_start_one_reload,
     a_declining_card_backs_off_then_pauses_with_emails,

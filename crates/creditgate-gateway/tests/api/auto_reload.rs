@@ -395,7 +395,93 @@ async fn credits_forecast_runway_and_settings_recommend_from_recent_spend(setup:
     );
 }
 
+async fn two_gateways_on_one_database_start_one_reload(setup: Setup) {
+    // SQLite: one file both gateways open; Postgres: one database.
+    let file = std::env::temp_dir().join(format!("cg-reload-{}.db", crate::helpers::random_hex(6)));
+    let url = setup
+        .database_url
+        .clone()
+        .unwrap_or_else(|| format!("sqlite://{}", file.display()));
+    let shared = Setup {
+        database_url: Some(url),
+        ..setup
+    };
+    let (a, _clock, cred, _card) = reloader(shared.clone(), "4242424242424242").await;
+    let b = TestApp::spawn_with(Setup {
+        credits: NanoCredits::ZERO,
+        ..shared
+    })
+    .await;
+    let r = put(&a, &cred, plan_1000("100000")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let request = body(10, "");
+    let on_a = (0..20).map(|_| a.message(&request));
+    let on_b = (0..20).map(|_| b.message_as(&a.api_key, &request));
+    let (ra, rb) = tokio::join!(join_all(on_a), join_all(on_b));
+    let mut spent = NanoCredits::ZERO;
+    for r in ra.iter().chain(rb.iter()) {
+        assert_eq!(r.status, 200, "{}", r.body);
+        spent = spent.checked_add(r.charged()).unwrap();
+    }
+    reloads_done(&a).await;
+    reloads_done(&b).await;
+    let all = orders(&a, &cred).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    let expected = credits("1010").checked_sub(spent).unwrap();
+    assert_eq!(a.balance().await.posted, expected);
+    drop((a, b));
+    let _ = std::fs::remove_file(&file);
+}
+
+async fn an_attempt_cut_after_the_charge_is_finished_with_its_key_and_credited_once(setup: Setup) {
+    let (t, clock, cred, card) = reloader(setup, "4242424242424242").await;
+    let r = put(&t, &cred, plan_1000("100000")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    // A replica takes the lease, stores the key, is charged, and dies before recording it.
+    let db = &t.app.db;
+    let claimed = db
+        .claim_auto_reload(&t.org, "dead", clock.now(), 300_000)
+        .await;
+    assert!(claimed.unwrap().is_some());
+    let key = db.begin_auto_reload(&t.org, "dead").await.unwrap().unwrap();
+    let quote = t
+        .app
+        .payments
+        .quote(&t.app, Some("credits-1000"), None)
+        .await
+        .unwrap();
+    let order = t
+        .app
+        .payments
+        .charge_saved(&t.app, &t.org, &card, &quote, &key)
+        .await
+        .unwrap();
+    db.record_auto_reload_attempt(&t.org, order.id.as_str(), quote.credits, clock.now())
+        .await
+        .unwrap();
+    assert_eq!(t.balance().await.posted, credits("1010"));
+    // While its lease lives nobody else starts one; once it lapses the same key finishes it.
+    assert_eq!(
+        creditgate_gateway::reload::start_due(&t.app).await.unwrap(),
+        0
+    );
+    clock.advance(300_001);
+    assert_eq!(
+        creditgate_gateway::reload::start_due(&t.app).await.unwrap(),
+        1
+    );
+    reloads_done(&t).await;
+    let all = orders(&t, &cred).await;
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(t.balance().await.posted, credits("1010"), "credited once");
+    let s = get(&t, &cred).await;
+    assert_eq!(s["last_attempt"]["outcome"], "succeeded");
+    assert_eq!(s["last_attempt"]["order_id"], json!(order.id.as_str()));
+}
+
 on_both_databases!(
+    an_attempt_cut_after_the_charge_is_finished_with_its_key_and_credited_once,
+    two_gateways_on_one_database_start_one_reload,
     credits_forecast_runway_and_settings_recommend_from_recent_spend,
     settings_are_validated_and_only_billing_roles_write,
     fifty_settlements_crossing_the_threshold_start_one_reload,

@@ -2,9 +2,7 @@
 //! `CREDITGATE_TEST_POSTGRES_URL` is set): an order is credited once, by one event, after its
 //! report matches; replays, forgeries and races change nothing.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use creditgate_core::accounts::Actor;
 use creditgate_core::ids::OrderId;
 use creditgate_core::ledger::LedgerStore;

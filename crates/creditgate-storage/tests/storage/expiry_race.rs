@@ -3,11 +3,9 @@
 //! Whatever the interleaving, the sweep takes only what is left of the lot that expired — never
 //! paid or unexpired credit — and every nano-credit is accounted for exactly once.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use creditgate_core::clock::Clock;
 use creditgate_core::ledger::{LedgerStore, LotCategory};
 use creditgate_core::money::NanoCredits;

@@ -1,11 +1,9 @@
 //! A database that cannot be reached, or goes away, is `LedgerError::Unavailable` (the HTTP
 //! layer answers 503), never a panic or a wrong answer.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use creditgate_core::clock::SystemClock;
 use creditgate_core::ledger::{LedgerError, LedgerStore};
 use creditgate_storage::Database;

@@ -6,11 +6,9 @@
 //! Each run prints its seed. Replay one with `CREDITGATE_LEDGER_SEED=<seed>`; make runs longer
 //! or more numerous with `CREDITGATE_LEDGER_STEPS` and `CREDITGATE_LEDGER_RUNS`.
 
-mod common;
-
 use std::collections::{BTreeMap, HashMap};
 
-use common::*;
+use crate::common::*;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
     AdjustRequest, Adjusted, Draw, ExtendHoldRequest, GrantRequest, Granted, Hold, HoldRequest,

@@ -1,12 +1,10 @@
 //! The ledger contract: every scenario runs on SQLite and on Postgres (when
 //! `CREDITGATE_TEST_POSTGRES_URL` is set).
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use creditgate_core::ledger::{
     AdjustRequest, ExtendHoldRequest, HoldResolution, LedgerError, LedgerStore, LotCategory,
     RefundRequest, SpendLimit, DEFAULT_HOLD_TIMEOUT_MS,

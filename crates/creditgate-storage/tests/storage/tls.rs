@@ -3,11 +3,9 @@
 //! name (against `sslrootcert`), and is refused otherwise; a server without TLS is refused by
 //! both. Skipped (with a note) when the variable is unset or the server has TLS off.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use creditgate_core::clock::SystemClock;
 use creditgate_core::ledger::LedgerError;
 use creditgate_storage::Database;

@@ -2,11 +2,9 @@
 //! REPEATABLE READ, and serialization failures and deadlocks injected into the ledger's
 //! transactions (catalogue E28). Skipped (passing) when `CREDITGATE_TEST_POSTGRES_URL` is unset.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use creditgate_core::clock::ManualClock;
 use creditgate_core::ledger::{LedgerError, LedgerStore};
 use creditgate_storage::Database;
@@ -26,7 +24,7 @@ where
     };
     let name = format!("cg_test_{:016x}", rand::thread_rng().gen::<u64>());
     admin_exec(&admin, &format!("CREATE DATABASE {name}")).await;
-    let url = common::with_database(&admin, &name);
+    let url = crate::common::with_database(&admin, &name);
     for sql in setup {
         admin_exec(&url, &sql.replace("{db}", &name)).await;
     }

@@ -1,9 +1,7 @@
 //! The gateway's storage (API keys, organization settings, receipts read from the ledger), on
 //! SQLite and on Postgres (when `CREDITGATE_TEST_POSTGRES_URL` is set).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use creditgate_core::clock::Clock;
 use creditgate_core::ids::ApiKeyId;
 use creditgate_core::keys::KeyStatus;

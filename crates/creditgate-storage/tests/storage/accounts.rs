@@ -2,9 +2,7 @@
 //! limits, rate windows, the audit log), on SQLite and on Postgres (when
 //! `CREDITGATE_TEST_POSTGRES_URL` is set).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use creditgate_core::accounts::{
     Actor, AdminKeyRecord, AuditEvent, Email, Invite, KeyLimits, Role, User,
 };

@@ -9,7 +9,7 @@
 //!
 //! Accounts (the `debit`/`credit` sides of an [`Entry`]):
 //! - `lot:<lot id>` — one per lot; its balance is the lot's remaining credits;
-//! - `overdraft:<org id>` — negative by the unpaid overrun of an organization (§5.3);
+//! - `overdraft:<org id>` — negative by the unpaid overrun of an organization (`docs/ledger.md`);
 //! - `sys:issuance`, `sys:revenue`, `sys:expiry`, `sys:refund`, `sys:adjustment` — the
 //!   operator's side. The balances of all accounts always sum to zero.
 
@@ -218,7 +218,7 @@ pub struct ExtendHoldRequest {
 }
 
 /// Charge `amount` against a hold and release the rest. The charge may exceed the hold (a
-/// recorded overrun, §5.3).
+/// recorded overrun, `docs/ledger.md`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SettleRequest {
     pub transfer_id: TransferId,

@@ -1,5 +1,5 @@
 //! Reports: usage, cost and cache economics per UTC bucket of a minute, an hour or a day, summed
-//! from the rollups each settlement maintains (`PRODUCT.md` §9, `API.md` §4).
+//! from the rollups each settlement maintains (`docs/reports.md`, `docs/accounts.md`).
 //!
 //! Buckets are half-open, `[start, start + width)`, aligned on UTC minutes, hours and days; a
 //! request belongs to the bucket of its settlement time. Every amount stays an integer (nano-

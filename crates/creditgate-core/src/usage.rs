@@ -63,7 +63,7 @@ impl ReceiptStatus {
     }
 }
 
-/// What happens to a stream whose client disconnects (`PRODUCT.md` §5.3).
+/// What happens to a stream whose client disconnects (`docs/ledger.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DisconnectPolicy {

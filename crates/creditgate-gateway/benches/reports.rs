@@ -1,4 +1,4 @@
-//! Reports at scale (`PRODUCT.md` §9, issue 12), on SQLite, in one run:
+//! Reports at scale (`docs/reports.md`, issue 12), on SQLite, in one run:
 //!
 //! 1. **report latency**: 10 million usage records of one organization over 31 days (20 keys,
 //!    5 models), bulk-inserted in one transaction with their minute, hour and day rollups; then

@@ -1,6 +1,6 @@
 //! The customer's own view through its key: `GET /v1/credits`, `GET /v1/key`,
-//! `GET /v1/requests/{id}` (§9). Every read is scoped to the key's organization; another
-//! organization's ids answer 404.
+//! `GET /v1/requests/{id}` (`docs/reports.md`). Every read is scoped to the key's
+//! organization; another organization's ids answer 404.
 
 use std::sync::Arc;
 
@@ -182,7 +182,7 @@ async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, 
     Ok(receipt_json(&rec, &app.cfg.credit_unit.name))
 }
 
-/// A receipt as `GET /v1/requests/{id}` shows it (`PRODUCT.md` §9): the usage in Anthropic's
+/// A receipt as `GET /v1/requests/{id}` shows it (`docs/reports.md`): the usage in Anthropic's
 /// shape, held and charged, the charge per line, the lots drawn. A request in flight is
 /// `pending`; a hold that ended without a charge (released, or expired unsettled) is `free`.
 pub fn receipt_json(rec: &Receipt, unit: &str) -> Value {

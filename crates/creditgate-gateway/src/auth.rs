@@ -1,4 +1,4 @@
-//! Who is calling: each kind of credential of the API (its §1 in the project's API document) is
+//! Who is calling: each kind of credential of the API (`docs/accounts.md`) is
 //! an axum extractor that a handler names in its arguments, and that answers 401 itself.
 //!
 //! Today there is one: [`ApiKeyCaller`], the gateway key from `x-api-key` or

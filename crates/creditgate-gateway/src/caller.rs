@@ -13,7 +13,7 @@
 //! }
 //! ```
 //!
-//! A credential of the wrong kind gets 401, a right kind without the role 403 (`API.md` §1).
+//! A credential of the wrong kind gets 401, a right kind without the role 403 (`docs/accounts.md`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -51,7 +51,7 @@ pub struct OrgCaller {
 }
 
 impl OrgCaller {
-    /// 403 `permission_error` unless the caller's role allows `action` (`API.md` §2).
+    /// 403 `permission_error` unless the caller's role allows `action` (`docs/accounts.md`).
     pub fn require(&self, action: Action) -> Result<(), ApiError> {
         self.role.require(action).map_err(ApiError::from)
     }
@@ -220,7 +220,7 @@ pub async fn keep_alive(
     Ok(())
 }
 
-/// The credential a route takes (`API.md` §1).
+/// The credential a route takes (`docs/accounts.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
     /// No credential (health, sign-in, links from emails).

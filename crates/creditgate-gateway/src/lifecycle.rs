@@ -4,7 +4,7 @@
 //! A request is live from the moment its hold is placed until its settlement is posted (or
 //! spooled). While it lives, a keep-alive task pushes its hold's expiry forward, whatever the
 //! request is waiting on (the upstream, a slow client, a settle retry), so the sweeper never
-//! frees credit that a live request holds (PRODUCT.md §13).
+//! frees credit that a live request holds (`docs/gateway.md`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! `/admin/v1/*` (`API.md` §6): the operator manages every organization — create, search,
+//! `/admin/v1/*` (`docs/accounts.md`): the operator manages every organization — create, search,
 //! suspend, grant credits, issue admin keys, read the audit log — through the same service the
 //! CLI uses.
 

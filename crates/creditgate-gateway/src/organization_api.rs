@@ -1,4 +1,4 @@
-//! `/v1/organizations/*` in Anthropic's Admin API shapes (`API.md` §4): the organization,
+//! `/v1/organizations/*` in Anthropic's Admin API shapes (`docs/accounts.md`): the organization,
 //! its members, invitations, API keys, admin keys, credits and audit log. Every handler takes
 //! an [`OrgCaller`], asks for the role it needs, and touches only the caller's organization.
 
@@ -21,7 +21,7 @@ use crate::error::{ApiError, JsonBody};
 use crate::members::{self, user_json, Change, KeyUpdate};
 use crate::App;
 
-/// Default and largest page of a list (`API.md` §3).
+/// Default and largest page of a list (`docs/accounts.md`).
 pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 1000;
 

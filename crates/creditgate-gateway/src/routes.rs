@@ -62,8 +62,8 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/credits", ApiKey, "The organization's credits", get(account::credits)),
         r("GET", "/v1/key", ApiKey, "The calling key, its limits and its usage against them", get(account::key)),
         r("GET", "/v1/requests/{id}", ApiKey, "The receipt of one request", get(account::request)),
-            // Payments (API.md §7): the sandbox's checkout page and receipts are reached by an
-        // unguessable order id; Stripe's webhook carries its own signature.
+        // Payments (`docs/payments.md`): the sandbox's checkout page and receipts are reached by
+        // an unguessable order id; Stripe's webhook carries its own signature.
         r("GET", "/sandbox/checkout/{order_id}", Public, "The sandbox provider's checkout page", get(payments::sandbox::page)),
         r("POST", "/sandbox/checkout/{order_id}", Public, "Pay a sandbox order with a test card", post(payments::sandbox::pay)),
         r("GET", "/sandbox/setup/{method_id}", Public, "The sandbox provider's page to save a card", get(payments::saved::setup_page)),
@@ -74,7 +74,7 @@ pub fn table() -> Vec<Route> {
         r("GET", "/readyz", Public, "Readiness (the database answers)", get(models::ready)),
         r("GET", "/metrics", Operator, "Prometheus metrics (OpenMetrics text): requests, latency, charges, holds, upstream errors, spool", get(crate::metrics::serve)),
         r("GET", "/openapi.json", Public, "This document", get(openapi_json)),
-        // Sign-in and links from emails (API.md §9).
+        // Sign-in and links from emails (`docs/accounts.md`).
         r("POST", "/auth/sign-in", Public, "Sign in with email and password; sets the cg_session cookie", post(sign_in::sign_in)),
         r("POST", "/auth/sign-out", Session, "End this session (or every session with everywhere: true)", post(sign_in::sign_out)),
         r("GET", "/auth/session", Session, "The signed-in member and the CSRF token", get(sign_in::current)),
@@ -84,7 +84,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/auth/password-reset/{token}", Public, "Set a new password with a reset link (once)", post(sign_in::reset_password)),
         r("GET", "/invite/{token}", Public, "The invitation behind a link", get(sign_in::invite_status)),
         r("POST", "/invite/{token}", Public, "Accept an invitation (once) and sign in", post(sign_in::accept_invite)),
-        // The organization (API.md §4).
+        // The organization (`docs/accounts.md`).
         r("GET", "/v1/organizations/me", Organization(Read), "The caller's organization", get(org::me)),
         r("GET", "/v1/organizations/users", Organization(Read), "List members", get(org::list_users)),
         r("GET", "/v1/organizations/users/{id}", Organization(Read), "One member", get(org::get_user)),
@@ -104,11 +104,11 @@ pub fn table() -> Vec<Route> {
         r("POST", "/v1/organizations/admin_keys/{id}", Organization(ManageMembers), "Deactivate an admin key", post(org::update_admin_key)),
         r("GET", "/v1/organizations/credits", Organization(Read), "The organization's credits", get(org::credits)),
         r("GET", "/v1/organizations/audit_log", Organization(Read), "The organization's audit log, newest first", get(org::audit_log)),
-        // Reports (API.md §4; docs/reports.md).
+        // Reports (`docs/accounts.md`; docs/reports.md).
         r("GET", "/v1/organizations/usage_report/messages", Organization(Read), "Messages usage report in Anthropic's shape (tokens, requests, credits per bucket)", get(reports::usage_report)),
         r("GET", "/v1/organizations/cost_report", Organization(Read), "Cost report in Anthropic's shape (USD cents, credits, list price per day)", get(reports::cost_report)),
         r("GET", "/v1/organizations/cache_report", Organization(Read), "Cache report: writes, reads, credits saved by reads, credits of writes never read", get(reports::cache_report)),
-        // Buying credits (API.md §5): any member reads; owner, admin and billing buy.
+        // Buying credits (`docs/payments.md`): any member reads; owner, admin and billing buy.
         r("GET", "/v1/billing/plans", Organization(Read), "The plans on sale and the custom amount's bounds", get(pay::plans)),
         r("GET", "/v1/billing/profile", Organization(Read), "The billing profile", get(pay::get_profile)),
         r("PUT", "/v1/billing/profile", Organization(ManageBilling), "Replace the billing profile (country required to buy)", put(pay::put_profile)),
@@ -121,7 +121,7 @@ pub fn table() -> Vec<Route> {
         r("DELETE", "/v1/billing/payment_methods/{id}", Organization(ManageBilling), "Remove a saved card", delete(payments::saved::remove)),
         r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
         r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
-        // The operator (API.md §6).
+        // The operator (`docs/accounts.md`).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),
         r("GET", "/admin/v1/organizations/{id}", Operator, "One organization", get(operator_api::get)),

@@ -1,4 +1,4 @@
-//! Signing in and out (`API.md` §9): argon2id passwords, sessions in the database behind the
+//! Signing in and out (`docs/accounts.md`): argon2id passwords, sessions in the database behind the
 //! `cg_session` cookie, throttled failures, password reset and invitation links, open sign-up.
 
 use std::sync::Arc;

@@ -1,5 +1,5 @@
 //! The settlement spool: settlements the database could not take, kept in a local file until
-//! they are applied, exactly once (PRODUCT.md §13).
+//! they are applied, exactly once (`docs/gateway.md`).
 //!
 //! The file is append-only JSON lines, each written and `fsync`ed before the request that
 //! produced it is told anything: `{"settle": <SettleRequest>, "org": …, "at": …}` when a

@@ -1,4 +1,4 @@
-//! Failed authentications throttled per client address (reliability §3.3, J60): after a burst
+//! Failed authentications throttled per client address (reliability case J60): after a burst
 //! of 401s an address gets 429 for a while, longer with each repeat, never for good.
 //!
 //! It works on responses, not on how a key is checked: whatever answers 401 counts as a failure.

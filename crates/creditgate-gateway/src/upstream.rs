@@ -1,6 +1,6 @@
 //! The upstream (Anthropic or the simulator): one HTTP client, keys used round-robin, failover to
 //! the next key only when the request provably was not delivered or was refused unbilled
-//! (PRODUCT.md §13): a connection that could not be made, or an explicit refusal (401, 403, 429,
+//! (`docs/gateway.md`): a connection that could not be made, or an explicit refusal (401, 403, 429,
 //! 529). A request that may have reached the upstream (a timeout or a reset after it was
 //! written, a 500/502/504) is never sent again, so it is never billed twice upstream.
 

@@ -14,7 +14,7 @@ pub const MAX_ALLOWED_MODELS: usize = 100;
 const MAX_PER_MINUTE: u64 = 1_000_000_000;
 const DAY_MS: i64 = 86_400_000;
 
-/// The limits of one key (`API.md` §4); every field absent or null means "no limit".
+/// The limits of one key (`docs/accounts.md`); every field absent or null means "no limit".
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct KeyLimits {

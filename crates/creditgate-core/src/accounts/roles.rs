@@ -1,4 +1,4 @@
-//! The role table of `API.md` §2 and the owner rules, enforced here and nowhere else.
+//! The role table of `docs/accounts.md` and the owner rules, enforced here and nowhere else.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,7 +60,7 @@ impl Role {
             })
     }
 
-    /// The role table (`API.md` §2).
+    /// The role table (`docs/accounts.md`).
     pub fn may(self, action: Action) -> bool {
         use Role::*;
         match action {

@@ -1,5 +1,5 @@
 //! Stripe's test cards and what each does, shared by the sandbox provider and the fake Stripe
-//! so both answer a card the same way (`API.md` §7).
+//! so both answer a card the same way (`docs/payments.md`).
 
 use super::FailureCode;
 

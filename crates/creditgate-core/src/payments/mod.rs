@@ -48,7 +48,7 @@ pub enum Provider {
 
 text_enum!(Provider { Sandbox => "sandbox", Stripe => "stripe", Manual => "manual" });
 
-/// Where an order is in its life (`API.md` §5).
+/// Where an order is in its life (`docs/payments.md`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {

@@ -273,7 +273,7 @@ pub fn cache_triggers(body: &Value) -> CacheTriggers {
     found
 }
 
-/// The worst-case cost of a request before it runs (§5.2 step 3), in credits.
+/// The worst-case cost of a request before it runs (`docs/ledger.md`, holds), in credits.
 #[derive(Debug, Clone)]
 pub struct HoldEstimate {
     model: ModelPrice,

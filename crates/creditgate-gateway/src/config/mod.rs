@@ -78,7 +78,7 @@ pub use creditgate_core::usage::DisconnectPolicy;
 pub struct Config {
     pub listen: SocketAddr,
     pub database_url: String,
-    /// The local file where settlements the database cannot take wait (PRODUCT.md §13).
+    /// The local file where settlements the database cannot take wait (`docs/gateway.md`).
     pub spool_path: PathBuf,
     pub admin_key: Option<String>,
     pub upstream_base_url: String,

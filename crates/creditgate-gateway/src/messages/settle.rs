@@ -1,5 +1,5 @@
 //! Settlement: the one settle of a request's hold, carrying its receipt, retried on a database
-//! error and spooled when the database cannot take it (PRODUCT.md §13).
+//! error and spooled when the database cannot take it (`docs/gateway.md`).
 
 use std::time::Duration;
 

@@ -55,7 +55,7 @@ pub struct CheckoutRequest {
     pub base_url: Option<String>,
 }
 
-/// A payment the operator took outside any provider (`API.md` §6).
+/// A payment the operator took outside any provider (`docs/accounts.md`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ManualPayment {
@@ -447,7 +447,7 @@ fn new_order(
     }
 }
 
-/// An order as the API shows it (`API.md` §5).
+/// An order as the API shows it (`docs/payments.md`).
 pub fn order_json(order: &Order, public_url: &str) -> Value {
     json!({
         "id": order.id,

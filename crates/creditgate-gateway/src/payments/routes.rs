@@ -1,6 +1,6 @@
-//! The HTTP routes of buying credits: the organization's `/v1/billing/*` (`API.md` §5: any
+//! The HTTP routes of buying credits: the organization's `/v1/billing/*` (`docs/payments.md`: any
 //! member reads, owner/admin/billing write) and the operator's orders, plans and manual payments
-//! (`API.md` §6). Handlers stay thin: the services of [`super::Payments`] and the storage's
+//! (`docs/accounts.md`). Handlers stay thin: the services of [`super::Payments`] and the storage's
 //! crediting transaction do the work. Another organization's ids answer 404, like ids that do
 //! not exist.
 

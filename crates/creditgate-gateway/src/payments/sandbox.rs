@@ -1,5 +1,5 @@
 //! The `sandbox` provider: a checkout page served by creditgate itself, answering Stripe's test
-//! cards as Stripe would (`API.md` §7). `GET /sandbox/checkout/{order_id}` shows the page;
+//! cards as Stripe would (`docs/payments.md`). `GET /sandbox/checkout/{order_id}` shows the page;
 //! `POST` with a form or JSON `{"card", "confirm"?}` pays, then redirects to the order's
 //! `success_url` (a form) or answers the order as JSON (a JSON request).
 

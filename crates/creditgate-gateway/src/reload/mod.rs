@@ -1,4 +1,4 @@
-//! Auto-reload (`PRODUCT.md` §8): when a settlement leaves an organization's *available*
+//! Auto-reload (`docs/auto-reload.md`): when a settlement leaves an organization's *available*
 //! credit below its threshold, a reload is bought off-session with the saved card, off the
 //! request path (a spawned task). One reload is in flight per organization across replicas:
 //! the settings row is a lease taken by a conditional UPDATE. Each attempt's idempotency key

@@ -1,4 +1,4 @@
-//! `GET` / `PUT /v1/billing/auto_reload` (`API.md` §5): any member reads; owner, admin and
+//! `GET` / `PUT /v1/billing/auto_reload` (`docs/payments.md`): any member reads; owner, admin and
 //! billing write. Bad settings are refused with a 400 saying why, and change nothing.
 
 use std::sync::Arc;

@@ -1,4 +1,4 @@
-//! Reports in Anthropic's Admin API shapes (`API.md` §4): `usage_report/messages`,
+//! Reports in Anthropic's Admin API shapes (`docs/accounts.md`): `usage_report/messages`,
 //! `cost_report` and the `cache_report` extension for an organization (admin key or member
 //! session), the same across organizations for the operator (`/admin/v1/reports/*`), as JSON
 //! pages or streamed CSV. Sums come from the usage rollups the settle maintains; see

@@ -1,4 +1,4 @@
-//! A report's results in Anthropic's Admin API shapes (`API.md` §4), and the same results as
+//! A report's results in Anthropic's Admin API shapes (`docs/accounts.md`), and the same results as
 //! CSV rows. Amounts are exact decimal strings (credits, USD cents); counts are integers.
 
 use creditgate_core::money::{CreditUnit, MoneyError, NanoCredits};

@@ -1,4 +1,4 @@
-//! Cheap attacks (PRODUCT.md §13, reliability §4 J): slow headers and bodies, too many
+//! Cheap attacks (`docs/gateway.md`, reliability cases J): slow headers and bodies, too many
 //! connections, oversized and hostile input. Each is refused quickly and costs a bounded amount.
 
 use std::time::Duration;

@@ -1,4 +1,5 @@
-//! A slow reader (reliability §4 C.20): the gateway passes a stream through with a bounded
+//! A slow reader (reliability case C20, `docs/gateway.md`): the gateway passes a stream
+//! through with a bounded
 //! buffer, so a client reading one byte a second holds back the upstream instead of growing the
 //! gateway's memory; when it finally reads, the settlement is exact.
 

@@ -1,4 +1,4 @@
-//! The overbooking test (reliability §4 B.6 on SQLite): many concurrent streams against a balance
+//! The overbooking test (reliability case B6, on SQLite): many concurrent streams against a balance
 //! that covers a few of them. Admission is one atomic conditional write, so the refused ones get
 //! 402 before anything is forwarded and the balance is never overdrawn.
 

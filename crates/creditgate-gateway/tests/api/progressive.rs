@@ -1,4 +1,4 @@
-//! Progressive holds (§5.2 step 3): a stream holds its output slice by slice, so a huge
+//! Progressive holds (`docs/ledger.md`, holds): a stream holds its output slice by slice, so a huge
 //! `max_tokens` does not lock out a modest balance, and a stream that outgrows the balance is
 //! cut with a `billing_error` event and charged what was produced.
 

@@ -1,7 +1,8 @@
 //! Model-based test: random sequences of grant, hold, extend, settle, release, time passing,
 //! hold expiry, lot sweep, refund, adjustment, replays and conflicting id reuse, applied to the
 //! real ledger and to a plain in-memory model. After every step the results must be equal and
-//! the invariants of reliability §4 must hold (INV-1…3, 5…7; INV-4 belongs to the gateway).
+//! the ledger invariants of `docs/ledger.md` must hold (INV-1…3, 5…7; INV-4 belongs to the
+//! gateway).
 //!
 //! Each run prints its seed. Replay one with `CREDITGATE_LEDGER_SEED=<seed>`; make runs longer
 //! or more numerous with `CREDITGATE_LEDGER_STEPS` and `CREDITGATE_LEDGER_RUNS`.

@@ -3,12 +3,10 @@
 //! resume, admin keys, keys with limits, and the audit log that records each — the same service
 //! as `/admin/v1/*` and `/v1/organizations/api_keys`.
 
-mod process;
-
 use std::path::PathBuf;
 use std::process::{Command, Output};
 
-use process::{pg_exec, random_hex, with_database, Backend, POSTGRES_URL_VAR};
+use crate::process::{pg_exec, random_hex, with_database, Backend, POSTGRES_URL_VAR};
 use serde_json::Value;
 
 /// A temporary working directory and a fresh database (a SQLite file in the directory, or a

@@ -1,4 +1,4 @@
-//! Two `creditgate serve` processes sharing one Postgres database (reliability §4 B.7): 300
+//! Two `creditgate serve` processes sharing one Postgres database (reliability case B7): 300
 //! concurrent streams spread over both against a balance that covers about 30 of them. Admission
 //! is one atomic conditional write in the shared database, so the two replicas together never
 //! overdraw it, and at the end the balance is the grants minus the sum of the receipts.

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 
 use serde_json::Value;
 
-const EXAMPLE: &str = include_str!("../../../creditgate.example.toml");
+const EXAMPLE: &str = include_str!("../../../../creditgate.example.toml");
 /// A real-looking upstream key (the checks look for placeholders, not for Anthropic's format).
 const UPSTREAM_KEY: &str = "sk-ant-api03-operator-test-4f9a0c2b7e1d";
 

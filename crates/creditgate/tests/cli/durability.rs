@@ -1,4 +1,4 @@
-//! The durability and failure promises of PRODUCT.md §13 (issue 7), against the real
+//! The durability and failure promises of `docs/gateway.md` (issue 7), against the real
 //! `creditgate serve` binary over real sockets, with the simulated upstream in the test process,
 //! on SQLite and, when `CREDITGATE_TEST_POSTGRES_URL` is set, on Postgres (`process` is the
 //! harness):
@@ -14,8 +14,6 @@
 //!   `ledger verify` is clean (E26);
 //! - all of it at once (`chaos`).
 
-mod process;
-
 use std::time::{Duration, Instant};
 
 use creditgate_core::ledger::LedgerStore;
@@ -23,7 +21,7 @@ use creditgate_core::money::NanoCredits;
 use creditgate_gateway::account::receipt_json;
 use serde_json::{json, Value};
 
-use process::{body, Backend, Gateway, Raw, World};
+use crate::process::{body, Backend, Gateway, Raw, World};
 
 /// Two tests per scenario: SQLite, and Postgres (passing without running when it is not set).
 macro_rules! on_both {
@@ -458,8 +456,16 @@ fn chaos_kind(i: u64) -> Client {
     }
 }
 
-/// One client: opens its stream against `address` and behaves as `client` says.
-async fn chaos_client(address: String, key: String, client: Client, i: u64) -> Seen {
+/// One client: opens its stream against `address` and behaves as `client` says. A stalling
+/// client stops reading until the outage has begun (`outage` turns true), then for longer than
+/// the hold timeout, so that streams are live during the outage however fast the machine is.
+async fn chaos_client(
+    address: String,
+    key: String,
+    client: Client,
+    i: u64,
+    mut outage: tokio::sync::watch::Receiver<bool>,
+) -> Seen {
     let (request, recv_buffer) = chaos_request(client, i);
     let mut seen = Seen {
         client,
@@ -490,6 +496,7 @@ async fn chaos_client(address: String, key: String, client: Client, i: u64) -> S
         }
         Client::Stalls => {
             raw.wait_for("content_block_delta").await;
+            let _ = outage.wait_for(|begun| *begun).await;
             let stall = CHAOS_HOLD_TIMEOUT_MS + 500;
             tokio::time::sleep(Duration::from_millis(stall)).await;
         }
@@ -539,13 +546,14 @@ async fn chaos(backend: Backend) {
             }
         })
     };
+    let (outage_begun, outage_seen) = tokio::sync::watch::channel(false);
     let mut clients = Vec::new();
     for i in 0..200u64 {
         let (address, key) = (gw.address.clone(), w.key.clone());
-        let kind = chaos_kind(i);
+        let (kind, seen) = (chaos_kind(i), outage_seen.clone());
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 5)).await;
-            chaos_client(address, key, kind, i).await
+            chaos_client(address, key, kind, i, seen).await
         }));
     }
 
@@ -554,6 +562,7 @@ async fn chaos(backend: Backend) {
     tokio::time::sleep(Duration::from_millis(2_000)).await;
     phase("outage");
     let down = w.outage().await;
+    outage_begun.send_replace(true);
     tokio::time::sleep(outage / 2).await;
     phase("SIGTERM");
     gw.signal("TERM");
@@ -574,10 +583,10 @@ async fn chaos(backend: Backend) {
     w.grant(regranted).await;
     let granted = granted.checked_add(regranted).unwrap();
     for i in 200..240u64 {
-        let (address, key) = (gw.address.clone(), w.key.clone());
+        let (address, key, seen) = (gw.address.clone(), w.key.clone(), outage_seen.clone());
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis((i - 200) * 10)).await;
-            chaos_client(address, key, Client::Reads, i).await
+            chaos_client(address, key, Client::Reads, i, seen).await
         }));
     }
     let mut seen = Vec::new();

@@ -1,18 +1,16 @@
-//! A hostile customer against the real `creditgate serve` binary (issue 7, PRODUCT.md §13):
+//! A hostile customer against the real `creditgate serve` binary (issue 7, `docs/gateway.md`):
 //! - memory: a large body costs the gateway about its size, not a parsed tree of it (peak RSS
 //!   of the process, read from `/proc`);
 //! - J59, secret canary: on the error paths (bad key, budget exceeded, upstream 401, upstream
 //!   5xx) neither a canary customer key nor a canary upstream key appears in the process's
 //!   output, the error bodies, the receipts, the audit rows or the database file.
 
-mod process;
-
 use creditgate_core::keys::ApiKeySecret;
 use creditgate_core::money::NanoCredits;
 use creditgate_sim::SimConfig;
 use serde_json::Value;
 
-use process::{body, Gateway, World};
+use crate::process::{body, Gateway, World};
 
 /// The body size of the memory test: `CREDITGATE_TEST_BODY_MB`, 30 MB by default (close to the
 /// 32 MB limit, the size the issue reproduced with).

@@ -13,6 +13,7 @@ pub mod caller;
 pub mod config;
 pub mod error;
 pub mod lifecycle;
+pub mod lists;
 pub mod mail;
 pub mod members;
 pub mod messages;

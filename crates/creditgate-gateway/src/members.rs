@@ -257,6 +257,38 @@ pub async fn invite(
     Ok(invite)
 }
 
+/// Who joins by an invitation: the existing account of its email (whose password must be
+/// given), or a new one with its name and the hash of a password good enough to keep.
+async fn joining_user(
+    app: &App,
+    invite: &Invite,
+    name: Option<String>,
+    password: String,
+    now: Timestamp,
+) -> Result<(User, Option<String>), ApiError> {
+    match app.db.user_by_email(&invite.email).await? {
+        Some((user, stored)) => {
+            if !crate::passwords::verify_password(password, stored).await {
+                return Err(ApiError::authentication(
+                    "An account with this email exists: give its password to join.",
+                ));
+            }
+            Ok((user, None))
+        }
+        None => {
+            let name = parse_name("name", name.as_deref().unwrap_or(""))?;
+            check_password(&password, invite.email.as_str())?;
+            let user = User {
+                id: new_id("user", UserId::parse)?,
+                email: invite.email.clone(),
+                name,
+                created_at: now,
+            };
+            Ok((user, Some(crate::passwords::hash_password(password).await?)))
+        }
+    }
+}
+
 /// Uses an invitation link: creates the account (or checks the existing account's password),
 /// adds the membership, and returns the new member.
 pub async fn accept_invite(
@@ -279,28 +311,7 @@ pub async fn accept_invite(
     if invite.role == Role::Owner && owner(&app.db, &invite.org).await?.is_some() {
         return Err(has_owner_already());
     }
-    let existing = app.db.user_by_email(&invite.email).await?;
-    let (user, password_hash) = match existing {
-        Some((user, stored)) => {
-            if !crate::passwords::verify_password(password, stored).await {
-                return Err(ApiError::authentication(
-                    "An account with this email exists: give its password to join.",
-                ));
-            }
-            (user, None)
-        }
-        None => {
-            let name = parse_name("name", name.as_deref().unwrap_or(""))?;
-            check_password(&password, invite.email.as_str())?;
-            let user = User {
-                id: new_id("user", UserId::parse)?,
-                email: invite.email.clone(),
-                name,
-                created_at: now,
-            };
-            (user, Some(crate::passwords::hash_password(password).await?))
-        }
-    };
+    let (user, password_hash) = joining_user(app, &invite, name, password, now).await?;
     match app
         .db
         .accept_invite(&hash, &invite, &user, password_hash.as_deref(), now)

@@ -18,64 +18,12 @@ use serde_json::{json, Value};
 
 use crate::caller::OrgCaller;
 use crate::error::{ApiError, JsonBody};
+pub use crate::lists::{page, ListQuery};
+use crate::lists::{page_json, page_limit};
 use crate::members::{self, user_json, Change, KeyUpdate};
 use crate::App;
 
-/// Default and largest page of a list (`docs/accounts.md`).
-pub const DEFAULT_PAGE: usize = 20;
-pub const MAX_PAGE: usize = 1000;
-
 type Answer = Result<Json<Value>, ApiError>;
-
-/// `?limit=&after_id=&before_id=`.
-#[derive(Debug, Deserialize)]
-pub struct ListQuery {
-    limit: Option<String>,
-    after_id: Option<String>,
-    before_id: Option<String>,
-    email: Option<String>,
-    status: Option<String>,
-}
-
-fn page_limit(q: &ListQuery) -> Result<usize, ApiError> {
-    match &q.limit {
-        None => Ok(DEFAULT_PAGE),
-        Some(t) => t
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::invalid_request(format!("limit: must be 1 to {MAX_PAGE}"))),
-    }
-}
-
-/// One page of `items` (already in list order), as `{"data","has_more","first_id","last_id"}`.
-pub fn page(items: Vec<Value>, q: &ListQuery) -> Answer {
-    let limit = page_limit(q)?;
-    let pos = |id: &str| items.iter().position(|v| v["id"] == id);
-    let (start, end) = match (&q.after_id, &q.before_id) {
-        (Some(a), _) => (pos(a).map_or(items.len(), |i| i + 1), items.len()),
-        (None, Some(b)) => (0, pos(b).unwrap_or(0)),
-        (None, None) => (0, items.len()),
-    };
-    let window = &items[start.min(end)..end];
-    // Before an id, the page is the last `limit` items before it.
-    let (slice, has_more) = if q.before_id.is_some() && q.after_id.is_none() {
-        let from = window.len().saturating_sub(limit);
-        (&window[from..], from > 0)
-    } else {
-        (&window[..limit.min(window.len())], window.len() > limit)
-    };
-    Ok(page_json(slice, has_more))
-}
-
-fn page_json(slice: &[Value], has_more: bool) -> Json<Value> {
-    Json(json!({
-        "data": slice,
-        "has_more": has_more,
-        "first_id": slice.first().map(|v| v["id"].clone()),
-        "last_id": slice.last().map(|v| v["id"].clone()),
-    }))
-}
 
 /// Anthropic's key status: `active`, `inactive` (disabled), `archived` (revoked), `expired`.
 fn key_status(k: &ApiKeyRecord, now: Timestamp) -> &'static str {

@@ -69,6 +69,8 @@ fn role() -> Value {
 }
 
 /// The request and the answer of a route, by method and path (`None`: not described).
+///
+/// Longer than a screen on purpose: a table, one line per route, beside the route table.
 #[rustfmt::skip]
 pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
     use Gives::{Html, Json as J, JsonOrCsv, Text};
@@ -162,6 +164,8 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
 }
 
 /// The named schemas the routes refer to.
+///
+/// Longer than a screen on purpose: a table, one entry per schema.
 #[rustfmt::skip]
 pub fn components() -> Value {
     let limits = obj(&[], json!({

@@ -25,7 +25,7 @@ use serde_json::{json, Value};
 use super::{order_json, CheckoutRequest, ManualPayment};
 use crate::caller::{Operator, OrgCaller};
 use crate::error::{ApiError, JsonBody};
-use crate::organization_api::{page, ListQuery};
+use crate::lists::{page, ListQuery};
 use crate::App;
 
 type Answer = Result<Json<Value>, ApiError>;

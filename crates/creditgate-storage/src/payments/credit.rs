@@ -410,6 +410,38 @@ pub(crate) async fn refund_order<J: Journal + TxStatements>(
     Ok((order, refunded, cents))
 }
 
+/// What is left of the order's lot, once it is sure that `credits` can be refunded: no more
+/// than the lot has left (nothing once it expired) nor than is not held by requests in flight.
+async fn refundable<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    order: &Order,
+    lot_id: &LotId,
+    credits: NanoCredits,
+) -> LedgerResult<NanoCredits> {
+    let lot = j
+        .lot(lot_id)
+        .await?
+        .ok_or_else(|| LedgerError::UnknownLot(lot_id.clone()))?;
+    let left = if lot.is_expired(now) {
+        NanoCredits::ZERO
+    } else {
+        lot.remaining
+    };
+    let available = crate::journal::audit::balance(j, now, &order.org)
+        .await?
+        .available;
+    if credits > left || credits > available {
+        return Err(LedgerError::InvalidRequest(format!(
+            "order {}: {credits} credits cannot be refunded; the lot has {left} left \
+             and {} are not held by requests in flight",
+            order.id,
+            available.max(NanoCredits::ZERO)
+        )));
+    }
+    Ok(left)
+}
+
 /// The operator's refund of `credits` out of a credited order's lot: at most what remains of
 /// the lot and is not held by requests in flight (never a debt, never a negative remainder).
 /// Each partial refund is its own ledger transfer, `refund:<order>:p<n>`.
@@ -433,25 +465,7 @@ pub(crate) async fn refund_credits<J: Journal + TxStatements>(
             "credits to refund must be positive, not {credits}"
         )));
     }
-    let lot = j
-        .lot(&lot_id)
-        .await?
-        .ok_or_else(|| LedgerError::UnknownLot(lot_id.clone()))?;
-    let left = if lot.is_expired(now) {
-        NanoCredits::ZERO
-    } else {
-        lot.remaining
-    };
-    let available = crate::journal::audit::balance(j, now, &order.org)
-        .await?
-        .available;
-    if credits > left || credits > available {
-        return Err(LedgerError::InvalidRequest(format!(
-            "order {id}: {credits} credits cannot be refunded; the lot has {left} left \
-             and {} are not held by requests in flight",
-            available.max(NanoCredits::ZERO)
-        )));
-    }
+    let left = refundable(j, now, &order, &lot_id, credits).await?;
     let done = j
         .rows(
             "SELECT COUNT(*) FROM order_clawbacks WHERE order_id = $1",

@@ -209,24 +209,22 @@ async fn credit<J: Journal + TxStatements>(
     let lot_id =
         LotId::parse(&order.lot_id()).map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
     let memo = serde_json::json!({"order": order.id, "provider": order.provider.as_str()});
-    let granted = ops::grant(
-        j,
-        now,
-        GrantRequest {
-            transfer_id: id(order.credit_transfer_id())?,
-            org: order.org.clone(),
-            lot_id,
-            amount: order.credits,
-            category: LotCategory::Paid,
-            source: LotSource::Purchase,
-            price_per_credit: price_per_credit(order.amount_cents, order.credits),
-            expires_at: order
-                .expires_in_days
-                .map(|d| now.plus_millis(i64::from(d) * MS_PER_DAY)),
-            memo: Some(memo.to_string()),
-        },
-    )
-    .await?;
+    let req = GrantRequest {
+        transfer_id: id(order.credit_transfer_id())?,
+        org: order.org.clone(),
+        lot_id,
+        amount: order.credits,
+        category: LotCategory::Paid,
+        source: LotSource::Purchase,
+        price_per_credit: price_per_credit(order.amount_cents, order.credits),
+        expires_at: order
+            .expires_in_days
+            .map(|d| now.plus_millis(i64::from(d) * MS_PER_DAY)),
+        memo: Some(memo.to_string()),
+    };
+    // The grant rules every grant obeys, a person's (the billing service) or a payment's.
+    req.check(now)?;
+    let granted = ops::grant(j, now, req).await?;
     let seq = next_receipt(j).await?;
     order.status = OrderStatus::Credited;
     order.paid_at = Some(now);

@@ -12,6 +12,7 @@ pub mod body;
 pub mod caller;
 pub mod config;
 pub mod error;
+pub mod ids;
 pub mod lifecycle;
 pub mod lists;
 pub mod mail;

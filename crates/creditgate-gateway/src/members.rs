@@ -7,7 +7,7 @@ use creditgate_core::accounts::{
     AuditEvent, Email, Invite, KeyLimits, Member, Role, User, INVITE_TTL_MS,
 };
 use creditgate_core::clock::Timestamp;
-use creditgate_core::ids::{AdminKeyId, IdError, InviteId, OrganizationId, UserId};
+use creditgate_core::ids::{AdminKeyId, InviteId, OrganizationId, UserId};
 use creditgate_core::keys::{AdminKeySecret, ApiKeyRecord, ApiKeySecret, KeyStatus};
 use creditgate_core::ledger::{LedgerStore, Organization};
 use creditgate_storage::{AcceptRefused, Database};
@@ -18,14 +18,7 @@ use crate::error::ApiError;
 use crate::mail::Mailer;
 use crate::App;
 
-/// A fresh id `prefix_` + 24 hex characters.
-pub fn new_id<T>(prefix: &str, parse: fn(&str) -> Result<T, IdError>) -> Result<T, ApiError> {
-    parse(&format!(
-        "{prefix}_{}",
-        hex::encode(rand::random::<[u8; 12]>())
-    ))
-    .map_err(|e| ApiError::internal(e.to_string()))
-}
+pub use crate::ids::new_id;
 
 /// A member in Anthropic's user shape.
 pub fn user_json(m: &Member) -> Value {

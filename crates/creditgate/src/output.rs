@@ -26,11 +26,7 @@ pub fn lot_json(lot: &Lot) -> Value {
     })
 }
 
-/// A random identifier with a readable prefix, e.g. `org_3kTq…` (96 bits of randomness).
+/// A fresh identifier with a readable prefix, made as the gateway makes its ids.
 pub fn generated_id(prefix: &str) -> String {
-    use rand::distributions::{Alphanumeric, DistString};
-    format!(
-        "{prefix}_{}",
-        Alphanumeric.sample_string(&mut rand::thread_rng(), 16)
-    )
+    creditgate_gateway::ids::fresh(prefix)
 }

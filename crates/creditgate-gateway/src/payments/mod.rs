@@ -74,8 +74,7 @@ impl From<PaymentError> for ApiError {
 }
 
 fn new_order_id() -> OrderId {
-    OrderId::parse(&format!("ord_{}", hex::encode(rand::random::<[u8; 16]>())))
-        .unwrap_or_else(|_| unreachable!("hex ids are valid"))
+    OrderId::parse(&crate::ids::fresh("ord")).unwrap_or_else(|_| unreachable!("hex ids are valid"))
 }
 
 impl Payments {

@@ -204,7 +204,7 @@ async fn charge(
     };
     let event = ProviderEvent {
         provider: Provider::Sandbox,
-        id: format!("sbx_{}", hex::encode(rand::random::<[u8; 12]>())),
+        id: crate::ids::fresh("sbx"),
         kind: "sandbox.charge".to_owned(),
     };
     let outcome = app.payments.apply(app, event, report).await?;

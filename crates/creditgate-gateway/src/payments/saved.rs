@@ -50,7 +50,7 @@ pub fn method_json(m: &PaymentMethod) -> Value {
 }
 
 fn new_method_id() -> String {
-    format!("card_{}", hex::encode(rand::random::<[u8; 16]>()))
+    crate::ids::fresh("card")
 }
 
 /// The order an off-session charge with `key` creates: the same key, the same order.

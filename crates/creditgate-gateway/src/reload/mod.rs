@@ -122,7 +122,7 @@ pub async fn due_forever(app: Arc<App>) {
 
 /// One try: take the lease, reload if still needed and allowed, give the lease back.
 async fn run(app: &App, org: &OrganizationId) -> Result<(), ApiError> {
-    let owner = hex::encode(rand::random::<[u8; 12]>());
+    let owner = crate::ids::fresh("lease");
     let now = app.clock.now();
     let claimed = app.db.claim_auto_reload(org, &owner, now, LEASE_MS).await?;
     let Some(s) = claimed else {

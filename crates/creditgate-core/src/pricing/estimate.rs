@@ -3,9 +3,8 @@
 
 use serde_json::Value;
 
-use super::book::{ModelPrice, PriceBook, Rates, MAX_MODEL_NAME_CHARS};
+use super::book::{ModelPrice, PriceBook, Rates};
 use super::cost::{token_factor, token_line_usd, NanoFractions};
-use super::scan::{Count, RequestScan};
 use super::{PricingConfig, PricingError};
 use crate::money::{div_ceil_i128, Decimal, MoneyError, NanoCredits};
 
@@ -409,67 +408,26 @@ pub fn hold_estimate(
     )
 }
 
-/// [`hold_estimate`] of the body `bytes` that `scan` was read from, without parsing it into a
-/// tree: the same estimate at the cost of one more pass when the model's tokenizer factor is not
-/// the one `scan` was made with.
-pub fn hold_estimate_scanned(
-    book: &PriceBook,
-    bytes: &[u8],
-    scan: &RequestScan,
-    cfg: &PricingConfig,
-) -> Result<HoldEstimate, PricingError> {
-    cfg.validate()?;
-    let model = scan
-        .model
-        .as_ref()
-        .ok_or_else(|| PricingError::InvalidRequest("`model` must be a string".into()))?;
-    let Some(name) = model.as_str() else {
-        // Longer than any name (the scan kept only its head): unknown, as `resolve` says.
-        let cut: String = model
-            .head()
-            .chars()
-            .take(MAX_MODEL_NAME_CHARS / 4)
-            .collect();
-        return Err(PricingError::UnknownModel {
-            model: format!("{cut}… ({} bytes)", model.len()),
-            suggestions: Vec::new(),
-        });
-    };
-    let row = book.resolve(name)?;
-    let input_tokens = if row.tokenizer_factor() == scan.factor {
-        scan.input_tokens
-    } else {
-        RequestScan::read(bytes, row.tokenizer_factor())
-            .map_err(|e| PricingError::InvalidRequest(e.to_string()))?
-            .input_tokens
-    };
-    price_hold(
-        book,
-        row,
-        HoldInputs {
-            max_tokens: scan.max_tokens,
-            input_tokens,
-            web_search_uses: scan.web_search_uses,
-            triggers: scan.triggers,
-            wants_fast: scan.wants_fast,
-            us_geo: scan.us_geo,
-        },
-        cfg,
-    )
+/// The counts of a text: simulated-tokenizer tokens and UTF-8 bytes (what
+/// `TextCounter::count` turns into an estimate).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Count {
+    pub(super) sim: u64,
+    pub(super) bytes: u64,
 }
 
 /// What a hold is priced from, read from the body.
-struct HoldInputs {
-    max_tokens: Option<u64>,
+pub(super) struct HoldInputs {
+    pub(super) max_tokens: Option<u64>,
     /// The input estimate with the model's tokenizer factor (searches not included).
-    input_tokens: u64,
-    web_search_uses: u64,
-    triggers: CacheTriggers,
-    wants_fast: bool,
-    us_geo: bool,
+    pub(super) input_tokens: u64,
+    pub(super) web_search_uses: u64,
+    pub(super) triggers: CacheTriggers,
+    pub(super) wants_fast: bool,
+    pub(super) us_geo: bool,
 }
 
-fn price_hold(
+pub(super) fn price_hold(
     book: &PriceBook,
     row: &ModelPrice,
     inputs: HoldInputs,

@@ -33,13 +33,13 @@ pub use cost::{
 };
 pub use estimate::{
     cache_triggers, estimate_input_tokens, estimate_input_tokens_for, estimate_text_tokens,
-    hold_estimate, hold_estimate_scanned, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS,
-    BYTES_PER_TOKEN, IMAGE_TOKENS, PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS,
-    TOOL_USE_SYSTEM_PROMPT_TOKENS, WEB_SEARCH_INPUT_TOKENS, WEB_SEARCH_USES_WITHOUT_MAX,
+    hold_estimate, CacheTriggers, HoldEstimate, BASE_REQUEST_TOKENS, BYTES_PER_TOKEN, IMAGE_TOKENS,
+    PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS, TOOL_USE_SYSTEM_PROMPT_TOKENS,
+    WEB_SEARCH_INPUT_TOKENS, WEB_SEARCH_USES_WITHOUT_MAX,
 };
 pub use history::PriceHistory;
 pub use plans::{CreditPlan, CreditPlans, CustomAmount, Expiry, Ratio};
-pub use scan::{RequestScan, ScanError, Short, MAX_BETAS};
+pub use scan::{hold_estimate_scanned, RequestScan, ScanError, Short, MAX_BETAS};
 pub use wire_usage::{CacheWrites, Usage, UsageFlag, MAX_SERVER_TOOL_REQUESTS, MAX_USAGE_TOKENS};
 
 use crate::money::{CreditUnit, Decimal, MoneyError};

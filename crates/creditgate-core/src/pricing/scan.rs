@@ -18,11 +18,13 @@ use std::fmt;
 
 use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 
+use super::book::{PriceBook, MAX_MODEL_NAME_CHARS};
 use super::estimate::{
-    estimate_text_tokens, CacheTriggers, TextCounter, BASE_REQUEST_TOKENS, IMAGE_TOKENS,
-    PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS, TOOL_USE_SYSTEM_PROMPT_TOKENS,
-    WEB_SEARCH_USES_WITHOUT_MAX,
+    estimate_text_tokens, price_hold, CacheTriggers, Count, HoldEstimate, HoldInputs, TextCounter,
+    BASE_REQUEST_TOKENS, IMAGE_TOKENS, PER_MESSAGE_TOKENS, SERVER_TOOL_DEFINITION_TOKENS,
+    TOOL_USE_SYSTEM_PROMPT_TOKENS, WEB_SEARCH_USES_WITHOUT_MAX,
 };
+use super::{PricingConfig, PricingError};
 use crate::money::Decimal;
 
 /// Longest string kept verbatim (model names, types, betas); a longer one keeps its first bytes
@@ -147,14 +149,6 @@ impl RequestScan {
         scan.triggers = sum.triggers;
         Ok(scan)
     }
-}
-
-/// The counts of a text: simulated-tokenizer tokens and UTF-8 bytes (what
-/// `TextCounter::count` turns into an estimate).
-#[derive(Debug, Clone, Copy, Default)]
-pub(super) struct Count {
-    pub(super) sim: u64,
-    pub(super) bytes: u64,
 }
 
 impl Count {
@@ -645,6 +639,55 @@ fn as_u64(s: &Sum) -> Option<u64> {
         Kind::Number(n) => n,
         _ => None,
     }
+}
+
+/// [`super::hold_estimate`] of the body `bytes` that `scan` was read from, without parsing it into a
+/// tree: the same estimate at the cost of one more pass when the model's tokenizer factor is not
+/// the one `scan` was made with.
+pub fn hold_estimate_scanned(
+    book: &PriceBook,
+    bytes: &[u8],
+    scan: &RequestScan,
+    cfg: &PricingConfig,
+) -> Result<HoldEstimate, PricingError> {
+    cfg.validate()?;
+    let model = scan
+        .model
+        .as_ref()
+        .ok_or_else(|| PricingError::InvalidRequest("`model` must be a string".into()))?;
+    let Some(name) = model.as_str() else {
+        // Longer than any name (the scan kept only its head): unknown, as `resolve` says.
+        let cut: String = model
+            .head()
+            .chars()
+            .take(MAX_MODEL_NAME_CHARS / 4)
+            .collect();
+        return Err(PricingError::UnknownModel {
+            model: format!("{cut}… ({} bytes)", model.len()),
+            suggestions: Vec::new(),
+        });
+    };
+    let row = book.resolve(name)?;
+    let input_tokens = if row.tokenizer_factor() == scan.factor {
+        scan.input_tokens
+    } else {
+        RequestScan::read(bytes, row.tokenizer_factor())
+            .map_err(|e| PricingError::InvalidRequest(e.to_string()))?
+            .input_tokens
+    };
+    price_hold(
+        book,
+        row,
+        HoldInputs {
+            max_tokens: scan.max_tokens,
+            input_tokens,
+            web_search_uses: scan.web_search_uses,
+            triggers: scan.triggers,
+            wants_fast: scan.wants_fast,
+            us_geo: scan.us_geo,
+        },
+        cfg,
+    )
 }
 
 #[cfg(test)]

@@ -456,6 +456,15 @@ fn chaos_kind(i: u64) -> Client {
     }
 }
 
+/// Counts a client's stream as live until it is dropped.
+struct Live(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// One client: opens its stream against `address` and behaves as `client` says. A stalling
 /// client stops reading until the outage has begun (`outage` turns true), then for longer than
 /// the hold timeout, so that streams are live during the outage however fast the machine is.
@@ -465,6 +474,7 @@ async fn chaos_client(
     client: Client,
     i: u64,
     mut outage: tokio::sync::watch::Receiver<bool>,
+    live: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 ) -> Seen {
     let (request, recv_buffer) = chaos_request(client, i);
     let mut seen = Seen {
@@ -484,6 +494,8 @@ async fn chaos_client(
     if seen.status != Some(200) {
         return seen;
     }
+    live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let _live = Live(live);
     match client {
         Client::HangsUp => {
             let deltas = 1 + (i % 5) as usize;
@@ -547,19 +559,32 @@ async fn chaos(backend: Backend) {
         })
     };
     let (outage_begun, outage_seen) = tokio::sync::watch::channel(false);
+    let live = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let mut clients = Vec::new();
     for i in 0..200u64 {
-        let (address, key) = (gw.address.clone(), w.key.clone());
+        let (address, key, live) = (gw.address.clone(), w.key.clone(), live.clone());
         let (kind, seen) = (chaos_kind(i), outage_seen.clone());
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(i * 5)).await;
-            chaos_client(address, key, kind, i, seen).await
+            chaos_client(address, key, kind, i, seen, live).await
         }));
     }
 
     // The outage starts while the streams run; SIGTERM in its middle; restart after it.
     let phase = |name: &str| eprintln!("chaos: {name} at {:?}", started.elapsed());
-    tokio::time::sleep(Duration::from_millis(2_000)).await;
+    // The outage begins while streams are live: after half a second once ten are, and at two
+    // seconds at the latest (on a fast machine the credit runs out, and the streams with it, in
+    // well under two seconds).
+    loop {
+        let elapsed = started.elapsed();
+        let streaming = live.load(std::sync::atomic::Ordering::SeqCst);
+        if elapsed >= Duration::from_secs(2)
+            || (elapsed >= Duration::from_millis(500) && streaming >= 10)
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     phase("outage");
     let down = w.outage().await;
     outage_begun.send_replace(true);
@@ -584,9 +609,10 @@ async fn chaos(backend: Backend) {
     let granted = granted.checked_add(regranted).unwrap();
     for i in 200..240u64 {
         let (address, key, seen) = (gw.address.clone(), w.key.clone(), outage_seen.clone());
+        let live = live.clone();
         clients.push(tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis((i - 200) * 10)).await;
-            chaos_client(address, key, Client::Reads, i, seen).await
+            chaos_client(address, key, Client::Reads, i, seen, live).await
         }));
     }
     let mut seen = Vec::new();

@@ -132,21 +132,7 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
             id,
             owner_email,
         } => create(&change, &name, id, owner_email, as_json).await?,
-        OrgCommand::List { search } => {
-            let orgs = db
-                .search_organizations(search.as_deref().unwrap_or(""), MAX_LISTED)
-                .await?;
-            let value = json!({"organizations": orgs.iter().map(org_json).collect::<Vec<_>>()});
-            emit(as_json, &value, || {
-                if orgs.is_empty() {
-                    return "no organizations".to_owned();
-                }
-                orgs.iter()
-                    .map(|o| format!("{}  {}  {}", o.id, o.created_at, o.name))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            });
-        }
+        OrgCommand::List { search } => list(db, search.as_deref(), as_json).await?,
         OrgCommand::Rename { org, name } => {
             let org = org_id(&org)?;
             members::rename_organization(&change, &org, &name)
@@ -184,37 +170,77 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
                 memo,
                 key: GrantKey::Reference(reference),
             };
-            let grant = billing::grant(&change, &org, order).await.map_err(fail)?;
-            let (g, replayed) = (grant.granted, grant.replayed);
-            let value = json!({"lot": crate::output::lot_json(&g.lot), "replayed": replayed});
-            emit(as_json, &value, || {
-                let again = if replayed {
-                    " (already granted: nothing changed)"
-                } else {
-                    ""
-                };
-                format!(
-                    "Granted {} credits to {org} as {}{again}",
-                    g.lot.amount, g.lot.id
-                )
-            });
+            grant(&change, &org, order, as_json).await?
         }
         OrgCommand::AdminKey { org, name } => admin_key(&change, &org, &name, as_json).await?,
         OrgCommand::Audit { org, limit } => audit(db, org.as_deref(), limit, as_json).await?,
         OrgCommand::SetPolicy { org, disconnect } => {
-            let org = org_id(&org)?;
-            let text = (disconnect != "default").then_some(disconnect.as_str());
-            let policy = billing::parse_policy(text).map_err(fail)?;
-            billing::set_disconnect_policy(&change, &org, policy)
-                .await
-                .map_err(fail)?;
-            let policy = policy.map(DisconnectPolicy::as_str);
-            let value = json!({"id": org, "disconnect_policy": policy});
-            emit(as_json, &value, || {
-                format!("{org}: disconnect policy {}", policy.unwrap_or("default"))
-            });
+            set_policy(&change, &org, &disconnect, as_json).await?
         }
     }
+    Ok(())
+}
+
+/// `org list`: organizations whose id or name contains `search`.
+async fn list(db: &Database, search: Option<&str>, as_json: bool) -> anyhow::Result<()> {
+    let orgs = db
+        .search_organizations(search.unwrap_or(""), MAX_LISTED)
+        .await?;
+    let value = json!({"organizations": orgs.iter().map(org_json).collect::<Vec<_>>()});
+    emit(as_json, &value, || {
+        if orgs.is_empty() {
+            return "no organizations".to_owned();
+        }
+        orgs.iter()
+            .map(|o| format!("{}  {}  {}", o.id, o.created_at, o.name))
+            .collect::<Vec<_>>()
+            .join("\n")
+    });
+    Ok(())
+}
+
+/// `org grant`: through the billing service, idempotent on the reference.
+async fn grant(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    order: GrantOrder,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let grant = billing::grant(change, org, order).await.map_err(fail)?;
+    let (g, replayed) = (grant.granted, grant.replayed);
+    let value = json!({"lot": crate::output::lot_json(&g.lot), "replayed": replayed});
+    emit(as_json, &value, || {
+        let again = if replayed {
+            " (already granted: nothing changed)"
+        } else {
+            ""
+        };
+        format!(
+            "Granted {} credits to {org} as {}{again}",
+            g.lot.amount, g.lot.id
+        )
+    });
+    Ok(())
+}
+
+/// `org set-policy`: `drain`, `cancel` or `default` (the operator's).
+async fn set_policy(
+    change: &Change<'_>,
+    org: &str,
+    disconnect: &str,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    let text = (disconnect != "default").then_some(disconnect);
+    let policy = billing::parse_policy(text).map_err(fail)?;
+    billing::set_disconnect_policy(change, &org, policy)
+        .await
+        .map_err(fail)?;
+    let policy = policy.map(DisconnectPolicy::as_str);
+    let value = json!({"id": org, "disconnect_policy": policy});
+    emit(as_json, &value, || {
+        format!("{org}: disconnect policy {}", policy.unwrap_or("default"))
+    });
     Ok(())
 }
 

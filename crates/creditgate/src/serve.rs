@@ -123,6 +123,78 @@ pub async fn demo(args: DemoArgs, json_line: bool) -> anyhow::Result<()> {
     result
 }
 
+/// What the demo tells its user: as one JSON line (`--json`) or as text with examples.
+struct Shown<'a> {
+    base_url: &'a str,
+    api_key: &'a str,
+    api_key_id: &'a str,
+    admin_key: &'a str,
+    org: &'a OrganizationId,
+    organization_admin_key: &'a str,
+    dashboard_password: &'a str,
+    outbox: &'a Path,
+    database_url: &'a str,
+    upstream_url: &'a str,
+    order_id: &'a str,
+    checkout_url: &'a str,
+}
+
+impl Shown<'_> {
+    fn json(&self) -> serde_json::Value {
+        json!({
+            "base_url": self.base_url,
+            "api_key": self.api_key,
+            "api_key_id": self.api_key_id,
+            "admin_key": self.admin_key,
+            "organization_id": self.org,
+            "organization_admin_key": self.organization_admin_key,
+            "dashboard_email": DEMO_OWNER_EMAIL,
+            "dashboard_password": self.dashboard_password,
+            "outbox_dir": self.outbox,
+            "dashboard_url": serde_json::Value::Null,
+            "database_url": self.database_url,
+            "upstream_url": self.upstream_url,
+            "credit_unit": {"name": "credit", "usd": "0.005"},
+            "price_multiplier": "0.70",
+            "order_id": self.order_id,
+            "checkout_url": self.checkout_url,
+        })
+    }
+
+    fn print(&self) {
+        let (base_url, key, checkout_url) = (self.base_url, self.api_key, self.checkout_url);
+        println!("creditgate demo is running (Ctrl-C to stop)\n");
+        println!("  base URL       {base_url}");
+        println!("  API key        {key}");
+        println!("  admin key      {}", self.admin_key);
+        println!(
+            "  organization   {} (1000 credits, 1 credit = $0.005, prices 0.70 x list)",
+            self.org
+        );
+        println!(
+            "  sign in        {DEMO_OWNER_EMAIL} / {}",
+            self.dashboard_password
+        );
+        println!("  org admin key  {}", self.organization_admin_key);
+        println!("  outbox         {}", self.outbox.display());
+        println!("  database       {}", self.database_url);
+        println!("  upstream       simulated, {}\n", self.upstream_url);
+        println!("Try it:");
+        println!(
+            "  curl {base_url}/v1/messages -H 'x-api-key: {key}' -H 'anthropic-version: 2023-06-01' \\"
+        );
+        println!(
+            "    -H 'content-type: application/json' \\\n    -d '{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
+        );
+        println!("  curl {base_url}/v1/credits -H 'x-api-key: {key}'");
+        println!("\nBuy the 10,000-credit pack on the sandbox (no real card is charged):");
+        println!("  open {checkout_url} and pay with 4242 4242 4242 4242, or");
+        println!(
+            "  curl {checkout_url} -H 'content-type: application/json' -d '{{\"card\":\"4242424242424242\"}}'"
+        );
+    }
+}
+
 async fn run_demo(
     args: &DemoArgs,
     database_url: &str,
@@ -187,56 +259,24 @@ async fn run_demo(
     let app = App::new(cfg, db, clock)?;
     let (order, checkout_url) = demo_checkout(&app, &org).await?;
     let shutdown = shutdown_signal()?;
+    let shown = Shown {
+        base_url: &base_url,
+        api_key: secret.expose(),
+        api_key_id: key.id.as_str(),
+        admin_key: &admin_key,
+        org: &org,
+        organization_admin_key: &organization_admin_key,
+        dashboard_password: &dashboard_password,
+        outbox: &outbox,
+        database_url,
+        upstream_url: &format!("http://{sim_addr}"),
+        order_id: order.id.as_str(),
+        checkout_url: &checkout_url,
+    };
     if json_line {
-        println!(
-            "{}",
-            json!({
-                "base_url": base_url,
-                "api_key": secret.expose(),
-                "api_key_id": key.id,
-                "admin_key": admin_key,
-                "organization_id": org,
-                "organization_admin_key": organization_admin_key,
-                "dashboard_email": DEMO_OWNER_EMAIL,
-                "dashboard_password": dashboard_password,
-                "outbox_dir": outbox,
-                "dashboard_url": serde_json::Value::Null,
-                "database_url": database_url,
-                "upstream_url": format!("http://{sim_addr}"),
-                "credit_unit": {"name": "credit", "usd": "0.005"},
-                "price_multiplier": "0.70",
-                "order_id": order.id,
-                "checkout_url": checkout_url,
-            })
-        );
+        println!("{}", shown.json());
     } else {
-        println!("creditgate demo is running (Ctrl-C to stop)\n");
-        println!("  base URL       {base_url}");
-        println!("  API key        {}", secret.expose());
-        println!("  admin key      {admin_key}");
-        println!("  organization   {org} (1000 credits, 1 credit = $0.005, prices 0.70 x list)");
-        println!("  sign in        {DEMO_OWNER_EMAIL} / {dashboard_password}");
-        println!("  org admin key  {organization_admin_key}");
-        println!("  outbox         {}", outbox.display());
-        println!("  database       {database_url}");
-        println!("  upstream       simulated, http://{sim_addr}\n");
-        println!("Try it:");
-        println!(
-            "  curl {base_url}/v1/messages -H 'x-api-key: {}' -H 'anthropic-version: 2023-06-01' \\",
-            secret.expose()
-        );
-        println!(
-            "    -H 'content-type: application/json' \\\n    -d '{{\"model\":\"claude-haiku-4-5\",\"max_tokens\":64,\"messages\":[{{\"role\":\"user\",\"content\":\"Hello\"}}]}}'"
-        );
-        println!(
-            "  curl {base_url}/v1/credits -H 'x-api-key: {}'",
-            secret.expose()
-        );
-        println!("\nBuy the 10,000-credit pack on the sandbox (no real card is charged):");
-        println!("  open {checkout_url} and pay with 4242 4242 4242 4242, or");
-        println!(
-            "  curl {checkout_url} -H 'content-type: application/json' -d '{{\"card\":\"4242424242424242\"}}'"
-        );
+        shown.print();
     }
     use std::io::Write;
     std::io::stdout().flush()?;

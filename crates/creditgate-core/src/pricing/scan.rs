@@ -368,7 +368,8 @@ impl<'de> Visitor<'de> for Seed<'_> {
     }
 
     fn visit_f64<E: de::Error>(self, n: f64) -> Result<Sum, E> {
-        // As `Value` keeps it: a finite number printed by serde_json, anything else null.
+        // A fractional number in the body (`temperature`, `top_p`): only printed, as `Value`
+        // would print it, to count its characters; no arithmetic, and never an amount of money.
         let text = serde_json::Number::from_f64(n).map_or_else(|| "null".into(), |n| n.to_string());
         Ok(Sum::plain(Kind::Number(None), literal(&text), self.counter))
     }

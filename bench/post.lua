@@ -3,7 +3,9 @@
 --
 -- Environment:
 --   BENCH_BODY_FILE  file holding the JSON request body (required)
---   BENCH_KEY        value of the x-api-key header (the gateway's key; ignored by the simulator)
+--   BENCH_PATH       request path (default /v1/messages; the fixed upstream takes /json/… or
+--                    /stream/…)
+--   BENCH_KEY        value of the x-api-key header (the gateway's key; ignored by the others)
 --   BENCH_DELAY_MS   pause before each request on a connection (0 = closed loop, as fast as
 --                    possible); wrk's latency clock starts when the request is written, so the
 --                    pause is not counted as latency
@@ -14,7 +16,7 @@ local body = f:read("*a")
 f:close()
 
 wrk.method = "POST"
-wrk.path = "/v1/messages"
+wrk.path = os.getenv("BENCH_PATH") or "/v1/messages"
 wrk.body = body
 wrk.headers["content-type"] = "application/json"
 wrk.headers["anthropic-version"] = "2023-06-01"
@@ -33,9 +35,9 @@ function done(summary, latency, requests)
   io.write(string.format(
     'BENCH_RESULT {"requests":%d,"duration_us":%d,"bytes":%d,' ..
     '"errors":{"connect":%d,"read":%d,"write":%d,"status":%d,"timeout":%d},' ..
-    '"latency_us":{"min":%d,"mean":%.1f,"p50":%d,"p90":%d,"p99":%d,"max":%d}}\n',
+    '"latency_us":{"min":%d,"mean":%.1f,"p50":%d,"p90":%d,"p99":%d,"p999":%d,"max":%d}}\n',
     summary.requests, summary.duration, summary.bytes,
     e.connect, e.read, e.write, e.status, e.timeout,
     latency.min, latency.mean, latency:percentile(50), latency:percentile(90),
-    latency:percentile(99), latency.max))
+    latency:percentile(99), latency:percentile(99.9), latency.max))
 end

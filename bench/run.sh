@@ -1,38 +1,50 @@
 #!/usr/bin/env bash
-# creditgate's gateway benchmark (PRODUCT.md §12), in one run on one machine:
+# creditgate's gateway benchmark (PRODUCT.md §12, issue 14), in one run on one machine:
 #
-#   direct   wrk -> simulated upstream                      (creditgate upstream-sim)
-#   nginx    wrk -> nginx reverse proxy -> simulated upstream (Debian's nginx, keepalive, no buffering)
-#   gateway  wrk -> creditgate serve -> simulated upstream  (full billing: hold + settle on SQLite)
+#   direct    wrk -> upstream                                 (Debian's nginx answering fixed
+#                                                              Messages responses: JSON and SSE)
+#   nginx     wrk -> plain nginx reverse proxy -> upstream    (keep-alive pool, no buffering)
+#   gateway   wrk -> creditgate serve -> upstream             (full billing: every request held
+#                                                              and settled in SQLite, durably)
+#   baseline  (BENCH_BASELINE_BIN) the same gateway setup from another creditgate binary
+#   litellm   (BENCH_LITELLM=1) LiteLLM's proxy, no database, in its own venv -> upstream
+#
+# The upstream is the cheapest server at hand (nginx's `return` with a response captured once from
+# the simulated upstream), so what is measured is the proxy, not the upstream.
 #
 # For a JSON and a streaming POST /v1/messages, each target gets the same load:
-#   load   16 connections, closed loop (as fast as they go): throughput, and latency at saturation;
+#   load   closed loop (each connection sends its next request as soon as the last answer is
+#          complete) at each of BENCH_CONNECTION_LIST (default "1 16 64"): throughput, and the
+#          added latency at one connection;
 #   paced  16 connections, each pausing BENCH_PACED_DELAY_MS before every request (moderate load):
-#          latency, from which the gateway's added latency over the direct upstream is read.
-# Then the ledger micro-benchmark (cargo bench -p creditgate-storage) when it exists.
+#          the added latency at 16 connections.
+# After every gateway run the billing is checked: the credits spent in that run are a whole
+# number of requests at the probe's price, equal to the requests wrk completed (plus at most one
+# in flight per connection when it stopped), and no hold is left.
+# Then the ledger micro-benchmark (cargo bench -p creditgate-storage) unless BENCH_SKIP_LEDGER=1.
 #
 # Prints a table and the §12 ratios; raw outputs go to bench-results/<UTC time>/ (git-ignored).
 # Every process it starts is stopped on exit. See docs/benchmarks.md.
 #
-# Settings (environment): BENCH_DURATION (seconds per run, default 10), BENCH_CONNECTIONS (16),
-# BENCH_THREADS (wrk threads, 2), BENCH_WARMUP (seconds, 2), BENCH_PACED_DELAY_MS (20),
-# BENCH_MODEL (claude-haiku-4-5), BENCH_OUTPUT_TOKENS (64), BENCH_SKIP_BUILD=1 (use the existing
-# release binary), BENCH_BIN (another creditgate binary; implies nothing about building),
-# BENCH_SKIP_LEDGER=1 (skip cargo bench), BENCH_BASELINE_BIN (an older creditgate binary: a fourth
-# target, "baseline", the same gateway setup from that binary, measured in the same run so the
-# report can say what a change cost, e.g. the settlement spool and SQLite synchronous=FULL).
+# Settings (environment): BENCH_DURATION (seconds per run, default 10), BENCH_CONNECTION_LIST
+# ("1 16 64"), BENCH_PACED_CONNECTIONS (16), BENCH_THREADS (wrk threads, 2), BENCH_WARMUP
+# (seconds, 2), BENCH_PACED_DELAY_MS (20), BENCH_MODEL (claude-haiku-4-5), BENCH_OUTPUT_TOKENS (64),
+# BENCH_MODES ("json stream"), BENCH_SKIP_BUILD=1 (use the existing release binary), BENCH_BIN
+# (another creditgate binary), BENCH_SKIP_LEDGER=1, BENCH_BASELINE_BIN, BENCH_LITELLM=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 DURATION=${BENCH_DURATION:-10}
-CONNECTIONS=${BENCH_CONNECTIONS:-16}
+CONNECTION_LIST=${BENCH_CONNECTION_LIST:-1 16 64}
+PACED_CONNECTIONS=${BENCH_PACED_CONNECTIONS:-16}
 THREADS=${BENCH_THREADS:-2}
 WARMUP=${BENCH_WARMUP:-2}
 PACED_DELAY_MS=${BENCH_PACED_DELAY_MS:-20}
 MODEL=${BENCH_MODEL:-claude-haiku-4-5}
 OUTPUT_TOKENS=${BENCH_OUTPUT_TOKENS:-64}
-ORG_CREDITS=10000000
+MODES=${BENCH_MODES:-json stream}
+ORG_CREDITS=100000000
 HOST=127.0.0.1
 
 log() { printf '== %s\n' "$*" >&2; }
@@ -53,7 +65,7 @@ NGINX=$(command -v nginx || echo /usr/sbin/nginx)
 command -v python3 >/dev/null 2>&1 || die "python3 is needed to read JSON and print the table"
 
 # ------------------------------------------------------------------------------- build
-if [ "${BENCH_SKIP_BUILD:-0}" != 1 ]; then
+if [ "${BENCH_SKIP_BUILD:-0}" != 1 ] && [ -z "${BENCH_BIN:-}" ]; then
   log "cargo build --release -p creditgate"
   cargo build --release --locked -p creditgate
 fi
@@ -66,22 +78,24 @@ OUT=$ROOT/bench-results/$STAMP
 mkdir -p "$OUT"
 ln -sfn "$STAMP" "$ROOT/bench-results/latest"
 WORK=$(mktemp -d -t creditgate-bench.XXXXXX)
-PIDS=()
+declare -A PIDS=()
+
+stop_pid() {
+  local pid=$1
+  kill -INT "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
 
 cleanup() {
-  local pid
-  for pid in "${PIDS[@]}"; do
-    kill -INT "$pid" 2>/dev/null || true
+  local name
+  for name in "${!PIDS[@]}"; do
+    stop_pid "${PIDS[$name]}"
   done
-  for pid in "${PIDS[@]}"; do
-    for _ in $(seq 1 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
-  # nginx's own logs are worth keeping beside the results.
   cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
   rm -rf "$WORK"
 }
@@ -92,7 +106,7 @@ trap 'exit 143' TERM
 # Waits until FILE has a line matching REGEX (or PID dies); prints the first match.
 wait_line() {
   local file=$1 regex=$2 pid=$3 line
-  for _ in $(seq 1 300); do
+  for _ in $(seq 1 600); do
     line=$(grep -m1 -E "$regex" "$file" 2>/dev/null || true)
     if [ -n "$line" ]; then
       printf '%s\n' "$line"
@@ -111,109 +125,6 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
-# 1. The simulated upstream, alone.
-log "starting the simulated upstream"
-"$BIN" upstream-sim --listen "$HOST:0" >"$WORK/sim.out" 2>"$WORK/sim.log" &
-SIM_PID=$!
-PIDS+=("$SIM_PID")
-SIM_URL=$(json_field "$(wait_line "$WORK/sim.out" '^\{' "$SIM_PID")" base_url)
-SIM_HOSTPORT=${SIM_URL#http://}
-
-# 2. nginx in front of it: foreground, own pid/log/temp paths, keepalive upstream, no buffering.
-NGINX_PORT=$(free_port)
-mkdir -p "$WORK/nginx"
-cat >"$WORK/nginx/nginx.conf" <<EOF
-daemon off;
-master_process on;
-worker_processes auto;
-pid $WORK/nginx/nginx.pid;
-error_log $WORK/nginx-error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $WORK/nginx/body;
-  proxy_temp_path $WORK/nginx/proxy;
-  fastcgi_temp_path $WORK/nginx/fastcgi;
-  uwsgi_temp_path $WORK/nginx/uwsgi;
-  scgi_temp_path $WORK/nginx/scgi;
-  keepalive_requests 1000000;
-  upstream sim {
-    server $SIM_HOSTPORT;
-    keepalive 64;
-    keepalive_requests 1000000;
-  }
-  server {
-    listen $HOST:$NGINX_PORT;
-    tcp_nodelay on;
-    location / {
-      proxy_pass http://sim;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_buffering off;
-      proxy_request_buffering off;
-      proxy_read_timeout 600s;
-    }
-  }
-}
-EOF
-log "starting nginx on $HOST:$NGINX_PORT"
-"$NGINX" -p "$WORK/nginx" -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx-error.log" >"$WORK/nginx.out" 2>&1 &
-NGINX_PID=$!
-PIDS+=("$NGINX_PID")
-
-# 3. The gateway in front of it, with its own SQLite database and a well-funded organization.
-DB_URL="sqlite://$WORK/bench.db"
-ADMIN_KEY="bench-admin-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
-cli() { "$BIN" --database "$DB_URL" "$@" --json; }
-ORG_ID=$(json_field "$(cli org create --name bench)" id)
-cli credits grant --org "$ORG_ID" --amount "$ORG_CREDITS" >/dev/null
-GATEWAY_KEY=$(json_field "$(cli keys create --org "$ORG_ID" --name bench)" secret)
-cat >"$WORK/creditgate.toml" <<EOF
-listen = "$HOST:0"
-database_url = "$DB_URL"
-admin_key = "$ADMIN_KEY"
-[upstream]
-base_url = "$SIM_URL"
-api_keys = ["sim-bench-upstream-key"]
-[billing]
-credit_name = "credit"
-credit_usd = "0.005"
-price_multiplier = "0.70"
-EOF
-log "starting creditgate serve"
-"$BIN" serve --config "$WORK/creditgate.toml" >"$WORK/gateway.out" 2>"$WORK/gateway.log" &
-GATEWAY_PID=$!
-PIDS+=("$GATEWAY_PID")
-GATEWAY_URL=$(wait_line "$WORK/gateway.log" 'listening on http://' "$GATEWAY_PID" | grep -oE 'http://[0-9.:]+')
-
-# 4. Optionally, the baseline: the same gateway setup from another binary (own database).
-TARGETS=(direct nginx gateway)
-declare -A KEYS=([direct]=$GATEWAY_KEY [nginx]=$GATEWAY_KEY [gateway]=$GATEWAY_KEY)
-CPU_PIDS=(sim="$SIM_PID" nginx="$NGINX_PID" gateway="$GATEWAY_PID")
-if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
-  [ -x "$BENCH_BASELINE_BIN" ] || die "no baseline binary at $BENCH_BASELINE_BIN"
-  BASE_DB="sqlite://$WORK/baseline.db"
-  bcli() { "$BENCH_BASELINE_BIN" --database "$BASE_DB" "$@" --json; }
-  BASE_ORG=$(json_field "$(bcli org create --name bench)" id)
-  bcli credits grant --org "$BASE_ORG" --amount "$ORG_CREDITS" >/dev/null
-  KEYS[baseline]=$(json_field "$(bcli keys create --org "$BASE_ORG" --name bench)" secret)
-  sed "s|^database_url = .*|database_url = \"$BASE_DB\"|" "$WORK/creditgate.toml" >"$WORK/baseline.toml"
-  log "starting the baseline gateway ($BENCH_BASELINE_BIN)"
-  "$BENCH_BASELINE_BIN" serve --config "$WORK/baseline.toml" >"$WORK/baseline.out" 2>"$WORK/baseline.log" &
-  BASELINE_PID=$!
-  PIDS+=("$BASELINE_PID")
-  BASELINE_URL=$(wait_line "$WORK/baseline.log" 'listening on http://' "$BASELINE_PID" | grep -oE 'http://[0-9.:]+')
-  TARGETS+=(baseline)
-  CPU_PIDS+=(baseline="$BASELINE_PID")
-fi
-
-# Wait for nginx to answer too (through to the simulator).
-for _ in $(seq 1 100); do
-  curl -fsS -o /dev/null "http://$HOST:$NGINX_PORT/v1/models" -H 'anthropic-version: 2023-06-01' && break
-  kill -0 "$NGINX_PID" 2>/dev/null || { cat "$WORK/nginx-error.log" >&2; die "nginx exited"; }
-  sleep 0.1
-done
-
 # ------------------------------------------------------------------------------- bodies
 PROMPT="Write a short reply for the benchmark. [[sim output_tokens=$OUTPUT_TOKENS]]"
 python3 - "$WORK" "$MODEL" "$PROMPT" <<'EOF'
@@ -225,86 +136,295 @@ open(f"{work}/body-stream.json", "w").write(json.dumps(dict(base, stream=True)))
 EOF
 cp "$WORK"/body-*.json "$OUT"/
 
-# One priced request per mode: what a benchmark request costs (the same usage either way).
-probe() {
-  curl -fsS -D "$WORK/probe-$1.headers" -o "$WORK/probe-$1.body" "$GATEWAY_URL/v1/messages" \
-    -H "x-api-key: $GATEWAY_KEY" -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' \
-    --data-binary "@$WORK/body-$1.json"
+# 1. The upstream's answers: one JSON and one SSE response, captured once from the simulated
+#    upstream (exact wire shapes and usage), then served by nginx without the simulator.
+log "capturing the upstream's responses from the simulated upstream"
+"$BIN" upstream-sim --listen "$HOST:0" >"$WORK/sim.out" 2>"$WORK/sim.log" &
+PIDS[sim]=$!
+SIM_URL=$(json_field "$(wait_line "$WORK/sim.out" '^\{' "${PIDS[sim]}")" base_url)
+for mode in json stream; do
+  curl -fsS -o "$WORK/upstream-$mode.body" "$SIM_URL/v1/messages" -H 'x-api-key: sim' \
+    -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' \
+    --data-binary "@$WORK/body-$mode.json"
+done
+stop_pid "${PIDS[sim]}"
+unset 'PIDS[sim]'
+cp "$WORK"/upstream-*.body "$OUT"/
+
+# Common nginx settings: foreground, own pid/log/temp paths, no access log.
+nginx_head() { # name
+  cat <<EOF
+daemon off;
+master_process on;
+worker_processes auto;
+pid $WORK/$1/nginx.pid;
+error_log $WORK/$1-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $WORK/$1/body;
+  proxy_temp_path $WORK/$1/proxy;
+  fastcgi_temp_path $WORK/$1/fastcgi;
+  uwsgi_temp_path $WORK/$1/uwsgi;
+  scgi_temp_path $WORK/$1/scgi;
+  keepalive_requests 1000000;
+EOF
 }
-probe json
-probe stream
-UNIT_COST=$(grep -i '^x-creditgate-charged:' "$WORK/probe-json.headers" | tr -d '\r' | awk '{print $2}')
-[ -n "$UNIT_COST" ] || die "the gateway's JSON response had no x-creditgate-charged header"
-grep -q '^: creditgate ' "$WORK/probe-stream.body" || die "the gateway's stream had no closing cost comment"
-cp "$WORK"/probe-* "$OUT"/
+
+start_nginx() { # name
+  mkdir -p "$WORK/$1"
+  "$NGINX" -p "$WORK/$1" -c "$WORK/$1/nginx.conf" -e "$WORK/$1-error.log" >"$WORK/$1.out" 2>&1 &
+  PIDS[$1]=$!
+}
+
+wait_http() { # url name
+  for _ in $(seq 1 100); do
+    curl -fsS -o /dev/null -X POST "$1" -d '{}' && return 0
+    kill -0 "${PIDS[$2]}" 2>/dev/null || { cat "$WORK/$2-error.log" >&2; die "$2 exited"; }
+    sleep 0.1
+  done
+  die "$2 did not answer at $1"
+}
+
+# 2. The upstream: /json/v1/messages and /stream/v1/messages answer the captured responses, as
+#    static files (a POST to a file is a 405 to nginx; error_page turns it into the file, 200).
+UP_PORT=$(free_port)
+mkdir -p "$WORK/upstream/www/json/v1" "$WORK/upstream/www/stream/v1"
+cp "$WORK/upstream-json.body" "$WORK/upstream/www/json/v1/messages"
+cp "$WORK/upstream-stream.body" "$WORK/upstream/www/stream/v1/messages"
+# nginx's workers may run as another user: they must reach the files (nothing else in $WORK).
+chmod 711 "$WORK"
+chmod -R a+rX "$WORK/upstream"
+{
+  nginx_head upstream
+  cat <<EOF
+  server {
+    listen $HOST:$UP_PORT reuseport;
+    tcp_nodelay on;
+    root $WORK/upstream/www;
+    add_header request-id req_bench always;
+    location /json/ { default_type application/json; error_page 405 =200 \$uri; }
+    location /stream/ { default_type text/event-stream; error_page 405 =200 \$uri; }
+  }
+}
+EOF
+} >"$WORK/upstream/nginx.conf"
+log "starting the upstream (nginx, fixed responses) on $HOST:$UP_PORT"
+start_nginx upstream
+UP_URL="http://$HOST:$UP_PORT"
+wait_http "$UP_URL/json/v1/messages" upstream
+
+# 3. The plain reverse proxy in front of it.
+PROXY_PORT=$(free_port)
+mkdir -p "$WORK/nginx"
+{
+  nginx_head nginx
+  cat <<EOF
+  upstream up {
+    server $HOST:$UP_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen $HOST:$PROXY_PORT;
+    tcp_nodelay on;
+    location / {
+      proxy_pass http://up;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+      proxy_request_buffering off;
+      proxy_read_timeout 600s;
+    }
+  }
+}
+EOF
+} >"$WORK/nginx/nginx.conf"
+log "starting the nginx reverse proxy on $HOST:$PROXY_PORT"
+start_nginx nginx
+wait_http "http://$HOST:$PROXY_PORT/json/v1/messages" nginx
+
+# 4. The gateway (and the baseline): one SQLite database each, a well-funded organization. The
+#    upstream's base URL carries the mode (/json or /stream), so a gateway is started per mode,
+#    on the same database.
+setup_gateway() { # name binary
+  local name=$1 bin=$2 db="sqlite://$WORK/$1.db" org
+  org=$(json_field "$("$bin" --database "$db" org create --name bench --json)" id)
+  "$bin" --database "$db" credits grant --org "$org" --amount "$ORG_CREDITS" --json >/dev/null
+  json_field "$("$bin" --database "$db" keys create --org "$org" --name bench --json)" secret >"$WORK/$name.key"
+}
+
+start_gateway() { # name binary mode
+  local name=$1 bin=$2 mode=$3
+  cat >"$WORK/$name-$mode.toml" <<EOF
+listen = "$HOST:0"
+database_url = "sqlite://$WORK/$name.db"
+admin_key = "bench-admin-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+[upstream]
+base_url = "$UP_URL/$mode"
+api_keys = ["bench-upstream-key"]
+[billing]
+credit_name = "credit"
+credit_usd = "0.005"
+price_multiplier = "0.70"
+EOF
+  "$bin" serve --config "$WORK/$name-$mode.toml" >"$WORK/$name.out" 2>"$WORK/$name-$mode.log" &
+  PIDS[$name]=$!
+  wait_line "$WORK/$name-$mode.log" 'listening on http://' "${PIDS[$name]}" | grep -oE 'http://[0-9.:]+' >"$WORK/$name.url"
+}
+
+# 5. LiteLLM's proxy (optional): its own venv under bench/, no database, the same upstream.
+start_litellm() { # mode
+  local venv=$ROOT/bench/.litellm-venv port
+  if [ ! -x "$venv/bin/litellm" ]; then
+    log "installing LiteLLM's proxy into bench/.litellm-venv (once)"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'litellm[proxy]'
+  fi
+  port=$(free_port)
+  cat >"$WORK/litellm-$1.yaml" <<EOF
+model_list:
+  - model_name: $MODEL
+    litellm_params:
+      model: anthropic/$MODEL
+      api_base: $UP_URL/$1
+      api_key: bench-upstream-key
+EOF
+  "$venv/bin/litellm" --config "$WORK/litellm-$1.yaml" --host "$HOST" --port "$port" \
+    >"$WORK/litellm.out" 2>"$WORK/litellm-$1.log" &
+  PIDS[litellm]=$!
+  for _ in $(seq 1 600); do
+    curl -fsS -o /dev/null "http://$HOST:$port/health/liveliness" && break
+    kill -0 "${PIDS[litellm]}" 2>/dev/null || { cat "$WORK/litellm-$1.log" >&2; die "litellm exited"; }
+    sleep 0.2
+  done
+  echo "http://$HOST:$port" >"$WORK/litellm.url"
+  echo "litellm" >"$WORK/litellm.key"
+}
+
+TARGETS=(direct nginx gateway)
+setup_gateway gateway "$BIN"
+if [ -n "${BENCH_BASELINE_BIN:-}" ]; then
+  [ -x "$BENCH_BASELINE_BIN" ] || die "no baseline binary at $BENCH_BASELINE_BIN"
+  setup_gateway baseline "$BENCH_BASELINE_BIN"
+  TARGETS+=(baseline)
+fi
+[ "${BENCH_LITELLM:-0}" = 1 ] && TARGETS+=(litellm)
 
 # ------------------------------------------------------------------------------- load
-declare -A URLS=([direct]=$SIM_URL [nginx]="http://$HOST:$NGINX_PORT" [gateway]=$GATEWAY_URL)
-[ -n "${BASELINE_URL:-}" ] && URLS[baseline]=$BASELINE_URL
+cpu_of() { # target: the process tree whose CPU a run of this target is charged
+  case $1 in
+    direct) echo "upstream=${PIDS[upstream]}" ;;
+    *) echo "$1=${PIDS[$1]}" ;;
+  esac
+}
 
-cpu() { python3 "$ROOT/bench/cpu.py" "${CPU_PIDS[@]}"; }
-
-run_wrk() { # mode phase target seconds delay_ms outfile
-  local mode=$1 phase=$2 target=$3 secs=$4 delay=$5 outfile=$6
-  # CPU used by each process tree during the run, and the machine's load (shared cores).
-  { echo "CPU_BEFORE $(cpu)"; echo "LOAD_BEFORE $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$outfile.cpu"
-  BENCH_BODY_FILE="$WORK/body-$mode.json" BENCH_KEY="${KEYS[$target]}" BENCH_DELAY_MS="$delay" \
-    timeout $((secs + 60)) wrk -t"$THREADS" -c"$CONNECTIONS" -d"${secs}s" --timeout 30s --latency \
-    -s "$ROOT/bench/post.lua" "${URLS[$target]}/v1/messages" >"$outfile" 2>&1 \
+run_wrk() { # mode phase connections target seconds delay_ms outfile
+  local mode=$1 phase=$2 conns=$3 target=$4 secs=$5 delay=$6 outfile=$7 url path key
+  case $target in
+    direct) url=$UP_URL path=/$mode/v1/messages key=bench ;;
+    nginx) url="http://$HOST:$PROXY_PORT" path=/$mode/v1/messages key=bench ;;
+    *) url=$(cat "$WORK/$target.url") path=/v1/messages key=$(cat "$WORK/$target.key") ;;
+  esac
+  local threads=$THREADS
+  [ "$conns" -lt "$threads" ] && threads=$conns
+  { echo "CPU_BEFORE $(python3 "$ROOT/bench/cpu.py" "$(cpu_of "$target")")"
+    echo "LOAD_BEFORE $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$outfile.cpu"
+  BENCH_BODY_FILE="$WORK/body-$mode.json" BENCH_PATH=$path BENCH_KEY=$key BENCH_DELAY_MS=$delay \
+    timeout $((secs + 60)) wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s --latency \
+    -s "$ROOT/bench/post.lua" "$url$path" >"$outfile" 2>&1 \
     || { cat "$outfile" >&2; die "wrk failed against $target"; }
-  echo "CPU_AFTER $(cpu)" >>"$outfile.cpu"
+  echo "CPU_AFTER $(python3 "$ROOT/bench/cpu.py" "$(cpu_of "$target")")" >>"$outfile.cpu"
   cat "$outfile.cpu" >>"$outfile"
   rm -f "$outfile.cpu"
 }
 
-GATEWAY_COMPLETED=2 # the two probes
-count_gateway() {
-  local n
-  n=$(sed -n 's/^BENCH_RESULT //p' "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])')
-  GATEWAY_COMPLETED=$((GATEWAY_COMPLETED + n))
+# The organization's credits (balance, pending) through the gateway's own API.
+credits_of() { curl -fsS "$(cat "$WORK/$1.url")/v1/credits" -H "x-api-key: $(cat "$WORK/$1.key")"; }
+
+# Billing check of one gateway run: the balance drop since the last check, in requests at the
+# probe's price, against what wrk completed (warm-up included) plus at most one per connection.
+check_billing() { # target completed connections label
+  local credits
+  for _ in $(seq 1 300); do
+    credits=$(credits_of "$1")
+    [ "$(json_field "$credits" pending)" = 0 ] && break
+    sleep 0.1
+  done
+  python3 - "$WORK/$1.balance" "$credits" "$(cat "$WORK/unit-cost")" "$2" "$3" "$4" >>"$OUT/billing.jsonl" <<'EOF'
+import json, sys
+from decimal import Decimal
+state, credits, unit, completed, conns, label = sys.argv[1:7]
+before = Decimal(open(state).read())
+after = Decimal(json.loads(credits)["balance"])
+open(state, "w").write(str(after))
+billed = (before - after) / Decimal(unit)
+extra = billed - int(completed)
+ok = billed == billed.to_integral_value() and 0 <= extra <= int(conns) and json.loads(credits)["pending"] == "0"
+print(json.dumps({"run": label, "billed": str(billed.normalize()), "completed": int(completed),
+                  "in_flight": str(extra.normalize()), "pending": json.loads(credits)["pending"], "ok": ok}))
+EOF
 }
 
-for mode in json stream; do
-  for phase in load paced; do
-    delay=0
-    [ "$phase" = paced ] && delay=$PACED_DELAY_MS
-    for target in "${TARGETS[@]}"; do
-      log "$mode / $phase / $target: ${WARMUP}s warm-up, ${DURATION}s measured"
-      if [ "$WARMUP" -gt 0 ]; then
-        run_wrk "$mode" "$phase" "$target" "$WARMUP" "$delay" "$OUT/warmup-$mode-$phase-$target.txt"
-        [ "$target" = gateway ] && count_gateway "$OUT/warmup-$mode-$phase-$target.txt"
-      fi
-      run_wrk "$mode" "$phase" "$target" "$DURATION" "$delay" "$OUT/wrk-$mode-$phase-$target.txt"
-      [ "$target" = gateway ] && count_gateway "$OUT/wrk-$mode-$phase-$target.txt"
+completed_of() { sed -n 's/^BENCH_RESULT //p' "$1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["requests"])'; }
+
+# A priced request through the gateway: what one benchmark request costs (the same either mode).
+probe() { # target mode
+  local url key
+  url=$(cat "$WORK/$1.url") key=$(cat "$WORK/$1.key")
+  curl -fsS -D "$OUT/probe-$1-$2.headers" -o "$OUT/probe-$1-$2.body" "$url/v1/messages" \
+    -H "x-api-key: $key" -H 'anthropic-version: 2023-06-01' -H 'content-type: application/json' \
+    --data-binary "@$WORK/body-$2.json"
+  if [ "$2" = json ]; then
+    grep -i '^x-creditgate-charged:' "$OUT/probe-$1-json.headers" | tr -d '\r' | awk '{print $2}' >"$WORK/unit-cost"
+    [ -s "$WORK/unit-cost" ] || die "the gateway's JSON response had no x-creditgate-charged header"
+  else
+    grep -q '^: creditgate ' "$OUT/probe-$1-stream.body" || die "the gateway's stream had no closing cost comment"
+  fi
+}
+
+measure() { # mode phase connections target delay
+  local mode=$1 phase=$2 conns=$3 target=$4 delay=$5 name
+  name="$mode-$phase-c$conns-$target"
+  log "$mode / $phase / $conns connections / $target: ${WARMUP}s warm-up, ${DURATION}s measured"
+  local completed=0
+  if [ "$WARMUP" -gt 0 ]; then
+    run_wrk "$mode" "$phase" "$conns" "$target" "$WARMUP" "$delay" "$OUT/warmup-$name.txt"
+    completed=$(completed_of "$OUT/warmup-$name.txt")
+  fi
+  run_wrk "$mode" "$phase" "$conns" "$target" "$DURATION" "$delay" "$OUT/wrk-$name.txt"
+  completed=$((completed + $(completed_of "$OUT/wrk-$name.txt")))
+  case $target in
+    gateway|baseline) check_billing "$target" "$completed" $((conns * 2)) "$name" ;;
+  esac
+}
+
+for mode in $MODES; do
+  for target in "${TARGETS[@]}"; do
+    case $target in
+      gateway) start_gateway gateway "$BIN" "$mode" ;;
+      baseline) start_gateway baseline "$BENCH_BASELINE_BIN" "$mode" ;;
+      litellm) start_litellm "$mode" ;;
+    esac
+    case $target in
+      gateway|baseline)
+        probe "$target" "$mode"
+        json_field "$(credits_of "$target")" balance >"$WORK/$target.balance" ;;
+    esac
+    for conns in $CONNECTION_LIST; do
+      measure "$mode" load "$conns" "$target" 0
     done
+    measure "$mode" paced "$PACED_CONNECTIONS" "$target" "$PACED_DELAY_MS"
+    case $target in
+      gateway|baseline|litellm) stop_pid "${PIDS[$target]}"; unset "PIDS[$target]" ;;
+    esac
   done
 done
 
-# ------------------------------------------------------------------------------- billing check
-# Every gateway request was held and settled. What was spent must be a whole number of requests
-# at the probe's price: the requests wrk completed, plus at most one in flight per connection when
-# each run stopped (streams that wrk left mid-way are drained and charged in full). Holds still
-# pending 30 s after the last run are reported apart: there should be none.
-STREAM_UNIT_COST=$(sed -n 's/^: creditgate //p' "$WORK/probe-stream.body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["charged"])')
-[ "$STREAM_UNIT_COST" = "$UNIT_COST" ] || die "a streamed request cost $STREAM_UNIT_COST, the same one as JSON $UNIT_COST"
-for _ in $(seq 1 300); do
-  CREDITS_JSON=$(curl -fsS "$GATEWAY_URL/v1/credits" -H "x-api-key: $GATEWAY_KEY")
-  [ "$(json_field "$CREDITS_JSON" pending)" = 0 ] && break
-  sleep 0.1
-done
-printf '%s\n' "$CREDITS_JSON" >"$OUT/gateway-credits.json"
-GATEWAY_RUNS=$(find "$OUT" -name '*-gateway.txt' | wc -l)
-
-python3 - "$OUT" "$CREDITS_JSON" "$UNIT_COST" "$ORG_CREDITS" "$GATEWAY_COMPLETED" "$GATEWAY_RUNS" <<EOF
+python3 - "$OUT" "$STAMP" "$NGINX" "$DURATION" "$WARMUP" "$CONNECTION_LIST" "$PACED_CONNECTIONS" \
+  "$PACED_DELAY_MS" "$MODEL" "$OUTPUT_TOKENS" <<'EOF'
 import json, platform, subprocess, sys
-from decimal import Decimal
-out, credits, unit, granted = sys.argv[1], json.loads(sys.argv[2]), Decimal(sys.argv[3]), Decimal(sys.argv[4])
-completed, runs = int(sys.argv[5]), int(sys.argv[6])
-spent = granted - Decimal(credits["balance"])
-billed = spent / unit
-in_flight = billed - completed
-charges_ok = billed == billed.to_integral_value() and 0 <= in_flight <= runs * $CONNECTIONS
-holds_ok = Decimal(credits["pending"]) == 0
+out, stamp, nginx, duration, warmup, conns, paced_conns, paced_delay, model, tokens = sys.argv[1:11]
 def sh(*cmd):
     try:
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -314,14 +434,14 @@ def sh(*cmd):
     return text.splitlines()[0] if text else ""
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 meta = {
-    "time_utc": "$STAMP",
-    "machine": {"cpus": $(nproc), "cpu_model": cpu, "kernel": platform.release()},
-    "settings": {"duration_s": $DURATION, "warmup_s": $WARMUP, "connections": $CONNECTIONS, "wrk_threads": $THREADS,
-                 "paced_delay_ms": $PACED_DELAY_MS, "model": "$MODEL", "output_tokens": $OUTPUT_TOKENS},
-    "versions": {"nginx": sh("$NGINX", "-v"), "wrk": sh("wrk", "-v"), "creditgate": sh("git", "describe", "--always", "--dirty")},
-    "billing": {"unit_cost": str(unit), "spent": str(spent), "billed_requests": str(billed.normalize()),
-                "completed_requests": completed, "in_flight_at_stops": str(in_flight.normalize()),
-                "gateway_runs": runs, "pending": credits["pending"], "charges_ok": charges_ok, "holds_ok": holds_ok},
+    "time_utc": stamp,
+    "machine": {"cpus": len(open("/proc/cpuinfo").read().split("processor")) - 1, "cpu_model": cpu,
+                "kernel": platform.release()},
+    "settings": {"duration_s": int(duration), "warmup_s": int(warmup), "connections": [int(c) for c in conns.split()],
+                 "paced_connections": int(paced_conns), "paced_delay_ms": int(paced_delay), "model": model,
+                 "output_tokens": int(tokens)},
+    "versions": {"nginx": sh(nginx, "-v"), "wrk": sh("wrk", "-v"),
+                 "creditgate": sh("git", "describe", "--always", "--dirty")},
 }
 open(f"{out}/meta.json", "w").write(json.dumps(meta, indent=2) + "\n")
 EOF
@@ -335,8 +455,8 @@ fi
 
 # ------------------------------------------------------------------------------- report
 echo
-echo "creditgate benchmark $STAMP: $(nproc) CPUs, ${CONNECTIONS} connections, ${DURATION}s per run," \
-  "paced = ${PACED_DELAY_MS} ms pause per request per connection"
+echo "creditgate benchmark $STAMP: $(nproc) CPUs, ${DURATION}s per run, connections $CONNECTION_LIST;" \
+  "paced = $PACED_CONNECTIONS connections, ${PACED_DELAY_MS} ms pause per request"
 python3 "$ROOT/bench/report.py" "$OUT"
 echo
 echo "raw outputs: bench-results/$STAMP/"

@@ -20,6 +20,7 @@ pub mod members;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod notify;
 pub mod openapi;
 pub mod operator_api;
 pub mod organization_api;
@@ -85,6 +86,9 @@ pub struct App {
     pub metrics: metrics::Metrics,
     /// Auto-reload: the thresholds this replica read and the reload tasks it runs.
     pub reloads: reload::Reloads,
+    /// Alerts and webhooks: the thresholds this replica read, its alert tasks, the worker's
+    /// wake-up.
+    pub notify: notify::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -152,6 +156,7 @@ impl App {
             auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
             metrics: metrics::Metrics::default(),
             reloads: reload::Reloads::default(),
+            notify: notify::Notify::default(),
         }))
     }
 
@@ -214,6 +219,11 @@ pub async fn serve(
     let spool = tokio::spawn(apply_spool_forever(app.clone()));
     let reconcile = tokio::spawn(payments::reconcile_forever(app.clone()));
     let reloads = tokio::spawn(reload::due_forever(app.clone()));
+    if let Ok(addr) = listener.local_addr() {
+        app.notify.listening_on(addr);
+    }
+    let deliveries = tokio::spawn(notify::delivery::deliver_forever(app.clone()));
+    let expiry = tokio::spawn(notify::alerts::expiry_forever(app.clone()));
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let limits = server::ConnectionLimits {
         max_connections: app.cfg.max_connections,
@@ -254,6 +264,8 @@ pub async fn serve(
     spool.abort();
     reconcile.abort();
     reloads.abort();
+    deliveries.abort();
+    expiry.abort();
     // One last offer of the spool, bounded: what the database cannot take now stays on disk
     // for the next start.
     if app.spool.depth() > 0 {

@@ -13,8 +13,8 @@ use serde_json::Value;
 use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
-    account, messages, models, operator_api, organization_api as org, payments, reload, reports,
-    sign_in, App,
+    account, messages, models, notify, operator_api, organization_api as org, payments, reload,
+    reports, sign_in, App,
 };
 
 pub use crate::caller::Access;
@@ -121,6 +121,14 @@ pub fn table() -> Vec<Route> {
         r("DELETE", "/v1/billing/payment_methods/{id}", Organization(ManageBilling), "Remove a saved card", delete(payments::saved::remove)),
         r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
         r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
+        // Alerts and outbound webhooks (`docs/alerts.md`).
+        r("GET", "/v1/billing/alerts", Organization(Read), "Alert settings: low-balance thresholds and extra email addresses", get(notify::routes::get_settings)),
+        r("PUT", "/v1/billing/alerts", Organization(ManageBilling), "Replace the alert settings", put(notify::routes::put_settings)),
+        r("POST", "/v1/organizations/webhooks", Organization(ManageMembers), "Register a webhook endpoint (signing secret shown once)", post(notify::webhooks::create)),
+        r("GET", "/v1/organizations/webhooks", Organization(ManageMembers), "List webhook endpoints", get(notify::webhooks::list)),
+        r("DELETE", "/v1/organizations/webhooks/{id}", Organization(ManageMembers), "Delete a webhook endpoint", delete(notify::webhooks::delete)),
+        r("GET", "/v1/organizations/webhooks/{id}/deliveries", Organization(ManageMembers), "An endpoint's deliveries, newest first, each with every attempt", get(notify::webhooks::deliveries)),
+        r("POST", "/v1/organizations/webhooks/{id}/deliveries/{delivery_id}/retry", Organization(ManageMembers), "Attempt a delivery again now (a success enables a disabled endpoint)", post(notify::webhooks::retry)),
         // The operator (`docs/accounts.md`).
         r("POST", "/admin/v1/organizations", Operator, "Create an organization (owner_email gets an invitation)", post(operator_api::create)),
         r("GET", "/admin/v1/organizations", Operator, "Search organizations by id or name", get(operator_api::list)),

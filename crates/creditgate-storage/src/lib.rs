@@ -17,6 +17,7 @@
 mod access;
 mod accounts;
 mod journal;
+pub mod notify;
 mod organizations;
 pub mod payments;
 pub mod postgres;

@@ -165,6 +165,16 @@ impl Config {
                 "CREDITGATE_MAX_CONNECTIONS",
                 json!(self.max_connections),
             ),
+            s(
+                "webhooks.allow_private_urls",
+                "CREDITGATE_WEBHOOKS_ALLOW_PRIVATE_URLS",
+                json!(self.webhooks.allow_private_urls),
+            ),
+            s(
+                "webhooks.timeout_ms",
+                "CREDITGATE_WEBHOOKS_TIMEOUT_MS",
+                json!(self.webhooks.timeout_ms),
+            ),
         ]
     }
 }

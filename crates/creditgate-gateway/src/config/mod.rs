@@ -107,6 +107,7 @@ pub struct Config {
     pub upstream_allow_http: bool,
     /// `anthropic-beta` values forwarded; every one is billed completely by the price book.
     pub upstream_allowed_betas: Vec<String>,
+    pub webhooks: WebhooksConfig,
 }
 
 impl fmt::Debug for Config {
@@ -163,6 +164,59 @@ struct RawConfig {
     accounts: RawAccounts,
     #[serde(default)]
     email: RawEmail,
+    #[serde(default)]
+    webhooks: RawWebhooks,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWebhooks {
+    allow_private_urls: Option<bool>,
+    timeout_ms: Option<u64>,
+}
+
+/// How long one webhook delivery may take before it counts as failed (`docs/alerts.md`).
+pub const DEFAULT_WEBHOOK_TIMEOUT_MS: u64 = 10_000;
+/// The longest delivery timeout an operator may set: a delivery holds its lease meanwhile.
+pub const MAX_WEBHOOK_TIMEOUT_MS: u64 = 60_000;
+
+/// Outbound webhooks (`[webhooks]`, `docs/alerts.md`).
+#[derive(Debug, Clone)]
+pub struct WebhooksConfig {
+    /// Endpoints on loopback, private, link-local or unspecified addresses are allowed (off by
+    /// default: no requests into the operator's own network).
+    pub allow_private_urls: bool,
+    pub timeout_ms: u64,
+}
+
+impl WebhooksConfig {
+    fn read(raw: RawWebhooks, env: &impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let allow_private_urls = match env("CREDITGATE_WEBHOOKS_ALLOW_PRIVATE_URLS").as_deref() {
+            None => raw.allow_private_urls.unwrap_or(false),
+            Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(_) => {
+                return Err(ConfigError::Invalid(
+                    "CREDITGATE_WEBHOOKS_ALLOW_PRIVATE_URLS must be true or false".to_owned(),
+                ))
+            }
+        };
+        let timeout_ms = match env("CREDITGATE_WEBHOOKS_TIMEOUT_MS") {
+            Some(v) => v.parse().map_err(|_| {
+                ConfigError::Invalid("CREDITGATE_WEBHOOKS_TIMEOUT_MS must be an integer".into())
+            })?,
+            None => raw.timeout_ms.unwrap_or(DEFAULT_WEBHOOK_TIMEOUT_MS),
+        };
+        if !(1..=MAX_WEBHOOK_TIMEOUT_MS).contains(&timeout_ms) {
+            return Err(ConfigError::Invalid(format!(
+                "webhooks.timeout_ms must be 1 to {MAX_WEBHOOK_TIMEOUT_MS}"
+            )));
+        }
+        Ok(Self {
+            allow_private_urls,
+            timeout_ms,
+        })
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -367,6 +421,7 @@ impl Config {
         let capacity = read::Capacity::read(&raw.limits, &src)?;
         let payments = PaymentsConfig::from_raw(raw.payments, &env)?;
         let accounts = accounts_config(raw.accounts, raw.email, server.listen, &env)?;
+        let webhooks = WebhooksConfig::read(raw.webhooks, &env)?;
         Ok(Self {
             accounts,
             listen: server.listen,
@@ -396,6 +451,7 @@ impl Config {
             header_read_timeout_ms: timing.header_read_timeout_ms,
             body_read_timeout_ms: timing.body_read_timeout_ms,
             payments,
+            webhooks,
         })
     }
 }

@@ -216,6 +216,8 @@ async fn hold_and_run(
         })
         .await
         .map_err(|e| {
+            // Announced off the request path (`docs/alerts.md`).
+            crate::notify::alerts::refused(&app, &key, &e);
             let unit = &app.cfg.credit_unit.name;
             limits::spend_refusal(&key, &e, app.clock.now(), unit)
                 .unwrap_or_else(|| refusal(e, &estimate, parsed.stream, unit))

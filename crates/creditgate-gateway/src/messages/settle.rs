@@ -82,6 +82,7 @@ impl Admitted {
             Posted::Ledger(s) => {
                 if let Some(available) = s.available {
                     crate::reload::after_settlement(&self.app, &self.key.org, available);
+                    crate::notify::alerts::after_settlement(&self.app, &self.key.org, available);
                 }
                 Settled {
                     charged: charge.amount,

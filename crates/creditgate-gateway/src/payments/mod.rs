@@ -241,7 +241,9 @@ impl Payments {
             }
             _ => pending(&order),
         };
-        Ok(app.db.apply_payment(None, report).await?)
+        let outcome = app.db.apply_payment(None, report).await?;
+        announce(app, &outcome).await;
+        Ok(outcome)
     }
 
     /// Re-checks every open order once (oldest first); errors are logged and the next pass
@@ -334,6 +336,8 @@ impl Payments {
     ) -> Result<(Order, i64), ApiError> {
         let (order, refunded, cents) = app.db.refund_order(id, actor).await?;
         tracing::info!(order = %id, credits = %refunded.amount, cents, "order refunded");
+        let cause = format!("refund:{id}");
+        announce_clawback(app, "refund.created", &order, refunded.amount, &cause).await;
         self.provider_refund(&order, cents, &format!("refund:{id}"))
             .await?;
         Ok((order, cents))
@@ -357,6 +361,7 @@ impl Payments {
             .last()
             .map(|c| c.transfer_id.clone())
             .unwrap_or_else(|| format!("refund:{id}"));
+        announce_clawback(app, "refund.created", &order, refunded.amount, &key).await;
         self.provider_refund(&order, cents, &key).await?;
         Ok((order, cents))
     }
@@ -388,8 +393,35 @@ impl Payments {
             }
             other => tracing::info!(event = %event.id, outcome = other.label(), "payment event"),
         }
+        announce(app, &outcome).await;
         Ok(outcome)
     }
+}
+
+/// Tells the organization's webhooks what a payment did (`docs/alerts.md`): an order credited,
+/// or failed. The event id comes from the order, so a second report of it is no new event.
+pub(crate) async fn announce(app: &App, outcome: &PaymentOutcome) {
+    let (kind, order) = match outcome {
+        PaymentOutcome::Credited(o) => ("order.credited", o),
+        PaymentOutcome::NotPaid(o) if o.status == OrderStatus::Failed => ("order.failed", o),
+        _ => return,
+    };
+    let data = order_json(order, &app.cfg.accounts.public_url);
+    crate::notify::emit(app, &order.org, kind, Some(order.id.as_str()), data).await;
+}
+
+/// Tells the organization's webhooks about a refund or a dispute that took `credits` back;
+/// `cause` (the clawback's own id) makes the event once.
+pub(crate) async fn announce_clawback(
+    app: &App,
+    kind: &str,
+    order: &Order,
+    credits: NanoCredits,
+    cause: &str,
+) {
+    let data = json!({"order": order_json(order, &app.cfg.accounts.public_url),
+        "credits": credits.to_string()});
+    crate::notify::emit(app, &order.org, kind, Some(cause), data).await;
 }
 
 /// A manual payment may name any whole number of credits when no custom amount is configured.

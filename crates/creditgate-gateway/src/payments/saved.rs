@@ -225,7 +225,8 @@ async fn settle_report(
     id: &OrderId,
     report: ProviderPayment,
 ) -> Result<Order, ApiError> {
-    app.db.apply_payment(None, report).await?;
+    let outcome = app.db.apply_payment(None, report).await?;
+    super::announce(app, &outcome).await;
     app.db
         .order(id)
         .await?

@@ -292,6 +292,15 @@ async fn clawback(
         Some((order, Some(moved))) => {
             tracing::info!(order = %order.id, transfer = %moved.transfer_id, credits = %moved.credits,
                 debt = %moved.debt, "stripe clawback");
+            let kind = match event.kind.as_str() {
+                "charge.refunded" => Some("refund.created"),
+                "charge.dispute.created" => Some("dispute.created"),
+                _ => None,
+            };
+            if let Some(kind) = kind {
+                let credits = moved.credits.checked_add(moved.debt).unwrap_or(moved.credits);
+                super::announce_clawback(&app, kind, &order, credits, &moved.transfer_id).await;
+            }
             "applied"
         }
     };

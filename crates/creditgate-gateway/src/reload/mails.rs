@@ -71,25 +71,12 @@ pub(super) fn message(s: &ReloadSettings, o: &ReloadOutcome) -> Option<(String, 
     })
 }
 
-/// Emails the billing members; a failure to send is logged, never retried into a charge.
+/// Emails the billing members and the alert settings' addresses (`docs/alerts.md`); a
+/// failure to send is logged, never retried into a charge.
 pub(super) async fn tell_billing_members(app: &App, s: &ReloadSettings, o: &ReloadOutcome) {
     let Some((subject, body)) = message(s, o) else {
         return;
     };
-    let members = match app.db.members(&s.org, None).await {
-        Ok(m) => m,
-        Err(e) => {
-            tracing::warn!(org = %s.org, error = %e, "auto-reload email: members unreadable");
-            return;
-        }
-    };
-    for m in members.iter().filter(|m| m.role.may(Action::ManageBilling)) {
-        if let Err(e) = app
-            .mailer
-            .send(m.user.email.as_str(), &subject, body.clone())
-            .await
-        {
-            tracing::warn!(org = %s.org, error = %e, "auto-reload email not sent");
-        }
-    }
+    let to = crate::notify::recipients(app, &s.org, Action::ManageBilling).await;
+    crate::notify::send_all(app, &to, &subject, &body).await;
 }

@@ -322,6 +322,7 @@ async fn finish(
         app.reloads.remember(&fresh);
     }
     mails::tell_billing_members(app, s, &o).await;
+    crate::notify::alerts::reload_outcome(app, &s.org, &o).await;
     Ok(())
 }
 

@@ -69,6 +69,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0011_auto_reload",
         include_str!("../../migrations/postgres/0011_auto_reload.sql"),
     ),
+    (
+        12,
+        "0012_alerts",
+        include_str!("../../migrations/postgres/0012_alerts.sql"),
+    ),
+    (
+        13,
+        "0013_webhooks",
+        include_str!("../../migrations/postgres/0013_webhooks.sql"),
+    ),
 ];
 
 /// Connections per process.

@@ -64,6 +64,16 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0011_auto_reload",
         include_str!("../../migrations/sqlite/0011_auto_reload.sql"),
     ),
+    (
+        12,
+        "0012_alerts",
+        include_str!("../../migrations/sqlite/0012_alerts.sql"),
+    ),
+    (
+        13,
+        "0013_webhooks",
+        include_str!("../../migrations/sqlite/0013_webhooks.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

@@ -148,7 +148,9 @@ pub struct ExpiringLot {
 }
 
 fn corrupt(what: &str) -> LedgerError {
-    LedgerError::Corrupt(format!("stored alert or webhook data has an invalid {what}"))
+    LedgerError::Corrupt(format!(
+        "stored alert or webhook data has an invalid {what}"
+    ))
 }
 
 fn text(s: &str) -> Param {
@@ -378,9 +380,8 @@ impl Database {
         &self,
         org: &OrganizationId,
     ) -> LedgerResult<Vec<WebhookEndpoint>> {
-        const SQL: &str = endpoint_sql!(
-            " WHERE org = $1 AND status <> 'deleted' ORDER BY created_at, id"
-        );
+        const SQL: &str =
+            endpoint_sql!(" WHERE org = $1 AND status <> 'deleted' ORDER BY created_at, id");
         self.query(SQL, vec![text(org.as_str())], endpoint_row)
             .await
     }
@@ -391,9 +392,7 @@ impl Database {
         org: &OrganizationId,
         id: &str,
     ) -> LedgerResult<Option<WebhookEndpoint>> {
-        const SQL: &str = endpoint_sql!(
-            " WHERE org = $1 AND id = $2 AND status <> 'deleted'"
-        );
+        const SQL: &str = endpoint_sql!(" WHERE org = $1 AND id = $2 AND status <> 'deleted'");
         self.query_opt(SQL, vec![text(org.as_str()), text(id)], endpoint_row)
             .await
     }
@@ -631,7 +630,11 @@ impl Database {
              WHERE d.endpoint_id = $1 ORDER BY d.created_at DESC, d.id DESC LIMIT $2"
         );
         let deliveries = self
-            .query(SQL, vec![text(endpoint_id), Param::Int(limit)], delivery_row)
+            .query(
+                SQL,
+                vec![text(endpoint_id), Param::Int(limit)],
+                delivery_row,
+            )
             .await?;
         let attempts = self
             .query(
@@ -678,6 +681,9 @@ impl Database {
                 attempt_row,
             )
             .await?;
-        Ok(Some((delivery, attempts.into_iter().map(|(_, a)| a).collect())))
+        Ok(Some((
+            delivery,
+            attempts.into_iter().map(|(_, a)| a).collect(),
+        )))
     }
 }

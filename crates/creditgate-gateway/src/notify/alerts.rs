@@ -86,11 +86,15 @@ async fn low_balance(
              auto-reload (Billing > Auto-reload) so it never runs out. This alert fires once \
              per crossing; a top-up re-arms it (Billing > Alerts sets the thresholds)."
         );
-        send_all(app, &recipients(app, org, Action::ManageBilling).await, &subject, &body).await;
+        send_all(
+            app,
+            &recipients(app, org, Action::ManageBilling).await,
+            &subject,
+            &body,
+        )
+        .await;
     }
-    app.notify
-        .quiet
-        .put(format!("low:{org}"), crossed.len());
+    app.notify.quiet.put(format!("low:{org}"), crossed.len());
     Ok(())
 }
 
@@ -175,7 +179,13 @@ async fn announce_refusal(
         )
     };
     emit(app, org, kind, None, data).await;
-    send_all(app, &recipients(app, org, Action::ManageBilling).await, &subject, &body).await;
+    send_all(
+        app,
+        &recipients(app, org, Action::ManageBilling).await,
+        &subject,
+        &body,
+    )
+    .await;
     Ok(())
 }
 

@@ -179,7 +179,10 @@ async fn send(app: &App, work: &DeliveryWork, now: Timestamp) -> (Option<i64>, O
         .post(target.url)
         .header("content-type", "application/json")
         .header("user-agent", "creditgate-webhooks")
-        .header("creditgate-signature", signature::header(&work.secret, t, work.body.as_bytes()))
+        .header(
+            "creditgate-signature",
+            signature::header(&work.secret, t, work.body.as_bytes()),
+        )
         .header("creditgate-delivery", &work.delivery.id)
         .header("creditgate-event", &work.delivery.event_type)
         .body(work.body.clone())
@@ -189,11 +192,17 @@ async fn send(app: &App, work: &DeliveryWork, now: Timestamp) -> (Option<i64>, O
         Ok(resp) if resp.status().is_success() => (Some(i64::from(resp.status().as_u16())), None),
         Ok(resp) => {
             let code = resp.status().as_u16();
-            (Some(i64::from(code)), Some(format!("the receiver answered {code}")))
+            (
+                Some(i64::from(code)),
+                Some(format!("the receiver answered {code}")),
+            )
         }
         Err(e) if e.is_timeout() => (
             None,
-            Some(format!("no answer within {} ms", app.cfg.webhooks.timeout_ms)),
+            Some(format!(
+                "no answer within {} ms",
+                app.cfg.webhooks.timeout_ms
+            )),
         ),
         Err(e) => {
             let mut why = format!("not delivered: {e}");
@@ -207,10 +216,18 @@ async fn send(app: &App, work: &DeliveryWork, now: Timestamp) -> (Option<i64>, O
 
 /// Disables the endpoint once it has failed for a whole day, and emails the organization's
 /// owner and admins (once: the replica whose UPDATE disabled it).
-async fn disable_if_failing(app: &App, work: &DeliveryWork, now: Timestamp) -> Result<(), ApiError> {
+async fn disable_if_failing(
+    app: &App,
+    work: &DeliveryWork,
+    now: Timestamp,
+) -> Result<(), ApiError> {
     let since = now.plus_millis(-RETRY_FOR_MS);
     let endpoint = &work.delivery.endpoint_id;
-    if !app.db.disable_failing_endpoint(endpoint, since, now).await? {
+    if !app
+        .db
+        .disable_failing_endpoint(endpoint, since, now)
+        .await?
+    {
         return Ok(());
     }
     tracing::warn!(org = %work.org, endpoint = %endpoint, "webhook endpoint disabled after a day of failures");
@@ -251,7 +268,12 @@ mod tests {
         let mut now = 0;
         let mut times = Vec::new();
         for attempts in 0.. {
-            let (status, next) = next_state(&delivery(attempts, 0), Timestamp::from_millis(now), false, false);
+            let (status, next) = next_state(
+                &delivery(attempts, 0),
+                Timestamp::from_millis(now),
+                false,
+                false,
+            );
             if status == DeliveryStatus::Failed {
                 break;
             }
@@ -263,7 +285,16 @@ mod tests {
         assert_eq!(now, RETRY_FOR_MS);
         let (status, _) = next_state(&delivery(0, 0), Timestamp::from_millis(5), true, false);
         assert_eq!(status, DeliveryStatus::Delivered);
-        let (status, next) = next_state(&delivery(9, 0), Timestamp::from_millis(RETRY_FOR_MS * 2), false, true);
-        assert_eq!((status, next.millis()), (DeliveryStatus::Pending, 0), "a manual failure changes no schedule");
+        let (status, next) = next_state(
+            &delivery(9, 0),
+            Timestamp::from_millis(RETRY_FOR_MS * 2),
+            false,
+            true,
+        );
+        assert_eq!(
+            (status, next.millis()),
+            (DeliveryStatus::Pending, 0),
+            "a manual failure changes no schedule"
+        );
     }
 }

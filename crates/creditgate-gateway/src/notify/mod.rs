@@ -40,8 +40,11 @@ pub const EVENT_TYPES: [&str; 11] = [
 ];
 
 /// How long a replica trusts the alert thresholds it read (a save on this replica applies at
-/// once), and how long it stays quiet about an alert it has just checked.
+/// once).
 const SETTINGS_TTL: Duration = Duration::from_secs(5);
+/// How long a replica stays quiet about an alert it has just checked: a top-up re-arms an alert
+/// for the settlements (or refusals) after this.
+const QUIET_TTL: Duration = Duration::from_secs(1);
 
 /// This replica's side of alerts and webhooks.
 pub struct Notify {
@@ -61,7 +64,7 @@ impl Default for Notify {
     fn default() -> Self {
         Self {
             thresholds: TtlCache::new(SETTINGS_TTL),
-            quiet: TtlCache::new(SETTINGS_TTL),
+            quiet: TtlCache::new(QUIET_TTL),
             running: AtomicUsize::new(0),
             wake: tokio::sync::Notify::new(),
             listening: OnceLock::new(),

@@ -87,9 +87,7 @@ fn is_gateway(app: &App, url: &Url, addr: SocketAddr) -> bool {
     let own = [app.notify.listening(), Some(app.cfg.listen)];
     let local = |ip: IpAddr| ip.is_loopback() || ip.is_unspecified();
     let same_listener = own.iter().flatten().any(|o| {
-        o.port() != 0
-            && o.port() == addr.port()
-            && (o.ip() == addr.ip() || local(addr.ip()))
+        o.port() != 0 && o.port() == addr.port() && (o.ip() == addr.ip() || local(addr.ip()))
     });
     let public = Url::parse(&app.cfg.accounts.public_url).ok();
     let same_public = public.is_some_and(|p| {

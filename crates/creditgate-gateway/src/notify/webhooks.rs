@@ -8,7 +8,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use creditgate_core::accounts::Action;
-use creditgate_storage::notify::{Attempt, Delivery, DeliveryStatus, EndpointStatus, WebhookEndpoint};
+use creditgate_storage::notify::{
+    Attempt, Delivery, DeliveryStatus, EndpointStatus, WebhookEndpoint,
+};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -97,7 +99,13 @@ pub async fn create(
     app.db.create_webhook_endpoint(&endpoint).await?;
     let shown = endpoint_json(&endpoint);
     Change::by(&app.db, &caller, now)
-        .audit(&caller.org, "webhook_endpoint.created", "webhook_endpoint", &endpoint.id, shown.clone())
+        .audit(
+            &caller.org,
+            "webhook_endpoint.created",
+            "webhook_endpoint",
+            &endpoint.id,
+            shown.clone(),
+        )
         .await?;
     let mut answer = shown;
     answer["secret"] = json!(endpoint.secret);
@@ -158,7 +166,13 @@ pub async fn delete(
         return Err(ApiError::not_found(format!("No webhook endpoint {id}.")));
     }
     Change::by(&app.db, &caller, app.clock.now())
-        .audit(&caller.org, "webhook_endpoint.deleted", "webhook_endpoint", &id, endpoint_json(&endpoint))
+        .audit(
+            &caller.org,
+            "webhook_endpoint.deleted",
+            "webhook_endpoint",
+            &id,
+            endpoint_json(&endpoint),
+        )
         .await?;
     Ok(Json(json!({"id": id, "type": "webhook_endpoint_deleted"})))
 }
@@ -192,7 +206,10 @@ pub async fn retry(
         .await?
         .ok_or_else(missing)?;
     let owner = crate::ids::fresh("lease");
-    if delivery::attempt(&app, &delivery_id, &owner, true).await?.is_none() {
+    if delivery::attempt(&app, &delivery_id, &owner, true)
+        .await?
+        .is_none()
+    {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
             "invalid_request_error",
@@ -200,7 +217,13 @@ pub async fn retry(
         ));
     }
     Change::by(&app.db, &caller, app.clock.now())
-        .audit(&caller.org, "webhook_delivery.retried", "webhook_delivery", &delivery_id, json!({"endpoint_id": id}))
+        .audit(
+            &caller.org,
+            "webhook_delivery.retried",
+            "webhook_delivery",
+            &delivery_id,
+            json!({"endpoint_id": id}),
+        )
         .await?;
     let (d, a) = app
         .db

@@ -108,7 +108,10 @@ pub(super) async fn dispute(app: &App, id: &OrderId) -> Result<(), ApiError> {
         kind: "sandbox.dispute.created".to_owned(),
     };
     if let Some((order, Some(moved))) = app.db.apply_clawback(Some(event), id, report).await? {
-        let credits = moved.credits.checked_add(moved.debt).unwrap_or(moved.credits);
+        let credits = moved
+            .credits
+            .checked_add(moved.debt)
+            .unwrap_or(moved.credits);
         super::announce_clawback(app, "dispute.created", &order, credits, &moved.transfer_id).await;
     }
     tracing::info!(order = %id, "sandbox dispute opened");

@@ -298,8 +298,11 @@ async fn clawback(
                 _ => None,
             };
             if let Some(kind) = kind {
-                let credits = moved.credits.checked_add(moved.debt).unwrap_or(moved.credits);
-                super::announce_clawback(&app, kind, &order, credits, &moved.transfer_id).await;
+                let credits = moved
+                    .credits
+                    .checked_add(moved.debt)
+                    .unwrap_or(moved.credits);
+                super::announce_clawback(app, kind, &order, credits, &moved.transfer_id).await;
             }
             "applied"
         }

@@ -17,6 +17,12 @@
 //! session (or saves the card of a setup session) as the customer would on Stripe's page; `POST /_test/checkout/sessions/{id}/expire`;
 //! `POST /_test/charges/{payment_intent}/dispute`; `POST /_test/disputes/{id}/close` `{"won"}`;
 //! `GET /_test/events`; `POST /_test/events/{id}/deliver` sends one again.
+//!
+//! Fault knob: [`FakeStripe::lose_intent_answers`] makes the next off-session charges happen
+//! (the intent, its charge, its event, the idempotency record) while the answer is lost on the
+//! way — the headers are sent and the connection breaks in the body, as when a network or a
+//! client timeout cuts a call Stripe completed. A retry with the same `Idempotency-Key` gets the
+//! first answer, as on Stripe.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -58,6 +64,8 @@ pub struct FakeStripe {
     http: reqwest::Client,
     /// Seconds added to the real clock when signing (a test can send stale events).
     pub clock_skew_secs: Arc<std::sync::atomic::AtomicI64>,
+    /// How many of the next `POST /v1/payment_intents` answers are lost after the charge.
+    pub lose_intent_answers: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -84,6 +92,7 @@ impl FakeStripe {
             webhook_secret: webhook_secret.to_owned(),
             http: reqwest::Client::new(),
             clock_skew_secs: Arc::default(),
+            lose_intent_answers: Arc::default(),
         }
     }
 
@@ -646,7 +655,32 @@ async fn create_intent(State(s): State<FakeStripe>, headers: HeaderMap, body: By
     if outcome == ChargeOutcome::SucceededThenDisputed {
         s.open_dispute(&pi).await;
     }
+    if s.take_lost_answer() {
+        return lost_answer();
+    }
     replay_intent(answer)
+}
+
+impl FakeStripe {
+    fn take_lost_answer(&self) -> bool {
+        use std::sync::atomic::Ordering;
+        self.lose_intent_answers
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// A 200 whose body breaks off: the client sees the call fail after Stripe did the work.
+fn lost_answer() -> Response {
+    let broken = futures_util::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::other("connection lost"))
+    });
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        axum::body::Body::from_stream(broken),
+    )
+        .into_response()
 }
 
 /// An off-session answer: the intent (200) or the card error naming it (402).

@@ -40,7 +40,7 @@ async fn reloader(setup: Setup, card: &str) -> (TestApp, ManualClock, Cred, Stri
     (t, clock, cred, card)
 }
 
-async fn put(t: &TestApp, cred: &Cred, settings: Value) -> JsonReply {
+pub(crate) async fn put(t: &TestApp, cred: &Cred, settings: Value) -> JsonReply {
     call(
         t,
         Method::PUT,
@@ -58,12 +58,12 @@ async fn get(t: &TestApp, cred: &Cred) -> Value {
 }
 
 /// Threshold 100 credits, the 1,000-credit plan, a monthly limit of `limit` credits.
-fn plan_1000(limit: &str) -> Value {
+pub(crate) fn plan_1000(limit: &str) -> Value {
     json!({"enabled": true, "threshold": "100", "plan_id": "credits-1000", "monthly_limit": limit})
 }
 
 /// Waits (generously: the machine is busy) until this gateway runs no reload task.
-async fn reloads_done(t: &TestApp) {
+pub(crate) async fn reloads_done(t: &TestApp) {
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while t.app.reloads.running() > 0 {
         assert!(std::time::Instant::now() < deadline, "reload still running");
@@ -79,14 +79,14 @@ async fn spend(t: &TestApp) -> NanoCredits {
     r.charged()
 }
 
-async fn orders(t: &TestApp, cred: &Cred) -> Vec<Value> {
+pub(crate) async fn orders(t: &TestApp, cred: &Cred) -> Vec<Value> {
     let r = call(t, Method::GET, "/v1/billing/orders?limit=100", cred, None).await;
     assert_eq!(r.status, 200, "{}", r.body);
     r.body["data"].as_array().unwrap().clone()
 }
 
 /// The auto-reload emails (subjects) sent to `to`, oldest first.
-fn reload_mail(t: &TestApp, to: &str) -> Vec<String> {
+pub(crate) fn reload_mail(t: &TestApp, to: &str) -> Vec<String> {
     outbox(t)
         .iter()
         .filter(|m| m.contains(&format!("To: {to}")) && m.contains("Subject: Auto-reload"))

@@ -22,6 +22,7 @@ mod payments;
 mod progressive;
 mod quote;
 mod receiver;
+mod reload_alerts;
 mod report_exactness;
 mod reports;
 mod saved_cards;

@@ -31,7 +31,10 @@ pub(crate) const WEBHOOK_SECRET: &str = "whsec_fake_secret";
 pub(crate) async fn buyer_on(base: Setup, served: &str) -> TestApp {
     let t = TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
-        extra_toml: format!("[payments]\nserved_countries = [{served}]\n"),
+        extra_toml: format!(
+            "[payments]\nserved_countries = [{served}]\n{}",
+            base.extra_toml
+        ),
         ..base
     })
     .await;
@@ -256,7 +259,8 @@ pub(crate) async fn stripe_buyer_on(base: Setup) -> (TestApp, FakeStripe) {
         extra_toml: format!(
             "[payments]\nprovider = \"stripe\"\n[payments.stripe]\napi_base = \
              \"http://{fake_addr}\"\nsecret_key = \"{STRIPE_KEY}\"\nwebhook_secrets = \
-             [\"whsec_old\", \"{WEBHOOK_SECRET}\"]\n"
+             [\"whsec_old\", \"{WEBHOOK_SECRET}\"]\n{}",
+            base.extra_toml
         ),
         ..base
     })

@@ -12,5 +12,6 @@ mod ledger_cli;
 mod operator_cli;
 mod payments_cli;
 mod prices_cli;
+mod reload_processes;
 mod replicas;
 mod report_cli;

@@ -89,6 +89,11 @@ async fn endpoints_are_validated_and_private_addresses_refused(setup: Setup) {
             r.body
         );
     }
+    endpoints_are_validated_listed_and_deleted(&t, &cred).await;
+}
+
+async fn endpoints_are_validated_listed_and_deleted(t: &TestApp, cred: &Cred) {
+    let events = json!(["credits.low"]);
     let public = "http://93.184.216.34/hook";
     let bad = [
         ("ftp://93.184.216.34/", json!(["credits.low"]), "http"),
@@ -102,19 +107,19 @@ async fn endpoints_are_validated_and_private_addresses_refused(setup: Setup) {
         (public, json!(["credits.lowish"]), "not an event type"),
     ];
     for (url, ev, why) in bad {
-        let r = post_endpoint(&t, &cred, url, ev).await;
+        let r = post_endpoint(t, cred, url, ev).await;
         r.assert_error(400, "invalid_request_error");
         assert!(r.error_message().contains(why), "{url}: {}", r.body);
     }
-    let billing = member(&t, "billing@example.com", Role::Billing).await;
-    post_endpoint(&t, &billing.cred(), public, events.clone())
+    let billing = member(t, "billing@example.com", Role::Billing).await;
+    post_endpoint(t, &billing.cred(), public, events.clone())
         .await
         .assert_error(403, "permission_error");
-    let listed = call(&t, Method::GET, "/v1/organizations/webhooks", &cred, None).await;
+    let listed = call(t, Method::GET, "/v1/organizations/webhooks", cred, None).await;
     assert_eq!(listed.body["data"], json!([]), "nothing refused was stored");
     let r = post_endpoint(
-        &t,
-        &cred,
+        t,
+        cred,
         public,
         json!(["credits.low", "order.credited", "credits.low"]),
     )
@@ -123,22 +128,22 @@ async fn endpoints_are_validated_and_private_addresses_refused(setup: Setup) {
     assert!(r.body["secret"].as_str().unwrap().starts_with("whsec_"));
     assert_eq!(r.body["events"], json!(["credits.low", "order.credited"]));
     let id = r.body["id"].as_str().unwrap().to_owned();
-    let listed = call(&t, Method::GET, "/v1/organizations/webhooks", &cred, None).await;
+    let listed = call(t, Method::GET, "/v1/organizations/webhooks", cred, None).await;
     assert_eq!(listed.body["data"][0]["id"], json!(id));
     assert!(
         listed.body["data"][0].get("secret").is_none(),
         "the secret is shown once"
     );
     let path = format!("/v1/organizations/webhooks/{id}");
-    let r = call(&t, Method::DELETE, &path, &cred, None).await;
+    let r = call(t, Method::DELETE, &path, cred, None).await;
     assert_eq!(
         r.body,
         json!({"id": id, "type": "webhook_endpoint_deleted"})
     );
-    call(&t, Method::DELETE, &path, &cred, None)
+    call(t, Method::DELETE, &path, cred, None)
         .await
         .assert_error(404, "not_found_error");
-    let audit = call(&t, Method::GET, "/v1/organizations/audit_log", &cred, None)
+    let audit = call(t, Method::GET, "/v1/organizations/audit_log", cred, None)
         .await
         .body
         .to_string();
@@ -166,6 +171,44 @@ async fn the_gateway_itself_is_refused_even_when_private_urls_are_allowed(setup:
     );
 }
 
+/// Attempts 1 to 3: 500, nothing before the first backoff ends, then a receiver hanging past
+/// the timeout (1 s here) fails the attempt, bounded.
+async fn the_first_attempts_back_off(
+    t: &TestApp,
+    cred: &Cred,
+    rx: &Receiver,
+    clock: &ManualClock,
+    endpoint: &str,
+) {
+    let first = attempts(t, cred, endpoint, 1).await;
+    assert_eq!(first["attempts"][0]["status_code"], 500, "{first}");
+    // Nothing before the backoff ends.
+    clock.advance(MINUTE_MS - 1);
+    deliver_due(&t.app).await;
+    assert_eq!(
+        log(t, cred, endpoint).await[0]["attempts"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    clock.advance(1);
+    attempts(t, cred, endpoint, 2).await;
+    rx.set_mode(Mode::Hang(Duration::from_secs(5)));
+    clock.advance(5 * MINUTE_MS);
+    let d = attempts(t, cred, endpoint, 3).await;
+    let third = &d["attempts"][2];
+    assert!(
+        third["error"]
+            .as_str()
+            .unwrap()
+            .contains("no answer within"),
+        "{third}"
+    );
+    assert!(third["duration_ms"].as_i64().unwrap() < 4_000, "{third}");
+    rx.set_mode(Mode::Fail);
+}
+
 async fn failing_deliveries_back_off_for_a_day_then_the_endpoint_is_disabled(setup: Setup) {
     let clock = ManualClock::new(now());
     let t = TestApp::spawn_with(allowing_loopback(Setup {
@@ -185,34 +228,7 @@ async fn failing_deliveries_back_off_for_a_day_then_the_endpoint_is_disabled(set
         json!({"threshold": "10"}),
     )
     .await;
-    let first = attempts(&t, &cred, &endpoint, 1).await;
-    assert_eq!(first["attempts"][0]["status_code"], 500, "{first}");
-    // Nothing before the backoff ends.
-    clock.advance(MINUTE_MS - 1);
-    deliver_due(&t.app).await;
-    assert_eq!(
-        log(&t, &cred, &endpoint).await[0]["attempts"]
-            .as_array()
-            .unwrap()
-            .len(),
-        1
-    );
-    clock.advance(1);
-    attempts(&t, &cred, &endpoint, 2).await;
-    // A receiver that hangs past the timeout (1 s here) fails the attempt, bounded.
-    rx.set_mode(Mode::Hang(Duration::from_secs(5)));
-    clock.advance(5 * MINUTE_MS);
-    let d = attempts(&t, &cred, &endpoint, 3).await;
-    let third = &d["attempts"][2];
-    assert!(
-        third["error"]
-            .as_str()
-            .unwrap()
-            .contains("no answer within"),
-        "{third}"
-    );
-    assert!(third["duration_ms"].as_i64().unwrap() < 4_000, "{third}");
-    rx.set_mode(Mode::Fail);
+    the_first_attempts_back_off(&t, &cred, &rx, &clock, &endpoint).await;
     // The rest of the schedule: 30 min, 2 h, 6 h, 12 h, then the last try at 24 h.
     for (n, wait) in [(4, 30), (5, 120), (6, 360), (7, 720), (8, 204)] {
         clock.advance(wait * MINUTE_MS);
@@ -249,12 +265,20 @@ async fn failing_deliveries_back_off_for_a_day_then_the_endpoint_is_disabled(set
         .iter()
         .all(|r| r.delivery_id == d["id"].as_str().unwrap()));
     // A manual retry once the receiver works delivers it and enables the endpoint again.
+    let id = d["id"].as_str().unwrap().to_owned();
+    a_manual_retry_enables_it_again(&t, &cred, &rx, &endpoint, &id).await;
+}
+
+async fn a_manual_retry_enables_it_again(
+    t: &TestApp,
+    cred: &Cred,
+    rx: &Receiver,
+    endpoint: &str,
+    delivery: &str,
+) {
     rx.set_mode(Mode::Ok);
-    let path = format!(
-        "/v1/organizations/webhooks/{endpoint}/deliveries/{}/retry",
-        d["id"].as_str().unwrap()
-    );
-    let r = call(&t, Method::POST, &path, &cred, None).await;
+    let path = format!("/v1/organizations/webhooks/{endpoint}/deliveries/{delivery}/retry");
+    let r = call(t, Method::POST, &path, cred, None).await;
     assert_eq!(
         (r.status, &r.body["status"]),
         (200, &json!("delivered")),
@@ -263,14 +287,14 @@ async fn failing_deliveries_back_off_for_a_day_then_the_endpoint_is_disabled(set
     );
     assert_eq!(r.body["attempts"].as_array().unwrap().len(), 9);
     assert_eq!(r.body["attempts"][8]["manual"], true);
-    let listed = call(&t, Method::GET, "/v1/organizations/webhooks", &cred, None).await;
+    let listed = call(t, Method::GET, "/v1/organizations/webhooks", cred, None).await;
     assert_eq!(
         listed.body["data"][0]["status"], "enabled",
         "{}",
         listed.body
     );
-    let billing = member(&t, "billing@example.com", Role::Billing).await;
-    call(&t, Method::POST, &path, &billing.cred(), None)
+    let billing = member(t, "billing@example.com", Role::Billing).await;
+    call(t, Method::POST, &path, &billing.cred(), None)
         .await
         .assert_error(403, "permission_error");
 }

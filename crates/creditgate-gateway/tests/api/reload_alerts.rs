@@ -128,7 +128,7 @@ async fn a_declining_card_pauses_with_emails_and_events(setup: Setup, stripe: bo
         &t,
         &cred,
         &rx,
-        &["auto_reload.failed", "auto_reload.paused"],
+        &["auto_reload.failed", "auto_reload.paused", "order.failed"],
     )
     .await;
     let r = put(&t, &cred, plan_1000("100000")).await;
@@ -151,6 +151,12 @@ async fn a_declining_card_pauses_with_emails_and_events(setup: Setup, stripe: bo
     assert_eq!(mails[3], "Auto-reload is paused");
     received(&t, &rx, "auto_reload.failed", 3).await;
     received(&t, &rx, "auto_reload.paused", 1).await;
+    let failed = received(&t, &rx, "order.failed", 4).await;
+    assert_eq!(
+        failed[0]["data"]["failure"]["code"], "card_declined",
+        "{}",
+        failed[0]
+    );
     let left = credits("10").checked_sub(reply.charged()).unwrap();
     assert_eq!(t.balance().await.posted, left, "nothing was credited");
 }

@@ -16,9 +16,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::accounts::{add_member, admin_key, call, member, Cred};
-use crate::alerts::{allowing_loopback, mail_to, subscribe};
+use crate::alerts::{allowing_loopback, mail_to, received, subscribe};
 use crate::helpers::{body, closed_port, now, random_hex, Setup, TestApp};
 use crate::on_both_databases;
+use crate::payments::{buyer_on, checkout, pay_json};
 use crate::receiver::{Mode, Receiver};
 
 const ADMIN_EMAIL: &str = "admin@example.com";
@@ -387,7 +388,39 @@ async fn two_gateways_on_one_database_deliver_each_event_once(setup: Setup) {
     let _ = std::fs::remove_file(&file);
 }
 
+async fn payments_announce_credited_refunded_and_disputed_orders(setup: Setup) {
+    let t = buyer_on(allowing_loopback(setup), "").await;
+    let cred = Cred::Key(admin_key(&t, &t.org).await);
+    let rx = Receiver::start(Mode::Ok).await;
+    let kinds = ["order.credited", "refund.created", "dispute.created"];
+    subscribe(&t, &cred, &rx, &kinds).await;
+    let paid = checkout(&t, "credits-1000", None).await;
+    pay_json(&t, &paid.id, "4242424242424242").await;
+    let path = format!("/admin/v1/orders/{}/refund", paid.id);
+    let r = call(&t, Method::POST, &path, &Cred::Operator, Some(json!({}))).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let disputed = checkout(&t, "credits-1000", None).await;
+    pay_json(&t, &disputed.id, "4000000000000259").await;
+    let credited = received(&t, &rx, "order.credited", 2).await;
+    let ids: Vec<&Value> = credited.iter().map(|e| &e["data"]["id"]).collect();
+    assert!(
+        ids.contains(&&json!(paid.id)) && ids.contains(&&json!(disputed.id)),
+        "{ids:?}"
+    );
+    let refund = received(&t, &rx, "refund.created", 1).await;
+    assert_eq!(refund[0]["data"]["order"]["id"], json!(paid.id));
+    assert_eq!(refund[0]["data"]["credits"], "1000");
+    let dispute = received(&t, &rx, "dispute.created", 1).await;
+    assert_eq!(dispute[0]["data"]["order"]["id"], json!(disputed.id));
+    // A second report of the same payment is no new event.
+    let path = format!("/admin/v1/orders/{}/recheck", paid.id);
+    call(&t, Method::POST, &path, &Cred::Operator, None).await;
+    deliver_due(&t.app).await;
+    assert_eq!(rx.received().len(), 4, "{:?}", rx.received());
+}
+
 on_both_databases!(
+    payments_announce_credited_refunded_and_disputed_orders,
     endpoints_are_validated_and_private_addresses_refused,
     the_gateway_itself_is_refused_even_when_private_urls_are_allowed,
     failing_deliveries_back_off_for_a_day_then_the_endpoint_is_disabled,

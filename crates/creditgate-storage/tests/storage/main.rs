@@ -10,6 +10,7 @@ mod contract;
 mod expiry_race;
 mod gateway_tables;
 mod model;
+mod notify;
 mod payments;
 mod postgres_faults;
 mod tls;

@@ -273,7 +273,9 @@ EOF
   wait_line "$WORK/$name-$mode.log" 'listening on http://' "${PIDS[$name]}" | grep -oE 'http://[0-9.:]+' >"$WORK/$name.url"
 }
 
-# 5. LiteLLM's proxy (optional): its own venv under bench/, no database, the same upstream.
+# 5. LiteLLM's proxy (optional): its own venv under bench/, no database, the same upstream. It
+#    refuses to start without a master key; requests carry it as x-api-key.
+LITELLM_KEY="sk-bench-$(python3 -c 'import secrets; print(secrets.token_hex(16))')"
 start_litellm() { # mode
   local venv=$ROOT/bench/.litellm-venv port
   if [ ! -x "$venv/bin/litellm" ]; then
@@ -289,6 +291,8 @@ model_list:
       model: anthropic/$MODEL
       api_base: $UP_URL/$1
       api_key: bench-upstream-key
+general_settings:
+  master_key: $LITELLM_KEY
 EOF
   "$venv/bin/litellm" --config "$WORK/litellm-$1.yaml" --host "$HOST" --port "$port" \
     >"$WORK/litellm.out" 2>"$WORK/litellm-$1.log" &
@@ -299,7 +303,7 @@ EOF
     sleep 0.2
   done
   echo "http://$HOST:$port" >"$WORK/litellm.url"
-  echo "litellm" >"$WORK/litellm.key"
+  echo "$LITELLM_KEY" >"$WORK/litellm.key"
 }
 
 TARGETS=(direct nginx gateway)

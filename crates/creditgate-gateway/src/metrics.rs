@@ -52,6 +52,11 @@ struct ErrorLabels {
     kind: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: String,
+}
+
 fn latency_histogram() -> Histogram {
     let (start, factor, n) = LATENCY_BUCKETS;
     Histogram::new(exponential_buckets(start, factor, n))
@@ -76,6 +81,8 @@ pub struct Metrics {
     upstream_seconds: Family<ModelLabels, Histogram, fn() -> Histogram>,
     charged: Family<ModelLabels, Counter>,
     upstream_errors: Family<ErrorLabels, Counter>,
+    reloads: Family<OutcomeLabels, Counter>,
+    webhook_deliveries: Family<OutcomeLabels, Counter>,
     holds_in_flight: Gauge,
     spool_depth: Gauge,
 }
@@ -89,6 +96,8 @@ impl Default for Metrics {
             upstream_seconds: Family::new_with_constructor(latency_histogram),
             charged: Family::default(),
             upstream_errors: Family::default(),
+            reloads: Family::default(),
+            webhook_deliveries: Family::default(),
             holds_in_flight: Gauge::default(),
             spool_depth: Gauge::default(),
         };
@@ -110,6 +119,16 @@ impl Default for Metrics {
             m.charged.clone(),
         );
         r.register("upstream_errors", "Upstream failures: unreachable, an error status (http_429, http_4xx, http_529, http_5xx), or a stream that failed after it began (stream_broken, stream_error_event, stream_ended_early)", m.upstream_errors.clone());
+        r.register(
+            "auto_reloads",
+            "Auto-reload attempts finished on this replica, by outcome (succeeded, card_declined, monthly_limit, …; docs/auto-reload.md)",
+            m.reloads.clone(),
+        );
+        r.register(
+            "webhook_deliveries",
+            "Webhook delivery attempts made by this replica: delivered, retrying (failed, tried again later) or failed (given up; docs/alerts.md)",
+            m.webhook_deliveries.clone(),
+        );
         r.register(
             "holds_in_flight",
             "Requests holding credits right now (on this replica)",
@@ -134,6 +153,20 @@ impl Metrics {
                 })
                 .inc_by(n);
         }
+    }
+
+    /// Counts a finished auto-reload attempt by its outcome.
+    pub fn reload(&self, outcome: &str) {
+        let outcome = outcome.to_owned();
+        self.reloads.get_or_create(&OutcomeLabels { outcome }).inc();
+    }
+
+    /// Counts a webhook delivery attempt: `delivered`, `retrying` or `failed`.
+    pub fn webhook_delivery(&self, outcome: &'static str) {
+        let outcome = outcome.to_owned();
+        self.webhook_deliveries
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
     }
 
     /// Counts an upstream failure: `None` when it could not be reached, else its status.

@@ -115,6 +115,11 @@ pub async fn attempt(
     if !app.db.finish_delivery(id, owner, &outcome).await? {
         return Err(ApiError::internal("the delivery's lease was lost"));
     }
+    app.metrics.webhook_delivery(match status {
+        DeliveryStatus::Delivered => "delivered",
+        DeliveryStatus::Pending => "retrying",
+        DeliveryStatus::Failed => "failed",
+    });
     if !succeeded {
         disable_if_failing(app, &work, now).await?;
     }

@@ -318,6 +318,7 @@ async fn finish(
     if !app.db.finish_auto_reload(&s.org, owner, &o, now).await? {
         return Err(ApiError::internal("the auto-reload lease was lost"));
     }
+    app.metrics.reload(&o.outcome);
     if let Some(fresh) = app.db.auto_reload(&s.org).await? {
         app.reloads.remember(&fresh);
     }

@@ -9,7 +9,7 @@ use crate::accounts::{call, Cred};
 use crate::helpers::{body, body_for, TestApp, ADMIN_KEY, MODEL, UPSTREAM_KEY};
 
 /// The sum of the samples of `name` whose labels include all of `labels`.
-fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
     let mut found = None;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, value)) = line.rsplit_once(' ') else {
@@ -30,7 +30,7 @@ fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<u64> {
     found
 }
 
-async fn scrape(t: &TestApp, cred: &Cred) -> (u16, String, String) {
+pub(crate) async fn scrape(t: &TestApp, cred: &Cred) -> (u16, String, String) {
     let mut req = t.client.get(t.url("/metrics"));
     req = match cred {
         Cred::Operator => req.header("authorization", format!("Bearer {ADMIN_KEY}")),

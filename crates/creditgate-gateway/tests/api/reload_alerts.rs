@@ -18,6 +18,7 @@ use crate::accounts::{add_member, admin_key, call, Cred};
 use crate::alerts::{allowing_loopback, put_alerts, received, subscribe};
 use crate::auto_reload::{orders, plan_1000, put, reload_mail, reloads_done};
 use crate::helpers::{body, credits, now, Setup, TestApp};
+use crate::metrics::{sample, scrape};
 use crate::on_both_databases;
 use crate::payments::{buyer_on, fake_pay, stripe_buyer_on};
 use crate::receiver::{Mode, Receiver};
@@ -156,6 +157,19 @@ async fn a_declining_card_pauses_with_emails_and_events(setup: Setup, stripe: bo
         failed[0]["data"]["failure"]["code"], "card_declined",
         "{}",
         failed[0]
+    );
+    let (_, _, text) = scrape(&t, &Cred::Operator).await;
+    let count = |outcome| {
+        sample(
+            &text,
+            "creditgate_auto_reloads_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (count("card_declined"), count("succeeded")),
+        (Some(4), None),
+        "{text}"
     );
     let left = credits("10").checked_sub(reply.charged()).unwrap();
     assert_eq!(t.balance().await.posted, left, "nothing was credited");

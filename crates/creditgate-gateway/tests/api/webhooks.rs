@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 use crate::accounts::{add_member, admin_key, call, member, Cred};
 use crate::alerts::{allowing_loopback, mail_to, received, subscribe};
 use crate::helpers::{body, closed_port, now, random_hex, Setup, TestApp};
+use crate::metrics::{sample, scrape};
 use crate::on_both_databases;
 use crate::payments::{buyer_on, checkout, pay_json};
 use crate::receiver::{Mode, Receiver};
@@ -298,6 +299,19 @@ async fn a_manual_retry_enables_it_again(
     call(t, Method::POST, &path, &billing.cred(), None)
         .await
         .assert_error(403, "permission_error");
+    let (_, _, text) = scrape(t, &Cred::Operator).await;
+    let count = |outcome| {
+        sample(
+            &text,
+            "creditgate_webhook_deliveries_total",
+            &[("outcome", outcome)],
+        )
+    };
+    assert_eq!(
+        (count("retrying"), count("failed"), count("delivered")),
+        (Some(7), Some(1), Some(1)),
+        "{text}"
+    );
 }
 
 async fn a_receiver_that_is_down_is_retried_and_logged(setup: Setup) {

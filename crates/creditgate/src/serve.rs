@@ -232,6 +232,9 @@ async fn run_demo(
         name = "creditgate demo"
         [email]
         outbox_dir = "{outbox}"
+        [webhooks]
+        # The demo runs on this machine: its webhooks may go to receivers here too.
+        allow_private_urls = true
         "#,
         listen = args.listen,
         outbox = outbox.display(),

@@ -11,14 +11,15 @@ use std::time::Duration;
 use creditgate_core::money::NanoCredits;
 use serde_json::{json, Value};
 
-struct Demo {
+pub(crate) struct Demo {
     child: Child,
     dir: std::path::PathBuf,
-    info: Value,
+    /// The demo's JSON ready line.
+    pub(crate) info: Value,
 }
 
 impl Demo {
-    fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let dir = std::env::temp_dir().join(format!(
             "creditgate-demo-buy-{:016x}",
             rand::random::<u64>()
@@ -44,7 +45,7 @@ impl Demo {
         Self { child, dir, info }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.info["base_url"].as_str().unwrap())
     }
 }

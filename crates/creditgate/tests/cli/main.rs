@@ -6,6 +6,7 @@ mod process;
 
 mod accounts_cli;
 mod demo_purchase;
+mod demo_reload;
 mod durability;
 mod hostile;
 mod ledger_cli;

@@ -636,24 +636,29 @@ impl Database {
                 delivery_row,
             )
             .await?;
+        let Some(oldest) = deliveries.last().map(|d| d.created_at) else {
+            return Ok(Vec::new());
+        };
+        // Only the attempts of the deliveries on the page.
         let attempts = self
             .query(
                 "SELECT a.delivery_id, a.n, a.at, a.status_code, a.error, a.duration_ms, \
                  a.manual FROM webhook_attempts a \
                  JOIN webhook_deliveries d ON d.id = a.delivery_id \
-                 WHERE d.endpoint_id = $1 ORDER BY a.delivery_id, a.n",
-                vec![text(endpoint_id)],
+                 WHERE d.endpoint_id = $1 AND d.created_at >= $2 ORDER BY a.delivery_id, a.n",
+                vec![text(endpoint_id), Param::Int(oldest.millis())],
                 attempt_row,
             )
             .await?;
+        let mut by_delivery: std::collections::HashMap<String, Vec<Attempt>> =
+            std::collections::HashMap::new();
+        for (id, a) in attempts {
+            by_delivery.entry(id).or_default().push(a);
+        }
         Ok(deliveries
             .into_iter()
             .map(|d| {
-                let mine = attempts
-                    .iter()
-                    .filter(|(id, _)| *id == d.id)
-                    .map(|(_, a)| a.clone())
-                    .collect();
+                let mine = by_delivery.remove(&d.id).unwrap_or_default();
                 (d, mine)
             })
             .collect())

@@ -338,8 +338,7 @@ impl Payments {
         tracing::info!(order = %id, credits = %refunded.amount, cents, "order refunded");
         let cause = format!("refund:{id}");
         announce_clawback(app, "refund.created", &order, refunded.amount, &cause).await;
-        self.provider_refund(&order, cents, &format!("refund:{id}"))
-            .await?;
+        self.provider_refund(&order, cents, &cause).await?;
         Ok((order, cents))
     }
 

@@ -233,4 +233,17 @@ pub enum Access {
     Session,
     /// The operator key.
     Operator,
+    /// A dashboard page for a signed-in member (`docs/dashboard.md`): HTML, never in
+    /// `/openapi.json`; without a session it redirects to the sign-in page, and what it does
+    /// is checked by the service it calls, as over the API.
+    Page,
+    /// A dashboard page anyone may open (sign-in, sign-up, reset, invitation, the assets).
+    PublicPage,
+}
+
+impl Access {
+    /// Whether the route is a dashboard page rather than an API operation.
+    pub fn is_page(self) -> bool {
+        matches!(self, Access::Page | Access::PublicPage)
+    }
 }

@@ -11,6 +11,7 @@ pub mod billing;
 pub mod body;
 pub mod caller;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod ids;
 pub mod lifecycle;

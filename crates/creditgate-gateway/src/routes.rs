@@ -10,6 +10,7 @@ use axum::Json;
 use creditgate_core::accounts::Action;
 use serde_json::Value;
 
+use crate::dashboard::{self as dash, page};
 use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
@@ -148,6 +149,19 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/plans", Operator, "Create a plan", post(pay::admin_create_plan)),
         r("POST", "/admin/v1/plans/{id}", Operator, "Edit or archive a plan", post(pay::admin_update_plan)),
         r("GET", "/admin/v1/audit_log", Operator, "Every organization's audit log, newest first", get(operator_api::audit_log)),
+        // The dashboard (`docs/dashboard.md`): HTML pages over the same handlers as above.
+        r("GET", "/assets/{*path}", PublicPage, "The dashboard's stylesheet, script and vendored libraries", get(dash::assets::serve)),
+        r("GET", "/sign-in", PublicPage, "Sign-in page", page(get(dash::auth::sign_in_page))),
+        r("POST", "/sign-in", PublicPage, "Sign in (form)", page(post(dash::auth::sign_in))),
+        r("POST", "/sign-out", Page, "Sign out (form)", page(post(dash::auth::sign_out))),
+        r("POST", "/switch", Page, "Act in another organization of the member", page(post(dash::auth::switch))),
+        r("GET", "/", Page, "Overview: balance (live), holds, runway, lots", page(get(dash::overview::page))),
+        r("GET", "/live/balance", Page, "The balance as server-sent events", page(get(dash::live::balance))),
+        r("GET", "/buy", Page, "Buy credits: plans, custom amount, billing profile", page(get(dash::billing::page))),
+        r("POST", "/buy", Page, "Open a checkout (form)", page(post(dash::billing::checkout))),
+        r("POST", "/billing-profile", Page, "Save the billing profile (form)", page(post(dash::billing::save_profile))),
+        r("GET", "/orders", Page, "Orders with receipt links", page(get(dash::billing::orders))),
+        r("GET", "/orders/{id}", Page, "One order", page(get(dash::billing::order))),
     ]
 }
 

@@ -133,6 +133,25 @@ async fn pick_membership(
     })
 }
 
+/// Moves a member's session to another organization they belong to (the dashboard's
+/// organization switcher): the old session ends and a fresh one starts, as a sign-in would.
+pub async fn switch_organization(
+    app: &App,
+    caller: &OrgCaller,
+    organization_id: &str,
+) -> Result<Response, ApiError> {
+    let (Some(hash), Some(user)) = (&caller.session, &caller.user) else {
+        return Err(ApiError::authentication(
+            "Only a member session can switch.",
+        ));
+    };
+    let member = pick_membership(app, user, Some(organization_id))
+        .await?
+        .ok_or_else(|| ApiError::not_found("You are not a member of that organization."))?;
+    app.db.delete_session(hash).await?;
+    start_session(app, member).await
+}
+
 #[derive(Deserialize, Default)]
 pub struct SignOut {
     #[serde(default)]

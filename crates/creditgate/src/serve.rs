@@ -151,7 +151,7 @@ impl Shown<'_> {
             "dashboard_email": DEMO_OWNER_EMAIL,
             "dashboard_password": self.dashboard_password,
             "outbox_dir": self.outbox,
-            "dashboard_url": serde_json::Value::Null,
+            "dashboard_url": format!("{}/sign-in", self.base_url),
             "database_url": self.database_url,
             "upstream_url": self.upstream_url,
             "credit_unit": {"name": "credit", "usd": "0.005"},
@@ -171,6 +171,7 @@ impl Shown<'_> {
             "  organization   {} (1000 credits, 1 credit = $0.005, prices 0.70 x list)",
             self.org
         );
+        println!("  dashboard      {base_url}/sign-in");
         println!(
             "  sign in        {DEMO_OWNER_EMAIL} / {}",
             self.dashboard_password

@@ -32,6 +32,8 @@ fn security(access: Access) -> Value {
         Access::Organization(_) => json!([{"admin_key": []}, {"session": [], "csrf": []}]),
         Access::Session => json!([{"session": [], "csrf": []}]),
         Access::Operator => json!([{"operator": []}]),
+        Access::Page => json!([{"session": [], "csrf": []}]),
+        Access::PublicPage => json!([]),
     }
 }
 
@@ -47,6 +49,8 @@ fn role_note(access: Access) -> &'static str {
         Access::Session => "A member session.",
         Access::Operator => "The operator key.",
         Access::Public => "No credential.",
+        Access::Page => "A dashboard page (member session).",
+        Access::PublicPage => "A dashboard page (no credential).",
     }
 }
 
@@ -109,7 +113,8 @@ fn operation(method: &str, path: &str, access: Access, summary: &str) -> Value {
 pub fn document(routes: &[Operation], server: &str) -> Value {
     let mut paths = Map::new();
     for route in routes {
-        if ANTHROPIC_ROUTES.contains(&route.path) {
+        // Anthropic's routes are Anthropic's to document; dashboard pages are HTML, not API.
+        if ANTHROPIC_ROUTES.contains(&route.path) || route.access.is_page() {
             continue;
         }
         let entry = paths.entry(route.path).or_insert_with(|| json!({}));

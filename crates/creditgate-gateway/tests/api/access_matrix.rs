@@ -8,13 +8,14 @@ use creditgate_gateway::routes::{table, Access};
 use reqwest::Method;
 use serde_json::json;
 
-use crate::accounts::{admin_key, call, member, Cred, SignedIn};
-use crate::helpers::TestApp;
+use crate::accounts::{admin_key, call, member, request, Cred, SignedIn};
+use crate::helpers::{JsonReply, TestApp};
 
 /// A path with its parameters filled by ids that exist nowhere.
 fn concrete(path: &str) -> String {
     path.replace("{id}", "x_nothing")
         .replace("{token}", &"0".repeat(64))
+        .replace("{*path}", "app.v1.css")
 }
 
 #[derive(Debug, Clone)]
@@ -31,7 +32,13 @@ enum Who {
 fn expected(access: Access, who: &Who, write: bool) -> &'static str {
     use Who::*;
     match (access, who) {
-        (Access::Public, _) => "any",
+        (Access::Public | Access::PublicPage, _) => "any",
+        // A page without a session redirects to the sign-in page (followed here: 200); with
+        // one, a form needs the CSRF token as an API call does (`docs/dashboard.md`).
+        (Access::Page, Member(_)) => "allowed",
+        (Access::Page, NoCsrf(_)) if write => "403",
+        (Access::Page, NoCsrf(_)) => "allowed",
+        (Access::Page, _) => "sign-in page",
         (Access::ApiKey, InferenceKey) => "allowed",
         (Access::Operator, Operator) => "allowed",
         (Access::Session, Member(_)) => "allowed",
@@ -93,22 +100,36 @@ async fn every_route_answers_every_credential_as_the_contract_says() {
                 Who::AdminKey => Cred::Key(admin.clone()),
                 Who::Operator => Cred::Operator,
                 // Signing out ends a session: use a fresh one for that route.
-                Who::Member(role) if route.path == "/auth/sign-out" => crate::accounts::session_of(
-                    &crate::accounts::sign_in(
-                        &t,
-                        &format!("{}@example.com", role.as_str()),
-                        crate::accounts::PASSWORD,
+                Who::Member(role) if route.path.ends_with("/sign-out") => {
+                    crate::accounts::session_of(
+                        &crate::accounts::sign_in(
+                            &t,
+                            &format!("{}@example.com", role.as_str()),
+                            crate::accounts::PASSWORD,
+                        )
+                        .await,
                     )
-                    .await,
-                )
-                .cred(),
+                    .cred()
+                }
                 Who::Member(role) => session(role).cred(),
                 Who::NoCsrf(role) => Cred::Session {
                     cookie: session(role).cookie,
                     csrf: None,
                 },
             };
-            let r = call(&t, method.clone(), &path, &cred, write.then(|| json!({}))).await;
+            let body = write.then(|| json!({}));
+            let r = if route.path.starts_with("/live/") {
+                // An event stream does not end: its status is the answer.
+                let sent = request(&t, method.clone(), &path, &cred, body).send().await;
+                let sent = sent.expect("request sent");
+                JsonReply {
+                    status: sent.status().as_u16(),
+                    headers: sent.headers().clone(),
+                    body: serde_json::Value::Null,
+                }
+            } else {
+                call(&t, method.clone(), &path, &cred, body).await
+            };
             let what = format!(
                 "{} {} as {who:?}: {} {}",
                 route.method, route.path, r.status, r.body
@@ -122,6 +143,7 @@ async fn every_route_answers_every_credential_as_the_contract_says() {
                 "401" => assert_eq!(r.status, 401, "{what}"),
                 "403" => assert_eq!(r.status, 403, "{what}"),
                 "allowed" => assert!(r.status != 401 && r.status != 403, "{what}"),
+                "sign-in page" => assert_eq!(r.status, 200, "{what}"),
                 _ => public_answers.push(r.status),
             }
             checked += 1;
@@ -150,8 +172,8 @@ async fn openapi_documents_every_route_that_is_not_anthropics() {
         let op = &paths
             .get(route.path)
             .map(|p| p[route.method.to_lowercase()].clone());
-        if ANTHROPIC_ROUTES.contains(&route.path) {
-            assert!(op.is_none(), "{} is Anthropic's", route.path);
+        if ANTHROPIC_ROUTES.contains(&route.path) || route.access.is_page() {
+            assert!(op.is_none(), "{} is Anthropic's or a page", route.path);
             continue;
         }
         expected += 1;

@@ -52,6 +52,18 @@ pub async fn call(
     cred: &Cred,
     body: Option<Value>,
 ) -> JsonReply {
+    let req = request(t, method, path, cred, body);
+    JsonReply::read(req.send().await.expect("request sent")).await
+}
+
+/// The request [`call`] sends, for a caller that reads the answer its own way (a stream).
+pub fn request(
+    t: &TestApp,
+    method: Method,
+    path: &str,
+    cred: &Cred,
+    body: Option<Value>,
+) -> reqwest::RequestBuilder {
     let mut req = t.client.request(method, t.url(path));
     req = match cred {
         Cred::None => req,
@@ -65,10 +77,10 @@ pub async fn call(
             }
         }
     };
-    if let Some(b) = body {
-        req = req.json(&b);
+    match body {
+        Some(b) => req.json(&b),
+        None => req,
     }
-    JsonReply::read(req.send().await.expect("request sent")).await
 }
 
 /// Adds a member with a password directly through the storage (as the CLI would).

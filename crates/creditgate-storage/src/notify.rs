@@ -332,16 +332,27 @@ impl Database {
         Ok(n == 1)
     }
 
-    /// Lots with credits left expiring after `from` and no later than `to`.
+    /// Lots with credits left expiring after `from` and no later than `to` whose warning is
+    /// not announced yet: the mark `<lot>:7` when they expire by `near`, else `<lot>:30`
+    /// (`docs/alerts.md`), so a scan reads and writes nothing for lots already announced.
     pub async fn expiring_lots(
         &self,
         from: Timestamp,
         to: Timestamp,
+        near: Timestamp,
     ) -> LedgerResult<Vec<ExpiringLot>> {
         self.query(
-            "SELECT lot, org, remaining, expires_at FROM lot_state WHERE remaining > 0 \
-             AND expires_at > $1 AND expires_at <= $2 ORDER BY expires_at, lot",
-            vec![Param::Int(from.millis()), Param::Int(to.millis())],
+            "SELECT l.lot, l.org, l.remaining, l.expires_at FROM lot_state l \
+             WHERE l.remaining > 0 AND l.expires_at > $1 AND l.expires_at <= $2 \
+             AND NOT EXISTS (SELECT 1 FROM alert_marks m WHERE m.org = l.org \
+             AND m.kind = 'credits.expiring' \
+             AND m.mark = l.lot || CASE WHEN l.expires_at <= $3 THEN ':7' ELSE ':30' END) \
+             ORDER BY l.expires_at, l.lot",
+            vec![
+                Param::Int(from.millis()),
+                Param::Int(to.millis()),
+                Param::Int(near.millis()),
+            ],
             |r| {
                 Ok(ExpiringLot {
                     lot: r.text(0)?,

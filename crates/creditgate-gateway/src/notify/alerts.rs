@@ -234,8 +234,8 @@ pub async fn expiry_forever(app: Arc<App>) {
 /// each. Returns how many announcements it made.
 pub async fn scan_expiring(app: &App) -> Result<usize, ApiError> {
     let now = app.clock.now();
-    let widest = EXPIRY_WINDOWS_DAYS[0] * DAY_MS;
-    let lots = app.db.expiring_lots(now, now.plus_millis(widest)).await?;
+    let [widest, near] = EXPIRY_WINDOWS_DAYS.map(|days| now.plus_millis(days * DAY_MS));
+    let lots = app.db.expiring_lots(now, widest, near).await?;
     let mut announced = 0;
     for lot in lots {
         let days = window(now, lot.expires_at);

@@ -50,6 +50,10 @@ class Browser:
         options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
         self.driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         self.driver.implicitly_wait(0)
+        if size[0] < DESKTOP[0]:
+            # A headless window is never narrower than 500 px: a phone is emulated instead.
+            metrics = {"width": size[0], "height": size[1], "deviceScaleFactor": 1, "mobile": True}
+            self.driver.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", metrics)
         self.requested: list[str] = []
         self.console: list[dict[str, Any]] = []
 
@@ -88,6 +92,18 @@ class Browser:
     def all(self, css: str) -> list[WebElement]:
         return self.driver.find_elements(By.CSS_SELECTOR, css)
 
+    def overflowing(self) -> list[str]:
+        """Elements wider than the viewport (what makes a page scroll sideways)."""
+        return self.driver.execute_script(
+            """const w = window.innerWidth; const out = [];
+            for (const el of document.querySelectorAll('body *')) {
+              const r = el.getBoundingClientRect();
+              if (r.right > w + 1) out.push(el.tagName.toLowerCase() + (el.id ? '#' + el.id : '')
+                + (el.className ? '.' + String(el.className).split(' ').join('.') : '') + ' ' + Math.round(r.right));
+            }
+            return out.slice(0, 8);"""
+        )
+
     def text(self) -> str:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
@@ -111,10 +127,12 @@ class Browser:
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         # Let a chart or a live value settle before the picture.
         time.sleep(0.3)
+        size = self.driver.get_window_size()
         height = self.driver.execute_script("return document.documentElement.scrollHeight")
-        width = self.driver.get_window_size()["width"]
-        self.driver.set_window_size(width, min(max(int(height) + 120, 600), 2400))
+        # The whole page, within reason, then the window as it was.
+        self.driver.set_window_size(size["width"], min(max(int(height) + 120, 600), 2400))
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
+        self.driver.set_window_size(size["width"], size["height"])
 
 
 def local(url: str) -> bool:

@@ -239,11 +239,17 @@ pub enum Access {
     Page,
     /// A dashboard page anyone may open (sign-in, sign-up, reset, invitation, the assets).
     PublicPage,
+    /// An operator console page (`docs/dashboard.md`): the console's own session cookie, never
+    /// the Bearer key; without it a page redirects to the console's sign-in and a form is 401.
+    OperatorPage,
 }
 
 impl Access {
     /// Whether the route is a dashboard page rather than an API operation.
     pub fn is_page(self) -> bool {
-        matches!(self, Access::Page | Access::PublicPage)
+        matches!(
+            self,
+            Access::Page | Access::PublicPage | Access::OperatorPage
+        )
     }
 }

@@ -90,6 +90,8 @@ pub struct App {
     /// Alerts and webhooks: the thresholds this replica read, its alert tasks, the worker's
     /// wake-up.
     pub notify: notify::Notify,
+    /// The operator console's sessions, in this process's memory (`docs/dashboard.md`).
+    pub operator_sessions: dashboard::operator::session::OperatorSessions,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +160,7 @@ impl App {
             metrics: metrics::Metrics::default(),
             reloads: reload::Reloads::default(),
             notify: notify::Notify::default(),
+            operator_sessions: Default::default(),
         }))
     }
 

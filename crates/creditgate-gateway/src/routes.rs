@@ -10,6 +10,7 @@ use axum::Json;
 use creditgate_core::accounts::Action;
 use serde_json::Value;
 
+use crate::dashboard::operator as op;
 use crate::dashboard::{self as dash, page};
 use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
@@ -162,6 +163,21 @@ pub fn table() -> Vec<Route> {
         r("POST", "/billing-profile", Page, "Save the billing profile (form)", page(post(dash::billing::save_profile))),
         r("GET", "/orders", Page, "Orders with receipt links", page(get(dash::billing::orders))),
         r("GET", "/orders/{id}", Page, "One order", page(get(dash::billing::order))),
+        // The operator console (`docs/dashboard.md`): the same `/admin/v1` handlers behind forms.
+        r("GET", "/operator/sign-in", PublicPage, "Operator console sign-in page", page(get(op::session::sign_in_page))),
+        r("POST", "/operator/sign-in", PublicPage, "Operator sign-in with the operator key (form)", page(post(op::session::sign_in))),
+        r("POST", "/operator/sign-out", OperatorPage, "Operator sign-out (form)", page(post(op::session::sign_out))),
+        r("GET", "/operator", OperatorPage, "Organizations with balances, searched by id or name", page(get(op::organizations::list))),
+        r("GET", "/operator/organizations/{id}", OperatorPage, "One organization: balance, lots, orders, grant and payment forms", page(get(op::organizations::show))),
+        r("POST", "/operator/organizations/{id}/grants", OperatorPage, "Grant credits (form)", page(post(op::organizations::grant))),
+        r("POST", "/operator/organizations/{id}/payments", OperatorPage, "Record a manual payment (form)", page(post(op::organizations::payment))),
+        r("GET", "/operator/orders", OperatorPage, "Every order, filtered", page(get(op::orders::list))),
+        r("POST", "/operator/orders/{id}/recheck", OperatorPage, "Recheck an order (form)", page(post(op::orders::recheck))),
+        r("POST", "/operator/orders/{id}/refund", OperatorPage, "Refund an order (form)", page(post(op::orders::refund))),
+        r("GET", "/operator/plans", OperatorPage, "Every plan, with edit forms", page(get(op::plans::list))),
+        r("POST", "/operator/plans", OperatorPage, "Create a plan (form)", page(post(op::plans::create))),
+        r("POST", "/operator/plans/{id}", OperatorPage, "Edit or archive a plan (form)", page(post(op::plans::update))),
+        r("GET", "/operator/prices", OperatorPage, "The prices in force", page(get(op::prices::page))),
     ]
 }
 

@@ -15,6 +15,7 @@ pub mod form;
 pub mod format;
 pub mod guard;
 pub mod live;
+pub mod operator;
 pub mod overview;
 pub mod pages;
 pub mod viewer;

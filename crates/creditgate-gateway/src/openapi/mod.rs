@@ -34,6 +34,7 @@ fn security(access: Access) -> Value {
         Access::Operator => json!([{"operator": []}]),
         Access::Page => json!([{"session": [], "csrf": []}]),
         Access::PublicPage => json!([]),
+        Access::OperatorPage => json!([{"operator_session": []}]),
     }
 }
 
@@ -51,6 +52,7 @@ fn role_note(access: Access) -> &'static str {
         Access::Public => "No credential.",
         Access::Page => "A dashboard page (member session).",
         Access::PublicPage => "A dashboard page (no credential).",
+        Access::OperatorPage => "An operator console page (the console's session).",
     }
 }
 

@@ -295,7 +295,7 @@ pub fn components() -> Value {
             "provider": s(), "status": s(), "brand": ns(), "last4": ns(), "exp_month": nint(), "exp_year": nint(),
             "failure": {"type": ["object", "string", "null"]}, "created_at": time()})),
         "Order": obj(&["id", "type", "status", "credits", "amount_cents", "currency", "provider", "created_at"], json!({
-            "id": s(), "type": {"const": "order"},
+            "id": s(), "type": {"const": "order"}, "organization_id": s(),
             "status": {"enum": ["open", "paid", "credited", "failed", "expired", "refunded", "partially_refunded", "disputed"]},
             "plan_id": ns(), "credits": credits(), "amount_cents": int(), "currency": s(),
             "provider": {"enum": ["stripe", "sandbox", "manual"]}, "method": ns(), "created_at": time(), "paid_at": ntime(),

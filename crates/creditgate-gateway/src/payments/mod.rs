@@ -482,6 +482,8 @@ pub fn order_json(order: &Order, public_url: &str) -> Value {
     json!({
         "id": order.id,
         "type": "order",
+        // The operator's order list spans organizations (`docs/payments.md`).
+        "organization_id": order.org,
         "status": order.status.as_str(),
         "plan_id": order.plan_id,
         "credits": order.credits.to_string(),

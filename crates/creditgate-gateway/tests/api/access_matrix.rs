@@ -39,6 +39,10 @@ fn expected(access: Access, who: &Who, write: bool) -> &'static str {
         (Access::Page, NoCsrf(_)) if write => "403",
         (Access::Page, NoCsrf(_)) => "allowed",
         (Access::Page, _) => "sign-in page",
+        // The operator console takes its own session, never the Bearer key: without it a page
+        // redirects to the console's sign-in page and a form is refused.
+        (Access::OperatorPage, _) if write => "401",
+        (Access::OperatorPage, _) => "sign-in page",
         (Access::ApiKey, InferenceKey) => "allowed",
         (Access::Operator, Operator) => "allowed",
         (Access::Session, Member(_)) => "allowed",

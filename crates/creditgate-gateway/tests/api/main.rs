@@ -10,6 +10,7 @@ mod auto_reload;
 mod backpressure;
 mod buying;
 mod concurrency;
+mod console;
 mod dashboard;
 mod database_down;
 mod disconnects;

@@ -399,7 +399,10 @@ async fn two_gateways_on_one_database_deliver_each_event_once(setup: Setup) {
     ids.dedup();
     assert_eq!((got.len(), ids.len()), (30, 30), "each delivered once");
     drop((a, b));
-    let _ = std::fs::remove_file(&file);
+    // The file and SQLite's write-ahead log beside it.
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
 }
 
 async fn payments_announce_credited_refunded_and_disputed_orders(setup: Setup) {

@@ -12,7 +12,7 @@ pub const DEFAULT_PAGE: usize = 20;
 pub const MAX_PAGE: usize = 1000;
 
 /// `?limit=&after_id=&before_id=`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct ListQuery {
     pub limit: Option<String>,
     pub after_id: Option<String>,

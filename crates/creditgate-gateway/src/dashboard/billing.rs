@@ -101,7 +101,12 @@ fn plan_rows(plans: &Value, unit: &creditgate_core::money::CreditUnit) -> Vec<Pl
 }
 
 /// The buy page, with what the member typed and what went wrong.
-async fn buy_page(app: &Arc<App>, viewer: Viewer, mut page: BuyPage) -> PageResult {
+async fn buy_page(
+    app: &Arc<App>,
+    viewer: Viewer,
+    mut page: BuyPage,
+    status: StatusCode,
+) -> PageResult {
     let Json(plans) = pay::plans(State(app.clone()), viewer.caller.clone()).await?;
     if !page.saved && page.profile_errors.message.is_empty() {
         let Json(p) = pay::get_profile(State(app.clone()), viewer.caller).await?;
@@ -139,7 +144,7 @@ fn empty_buy(mut c: Chrome) -> BuyPage {
 /// `GET /buy`.
 pub async fn page(State(app): State<Arc<App>>, viewer: Viewer) -> PageResult {
     let page = empty_buy(viewer.chrome.clone());
-    buy_page(&app, viewer, page).await
+    buy_page(&app, viewer, page, StatusCode::OK).await
 }
 
 /// `POST /buy` (`plan_id` or `credits`): `POST /v1/billing/checkout`, then the provider's
@@ -169,7 +174,7 @@ pub async fn checkout(
                 _ => &["credits"],
             };
             page.buy_errors = FormErrors::from_error(&e, fields);
-            buy_page(&app, viewer, page).await
+            buy_page(&app, viewer, page, e.status).await
         }
     }
 }
@@ -186,11 +191,17 @@ pub async fn save_profile(State(app): State<Arc<App>>, viewer: Viewer, form: Fie
     let caller = viewer.caller.clone();
     let mut page = empty_buy(viewer.chrome.clone());
     page.profile = profile_form(&body);
-    match pay::put_profile(State(app.clone()), caller, JsonBody(body)).await {
-        Ok(_) => page.saved = true,
-        Err(e) => page.profile_errors = FormErrors::from_error(&e, &PROFILE_FIELDS),
-    }
-    buy_page(&app, viewer, page).await
+    let status = match pay::put_profile(State(app.clone()), caller, JsonBody(body)).await {
+        Ok(_) => {
+            page.saved = true;
+            StatusCode::OK
+        }
+        Err(e) => {
+            page.profile_errors = FormErrors::from_error(&e, &PROFILE_FIELDS);
+            e.status
+        }
+    };
+    buy_page(&app, viewer, page, status).await
 }
 
 /// One order as listed.

@@ -14,6 +14,7 @@ pub mod billing;
 pub mod form;
 pub mod format;
 pub mod guard;
+pub mod keys;
 pub mod live;
 pub mod operator;
 pub mod overview;

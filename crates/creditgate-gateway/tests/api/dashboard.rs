@@ -324,6 +324,125 @@ async fn an_owner_buys_a_pack_through_the_sandbox_and_sees_the_order(setup: Setu
     );
 }
 
+async fn a_developer_creates_limits_disables_and_revokes_a_key(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, "dev@example.com", Role::Developer).await;
+    add_member(&t, &t.org, "user@example.com", Role::User).await;
+    let cookie = sign_in_form(&t, "dev@example.com").await;
+    let keys = get_page(&t, "/keys", Some(&cookie)).await;
+    assert!(
+        keys.html.contains("<label for=\"name\">Name</label>"),
+        "{}",
+        keys.html
+    );
+    let token = csrf_of(&keys.html);
+    let empty = post_form(
+        &t,
+        "/keys",
+        Some(&cookie),
+        &[("csrf_token", &token), ("name", "")],
+    )
+    .await;
+    assert_eq!(empty.status, 400, "{}", empty.html);
+    assert!(!empty.html.contains("data-testid=\"secret\""));
+    let made = post_form(
+        &t,
+        "/keys",
+        Some(&cookie),
+        &[
+            ("csrf_token", &token),
+            ("name", "ci <bot>"),
+            ("spend_monthly", "50"),
+        ],
+    )
+    .await;
+    assert_eq!(made.status, 200, "{}", made.html);
+    assert!(
+        made.html.contains("ci &#60;bot&#62;") || made.html.contains("ci &lt;bot&gt;"),
+        "escaped: {}",
+        made.html
+    );
+    let marker = "data-testid=\"secret\">";
+    let at = made.html.find(marker).unwrap();
+    let secret = &made.html[at + marker.len()..];
+    let secret = &secret[..secret.find('<').unwrap()];
+    assert!(secret.starts_with("sk-cg-"), "{secret}");
+    assert!(made.html.contains("data-copy=\"new-secret\""));
+    assert!(made.html.contains("monthly 50"), "{}", made.html);
+    let again = get_page(&t, "/keys", Some(&cookie)).await;
+    assert!(!again.html.contains(secret), "shown once");
+    let id_at = again.html.find("data-testid=\"key-key_").unwrap() + "data-testid=\"key-".len();
+    let id = &again.html[id_at..];
+    let id = id[..id.find('"').unwrap()].to_owned();
+    let path = format!("/keys/{id}");
+    let limited = post_form(
+        &t,
+        &path,
+        Some(&cookie),
+        &[
+            ("csrf_token", &token),
+            ("action", "limits"),
+            ("spend_daily", "5"),
+            ("spend_monthly", ""),
+        ],
+    )
+    .await;
+    assert_eq!(limited.status, 200, "{}", limited.html);
+    assert!(limited.html.contains("Limits saved."));
+    assert!(
+        limited
+            .html
+            .contains("id=\"spend_daily\" name=\"spend_daily\" inputmode=\"decimal\" value=\"5\""),
+        "{}",
+        limited.html
+    );
+    let bad = post_form(
+        &t,
+        &path,
+        Some(&cookie),
+        &[
+            ("csrf_token", &token),
+            ("action", "limits"),
+            ("spend_daily", "-1"),
+        ],
+    )
+    .await;
+    assert_eq!(bad.status, 400, "{}", bad.html);
+    for (action, status) in [
+        ("disable", "inactive"),
+        ("enable", "active"),
+        ("revoke", "archived"),
+    ] {
+        let done = post_form(
+            &t,
+            &path,
+            Some(&cookie),
+            &[("csrf_token", &token), ("action", action)],
+        )
+        .await;
+        assert_eq!(done.status, 303, "{action}: {}", done.html);
+        let shown = get_page(&t, &path, Some(&cookie)).await;
+        assert!(
+            shown
+                .html
+                .contains(&format!("data-testid=\"key-status\">{status}<")),
+            "{action}"
+        );
+    }
+    let user = sign_in_form(&t, "user@example.com").await;
+    let seen = get_page(&t, "/keys", Some(&user)).await;
+    assert!(!seen.html.contains("Create key"), "{}", seen.html);
+    let token = csrf_of(&seen.html);
+    let refused = post_form(
+        &t,
+        "/keys",
+        Some(&user),
+        &[("csrf_token", &token), ("name", "sneaky")],
+    )
+    .await;
+    assert_eq!(refused.status, 403, "{}", refused.html);
+}
+
 async fn assets_are_embedded_and_cached_for_a_year(setup: Setup) {
     let t = TestApp::spawn_with(setup).await;
     for (path, mime) in [
@@ -360,4 +479,5 @@ crate::on_both_databases!(
     the_live_balance_shows_a_charge_within_a_second,
     assets_are_embedded_and_cached_for_a_year,
     an_owner_buys_a_pack_through_the_sandbox_and_sees_the_order,
+    a_developer_creates_limits_disables_and_revokes_a_key,
 );

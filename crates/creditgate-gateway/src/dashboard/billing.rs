@@ -117,11 +117,6 @@ async fn buy_page(
     page.custom_min = text(&custom["min_credits"]);
     page.custom_max = text(&custom["max_credits"]);
     page.custom_cents = text(&custom["cents_per_credit"]);
-    let status = if page.buy_errors.message.is_empty() && page.profile_errors.message.is_empty() {
-        StatusCode::OK
-    } else {
-        StatusCode::BAD_REQUEST
-    };
     Ok(html(status, &page))
 }
 

@@ -9,6 +9,7 @@ use axum::routing::MethodRouter;
 use crate::App;
 
 pub mod assets;
+pub mod audit;
 pub mod auth;
 pub mod billing;
 pub mod form;

@@ -429,6 +429,13 @@ async fn a_developer_creates_limits_disables_and_revokes_a_key(setup: Setup) {
             "{action}"
         );
     }
+    let audit = get_page(&t, "/audit", Some(&cookie)).await;
+    assert_eq!(audit.status, 200, "{}", audit.html);
+    assert!(
+        audit.html.contains("<code>api_key.created</code>"),
+        "{}",
+        audit.html
+    );
     let user = sign_in_form(&t, "user@example.com").await;
     let seen = get_page(&t, "/keys", Some(&user)).await;
     assert!(!seen.html.contains("Create key"), "{}", seen.html);

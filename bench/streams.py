@@ -188,7 +188,8 @@ def main() -> int:
             '[billing]\ncredit_name = "credit"\ncredit_usd = "0.005"\nprice_multiplier = "0.70"\n'
         )
         gw_log = work / "gw.log"
-        gw = subprocess.Popen([args.bin, "serve", "--config", str(work / "gw.toml")],
+        wrapper = os.environ.get("STREAMS_GATEWAY_WRAPPER", "").split()
+        gw = subprocess.Popen([*wrapper, args.bin, "serve", "--config", str(work / "gw.toml")],
                               stdout=subprocess.DEVNULL, stderr=gw_log.open("w"))
         procs.append(gw)
         url = wait_for(gw_log, r"listening on (http://[0-9.:]+)", gw)

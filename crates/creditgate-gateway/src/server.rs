@@ -23,6 +23,9 @@ use tower_service::Service;
 
 /// Pause after an accept error (e.g. out of file descriptors) before accepting again.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
+/// Most bytes a connection buffers on its own, reading a request or writing a response (hyper's
+/// default is about 400 KiB): what a slow client has not taken yet stays upstream, not here.
+const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
 
 /// What bounds each client connection.
 #[derive(Debug, Clone, Copy)]
@@ -43,7 +46,8 @@ pub async fn run(
     let graceful = GracefulShutdown::new();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(CONNECTION_BUFFER_BYTES);
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let permit = tokio::select! {

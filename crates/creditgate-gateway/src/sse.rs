@@ -31,18 +31,22 @@ pub struct SseScanner {
 pub struct EventTooLarge;
 
 impl SseScanner {
-    /// Adds a chunk and returns the events it completed.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<Vec<SseEvent>, EventTooLarge> {
+    /// Adds a chunk. Its events are then taken one at a time with [`SseScanner::next_event`], so
+    /// only one event's parsed JSON is alive at a time however large the chunk: a stream the
+    /// upstream is far ahead of arrives in chunks of hundreds of KiB, thousands of events, and
+    /// parsing them all at once held megabytes per slow reader (`docs/benchmarks.md`).
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
         self.buf.extend_from_slice(chunk);
-        let mut events = Vec::new();
-        while let Some(end) = find_event_end(&self.buf) {
-            let raw = self.buf.split_to(end).freeze();
-            events.push(parse_event(raw));
-        }
-        if self.buf.len() > MAX_EVENT_BYTES {
+        if self.buf.len() > MAX_EVENT_BYTES && find_event_end(&self.buf).is_none() {
             return Err(EventTooLarge);
         }
-        Ok(events)
+        Ok(())
+    }
+
+    /// The next complete event, if the chunks pushed so far hold one.
+    pub fn next_event(&mut self) -> Option<SseEvent> {
+        let end = find_event_end(&self.buf)?;
+        Some(parse_event(self.buf.split_to(end).freeze()))
     }
 
     /// Bytes of an unfinished event left at the end of the stream.
@@ -254,7 +258,8 @@ mod tests {
             let mut tally = UsageTally::default();
             let mut forwarded = Vec::new();
             for piece in TRANSCRIPT.as_bytes().chunks(chunk) {
-                for ev in scanner.push(piece).unwrap() {
+                scanner.push(piece).unwrap();
+                while let Some(ev) = scanner.next_event() {
                     tally.observe(&ev);
                     forwarded.extend_from_slice(&ev.raw);
                 }
@@ -281,7 +286,8 @@ mod tests {
         let text = "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":50,\"cache_creation\":{\"ephemeral_5m_input_tokens\":0,\"ephemeral_1h_input_tokens\":7},\"cache_creation_input_tokens\":7,\"output_tokens\":1}}}\n\n\
             event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":20,\"input_tokens\":250,\"server_tool_use\":{\"web_search_requests\":1}}}\n\n\
             event: message_delta\ndata: {\"type\":\"message_delta\",\"usage\":{\"output_tokens\":30,\"input_tokens\":450,\"server_tool_use\":{\"web_search_requests\":2}}}\n\n";
-        for ev in scanner.push(text.as_bytes()).unwrap() {
+        scanner.push(text.as_bytes()).unwrap();
+        while let Some(ev) = scanner.next_event() {
             tally.observe(&ev);
         }
         let u = tally.final_usage().unwrap();
@@ -300,7 +306,8 @@ mod tests {
         let mut scanner = SseScanner::default();
         let text = "event: message_start\r\ndata: {\"type\":\"message_start\",\"message\":{\"usage\":{\"input_tokens\":9,\"output_tokens\":3}}}\r\n\r\n\
             event: content_block_delta\r\ndata: {\"type\":\"content_block_delta\",\"delta\":{\"type\":\"text_delta\",\"text\":\"abcd efgh ij\"}}\r\n\r\n";
-        for ev in scanner.push(text.as_bytes()).unwrap() {
+        scanner.push(text.as_bytes()).unwrap();
+        while let Some(ev) = scanner.next_event() {
             tally.observe(&ev);
         }
         let u = tally.partial_usage().unwrap();
@@ -318,6 +325,23 @@ mod tests {
         // Whitespace a tokenizer spends tokens on: line breaks, runs of spaces or tabs.
         assert_eq!(estimate_text_tokens("a\n\nb"), 4);
         assert_eq!(estimate_text_tokens("a    b\t\t"), 4);
+    }
+
+    #[test]
+    fn a_chunk_of_many_events_gives_them_one_at_a_time() {
+        let mut scanner = SseScanner::default();
+        let one = "event: ping\ndata: {\"type\":\"ping\"}\n\n";
+        scanner.push(one.repeat(3).as_bytes()).unwrap();
+        for left in [2, 1, 0] {
+            let ev = scanner.next_event().unwrap();
+            assert_eq!(ev.name.as_deref(), Some("ping"));
+            assert_eq!(
+                scanner.remainder().len(),
+                one.len() * left,
+                "the rest stays raw"
+            );
+        }
+        assert!(scanner.next_event().is_none());
     }
 
     #[test]

@@ -21,7 +21,7 @@ use super::Admitted;
 use crate::config::STREAM_BUFFER_CHUNKS;
 use crate::error::ApiError;
 use crate::metrics::UpstreamWait;
-use crate::sse::{SseEvent, SseScanner, UsageTally};
+use crate::sse::{SseScanner, UsageTally};
 
 /// How a stream's pump loop ended.
 enum Ending {
@@ -77,11 +77,14 @@ impl Admitted {
                 Ok(chunk) => chunk,
                 Err(ending) => break ending,
             };
-            let events = match run.scanner.push(&chunk) {
-                Ok(ev) => ev,
-                Err(err) => break Ending::Broken(err.to_string()),
-            };
-            let (batch, cut) = self.meter_events(events, chunk.len(), &mut run).await;
+            if let Err(err) = run.scanner.push(&chunk) {
+                break Ending::Broken(err.to_string());
+            }
+            // The scanner has its own copy: the upstream's buffer is not kept while a slow
+            // client is waited for below.
+            let capacity = chunk.len();
+            drop(chunk);
+            let (batch, cut) = self.meter_events(capacity, &mut run).await;
             let sent = if batch.is_empty() || run.client_gone {
                 Some(Ok(()))
             } else {
@@ -141,16 +144,16 @@ impl Admitted {
         }
     }
 
-    /// Reads each event's usage and grows the hold before the event is passed on; returns the
-    /// bytes to pass on and, if the hold could not grow, why (the events after it are not sent).
+    /// Reads each complete event's usage, one event at a time, and grows the hold before the
+    /// event is passed on; returns the bytes to pass on and, if the hold could not grow, why (the
+    /// events after it are not sent).
     async fn meter_events(
         &self,
-        events: Vec<SseEvent>,
         capacity: usize,
         run: &mut Pumping,
     ) -> (Vec<u8>, Option<LedgerError>) {
         let mut batch = Vec::with_capacity(capacity);
-        for ev in events {
+        while let Some(ev) = run.scanner.next_event() {
             let had_start = run.tally.saw_message_start;
             run.tally.observe(&ev);
             if !had_start && run.tally.saw_message_start {

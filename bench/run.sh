@@ -384,6 +384,11 @@ probe() { # target mode
     [ -s "$WORK/unit-cost" ] || die "the gateway's JSON response had no x-creditgate-charged header"
   else
     grep -q '^: creditgate ' "$OUT/probe-$1-stream.body" || die "the gateway's stream had no closing cost comment"
+    local charged
+    charged=$(sed -n 's/^: creditgate //p' "$OUT/probe-$1-stream.body" | python3 -c 'import json,sys; print(json.load(sys.stdin)["charged"])')
+    # Streams cost what the same answer costs as JSON; a stream-only run prices from it.
+    [ -s "$WORK/unit-cost" ] || echo "$charged" >"$WORK/unit-cost"
+    [ "$charged" = "$(cat "$WORK/unit-cost")" ] || die "a stream cost $charged, the same answer as JSON $(cat "$WORK/unit-cost")"
   fi
 }
 

@@ -66,6 +66,8 @@ pub struct FakeStripe {
     pub clock_skew_secs: Arc<std::sync::atomic::AtomicI64>,
     /// How many of the next `POST /v1/payment_intents` answers are lost after the charge.
     pub lose_intent_answers: Arc<std::sync::atomic::AtomicUsize>,
+    /// `GET /v1/checkout/sessions/{id}` calls answered so far (how often creditgate asked again).
+    pub session_reads: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 fn error(status: StatusCode, message: &str) -> Response {
@@ -93,6 +95,7 @@ impl FakeStripe {
             http: reqwest::Client::new(),
             clock_skew_secs: Arc::default(),
             lose_intent_answers: Arc::default(),
+            session_reads: Arc::default(),
         }
     }
 
@@ -286,6 +289,8 @@ async fn get_session(
     if let Err(r) = s.check(&headers, false) {
         return *r;
     }
+    s.session_reads
+        .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     match s.session(&id) {
         Some(session) => Json(session).into_response(),
         None => error(

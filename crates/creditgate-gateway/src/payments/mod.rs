@@ -33,6 +33,8 @@ use self::stripe::StripeClient;
 
 /// Open orders one reconciliation pass re-checks.
 pub const RECONCILE_BATCH: i64 = 200;
+/// The job lease's name: one replica reconciles per interval.
+const RECONCILE_JOB: &str = "reconciliation";
 
 /// The payment side of the app: its settings and the Stripe client, if configured.
 pub struct Payments {
@@ -504,13 +506,30 @@ pub fn order_json(order: &Order, public_url: &str) -> Value {
     })
 }
 
-/// Runs reconciliation forever at the configured interval.
+/// Offers to run reconciliation at the configured interval; the replica holding the job's lease
+/// for that interval runs it, so replicas sharing a database do not ask the provider about the
+/// same orders at once (`docs/payments.md`).
 pub async fn reconcile_forever(app: Arc<App>) {
     let every = std::time::Duration::from_millis(app.payments.cfg.reconcile_interval_ms.max(1_000));
+    // A little shorter than the interval, so the lease has lapsed when any replica ticks next.
+    let lease_ms = i64::try_from(every.as_millis() * 9 / 10).unwrap_or(i64::MAX);
+    let owner = crate::ids::fresh("lease");
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
+        match app
+            .db
+            .claim_job(RECONCILE_JOB, &owner, app.clock.now(), lease_ms)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(error) => {
+                tracing::warn!(%error, "reconciliation lease unavailable");
+                continue;
+            }
+        }
         let changed = app.payments.reconcile(&app).await;
         if changed > 0 {
             tracing::info!(changed, "reconciled open orders");

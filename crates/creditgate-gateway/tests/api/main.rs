@@ -24,6 +24,7 @@ mod payments;
 mod progressive;
 mod quote;
 mod receiver;
+mod reconcile;
 mod reload_alerts;
 mod report_exactness;
 mod reports;

@@ -248,26 +248,37 @@ async fn checkouts_are_refused_with_a_reason(setup: Setup) {
 /// A gateway whose checkouts go to a fake Stripe that delivers events to its webhook, on the
 /// database of `base`.
 pub(crate) async fn stripe_buyer_on(base: Setup) -> (TestApp, FakeStripe) {
+    let (fake, fake_addr) = fake_stripe().await;
+    let t = TestApp::spawn_with(stripe_setup(base, fake_addr, "")).await;
+    fake.set_webhook_url(&format!("{}/webhooks/stripe", t.address));
+    profile(&t, "FR").await;
+    (t, fake)
+}
+
+/// A fake Stripe serving on a loopback port.
+pub(crate) async fn fake_stripe() -> (FakeStripe, std::net::SocketAddr) {
     let fake = FakeStripe::new(STRIPE_KEY, WEBHOOK_SECRET);
     let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
         .await
         .unwrap();
     let fake_addr = listener.local_addr().unwrap();
     tokio::spawn(creditgate_sim::stripe::serve(listener, fake.clone()));
-    let t = TestApp::spawn_with(Setup {
+    (fake, fake_addr)
+}
+
+/// `base` with no credits and the Stripe provider pointed at the fake at `fake_addr`;
+/// `payments` are more lines of the `[payments]` section.
+pub(crate) fn stripe_setup(base: Setup, fake_addr: std::net::SocketAddr, payments: &str) -> Setup {
+    Setup {
         credits: NanoCredits::ZERO,
         extra_toml: format!(
-            "[payments]\nprovider = \"stripe\"\n[payments.stripe]\napi_base = \
+            "[payments]\nprovider = \"stripe\"\n{payments}\n[payments.stripe]\napi_base = \
              \"http://{fake_addr}\"\nsecret_key = \"{STRIPE_KEY}\"\nwebhook_secrets = \
              [\"whsec_old\", \"{WEBHOOK_SECRET}\"]\n{}",
             base.extra_toml
         ),
         ..base
-    })
-    .await;
-    fake.set_webhook_url(&format!("{}/webhooks/stripe", t.address));
-    profile(&t, "FR").await;
-    (t, fake)
+    }
 }
 
 pub(crate) async fn fake_pay(t: &TestApp, fake_base: &str, session: &str, card: &str) -> Value {

@@ -14,6 +14,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod ids;
+pub mod jobs;
 pub mod lifecycle;
 pub mod lists;
 pub mod mail;

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use super::{emit, recipients, send_all, spawn};
 use crate::error::ApiError;
+use crate::jobs::LeasedJob;
 use crate::App;
 
 const DAY_MS: i64 = 86_400_000;
@@ -209,23 +210,15 @@ pub async fn reload_outcome(app: &App, org: &OrganizationId, o: &ReloadOutcome) 
 
 /// Offers to run the expiry scan every minute; the replica holding the job's lease runs it.
 pub async fn expiry_forever(app: Arc<App>) {
-    let owner = crate::ids::fresh("lease");
+    let job = LeasedJob::new("expiry-warnings", EXPIRY_LEASE_MS);
     let mut tick = tokio::time::interval(EXPIRY_INTERVAL);
     loop {
         tick.tick().await;
-        let now = app.clock.now();
-        match app
-            .db
-            .claim_job("expiry-warnings", &owner, now, EXPIRY_LEASE_MS)
-            .await
-        {
-            Ok(true) => {
-                if let Err(e) = scan_expiring(&app).await {
-                    tracing::warn!(error = %e.message, "expiry scan failed");
-                }
-            }
-            Ok(false) => {}
-            Err(e) => tracing::warn!(error = %e, "expiry scan lease unavailable"),
+        if !job.claim(&app).await {
+            continue;
+        }
+        if let Err(e) = scan_expiring(&app).await {
+            tracing::warn!(error = %e.message, "expiry scan failed");
         }
     }
 }

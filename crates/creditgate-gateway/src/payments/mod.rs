@@ -511,24 +511,14 @@ pub fn order_json(order: &Order, public_url: &str) -> Value {
 /// same orders at once (`docs/payments.md`).
 pub async fn reconcile_forever(app: Arc<App>) {
     let every = std::time::Duration::from_millis(app.payments.cfg.reconcile_interval_ms.max(1_000));
-    // A little shorter than the interval, so the lease has lapsed when any replica ticks next.
     let lease_ms = i64::try_from(every.as_millis() * 9 / 10).unwrap_or(i64::MAX);
-    let owner = crate::ids::fresh("lease");
+    let job = crate::jobs::LeasedJob::new(RECONCILE_JOB, lease_ms);
     let mut tick = tokio::time::interval(every);
     tick.tick().await;
     loop {
         tick.tick().await;
-        match app
-            .db
-            .claim_job(RECONCILE_JOB, &owner, app.clock.now(), lease_ms)
-            .await
-        {
-            Ok(true) => {}
-            Ok(false) => continue,
-            Err(error) => {
-                tracing::warn!(%error, "reconciliation lease unavailable");
-                continue;
-            }
+        if !job.claim(&app).await {
+            continue;
         }
         let changed = app.payments.reconcile(&app).await;
         if changed > 0 {

@@ -62,10 +62,11 @@ function charts(root) {
     const width = Math.max(280, el.clientWidth || 600);
     const opts = {
       width: width, height: 260, series: series,
-      scales: { x: { time: spec.time } },
+      scales: { x: spec.time ? { time: true } : { time: false, range: () => [-0.5, spec.x.length - 0.5] } },
       axes: [{ values: spec.time ? undefined : (u, ticks) => ticks.map((t) => spec.x_names[t] || "") }, {}],
     };
-    const columns = [spec.x].concat(spec.series.map((s) => s.values));
+    // Credits travel as exact decimal strings; the chart only draws them.
+    const columns = [spec.x].concat(spec.series.map((s) => s.values.map(Number)));
     new uPlot(opts, columns, el);
   });
 }

@@ -178,6 +178,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/operator/plans", OperatorPage, "Create a plan (form)", page(post(op::plans::create))),
         r("POST", "/operator/plans/{id}", OperatorPage, "Edit or archive a plan (form)", page(post(op::plans::update))),
         r("GET", "/operator/prices", OperatorPage, "The prices in force", page(get(op::prices::page))),
+        r("GET", "/usage", Page, "Usage and cost by day, model and key, with CSV downloads", page(get(dash::usage::page))),
         r("GET", "/audit", Page, "The audit log, newest first", page(get(dash::audit::page))),
         r("GET", "/keys", Page, "API keys: list and create", page(get(dash::keys::page))),
         r("POST", "/keys", Page, "Create an API key (form; the secret shown once)", page(post(dash::keys::create))),

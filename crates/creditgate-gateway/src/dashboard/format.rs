@@ -85,6 +85,15 @@ pub fn text(value: &Value) -> String {
     }
 }
 
+/// JSON for a `<script type="application/json">` block: `<`, `>` and `&` escaped inside strings
+/// (`\u003c`…), so no value (a key's name) can close the block.
+pub fn script_json(v: &Value) -> String {
+    v.to_string()
+        .replace('<', "\\u003c")
+        .replace('>', "\\u003e")
+        .replace('&', "\\u0026")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +107,13 @@ mod tests {
         let unit = CreditUnit::reseller_default();
         let a = Amount::of(NanoCredits::from_credits(10_000).unwrap(), &unit);
         assert_eq!((a.credits.as_str(), a.usd.as_str()), ("10000", "$50.00"));
+    }
+
+    #[test]
+    fn script_json_cannot_close_its_block() {
+        let v = serde_json::json!({"label": "</script><b>&"});
+        let s = script_json(&v);
+        assert!(!s.contains('<') && !s.contains('>'), "{s}");
+        assert_eq!(serde_json::from_str::<Value>(&s).unwrap(), v);
     }
 }

@@ -2,6 +2,7 @@
 //! this once, with a copy button), setting limits, disabling, enabling and revoking — each
 //! through the `/v1/organizations/api_keys` handlers (`docs/dashboard.md`, `docs/accounts.md`).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use askama::Template;
@@ -88,6 +89,20 @@ async fn keys_page(
         .map(key_row)
         .collect();
     Ok(html(status, &page))
+}
+
+/// Every key's name by id (the usage pages label keys with them).
+pub async fn names(
+    app: &Arc<App>,
+    caller: &crate::caller::OrgCaller,
+) -> Result<BTreeMap<String, String>, crate::error::ApiError> {
+    let q = ListQuery {
+        limit: Some("1000".into()),
+        ..Default::default()
+    };
+    let Json(list) = org::list_api_keys(State(app.clone()), caller.clone(), Query(q)).await?;
+    let keys = list["data"].as_array().into_iter().flatten();
+    Ok(keys.map(|k| (text(&k["id"]), text(&k["name"]))).collect())
 }
 
 fn blank(mut c: Chrome) -> KeysPage {

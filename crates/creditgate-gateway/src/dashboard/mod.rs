@@ -20,6 +20,7 @@ pub mod live;
 pub mod operator;
 pub mod overview;
 pub mod pages;
+pub mod usage;
 pub mod viewer;
 
 /// A dashboard route: the handler behind [`guard::guard`] (security headers, the form's CSRF

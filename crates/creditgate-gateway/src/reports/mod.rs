@@ -260,13 +260,41 @@ async fn answer(
         );
         return Ok(resp);
     }
-    let from = page_start(app, &scope, &q)?;
-    let page = build(&app.db, &scope, &q, from, q.limit, now).await?;
+    Ok(Json(json_page(app, &scope, &q, now).await?).into_response())
+}
+
+/// One JSON page of a parsed report query, with its `next_page` token.
+async fn json_page(
+    app: &App,
+    scope: &Scope,
+    q: &ReportQuery,
+    now: Timestamp,
+) -> Result<Value, ApiError> {
+    let from = page_start(app, scope, q)?;
+    let page = build(&app.db, scope, q, from, q.limit, now).await?;
     let secret = page_secret(app);
-    let next_page = page
-        .next
-        .map(|n| page_token(&secret, &q.binding(&scope), n));
-    Ok(Json(page_json(&q, &page, unit, operator, next_page)?).into_response())
+    let next_page = page.next.map(|n| page_token(&secret, &q.binding(scope), n));
+    page_json(
+        q,
+        &page,
+        &app.cfg.credit_unit,
+        *scope == Scope::Operator,
+        next_page,
+    )
+}
+
+/// An organization's report as the JSON its route answers for `query` (the dashboard's usage
+/// and cache pages read it; same checks, same sums).
+pub async fn org_json(
+    app: &App,
+    caller: &OrgCaller,
+    kind: ReportKind,
+    query: &str,
+) -> Result<Value, ApiError> {
+    caller.require(Action::Read)?;
+    let now = app.clock.now();
+    let q = ReportQuery::parse(kind, query, None, false, now)?;
+    json_page(app, &Scope::Organization(caller.org.clone()), &q, now).await
 }
 
 async fn org_report(

@@ -12,6 +12,7 @@ mod buying;
 mod concurrency;
 mod console;
 mod dashboard;
+mod dashboard_money;
 mod database_down;
 mod disconnects;
 mod estimate;

@@ -11,7 +11,8 @@ use creditgate_core::accounts::{period_start, LimitPeriod};
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
-use creditgate_core::ledger::LedgerStore;
+use creditgate_core::ledger::{LedgerError, LedgerStore};
+use creditgate_core::payments::credit_line::CreditLine;
 use creditgate_core::receipt::Receipt;
 use creditgate_core::usage::UsageRecord;
 use serde_json::{json, Value};
@@ -42,6 +43,11 @@ async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> 
 /// An organization's credits as `GET /v1/credits` shows them.
 pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiError> {
     let b = app.db.balance(org).await?;
+    let line = app
+        .db
+        .credit_line(org)
+        .await?
+        .unwrap_or(CreditLine::PREPAID);
     let now = app.clock.now();
     let spend = crate::reload::advice::recent_spend(app, org, now).await?;
     let soon = now.plus_millis(EXPIRING_SOON_DAYS * DAY_MS);
@@ -73,6 +79,11 @@ pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiErr
         "pending": b.held,
         "balance": b.posted,
         "debt": b.debt,
+        // The credit line (`docs/credit-lines.md`): an invoiced organization's requests are
+        // admitted while available + credit_limit covers their hold; `spendable` is that sum.
+        "billing_mode": line.mode.as_str(),
+        "credit_limit": line.limit,
+        "spendable": b.available.checked_add(line.limit).map_err(LedgerError::from)?,
         "lots": lots,
         "expiring_soon": expiring,
         // Days of runway at the last days' average spend; null without spend.

@@ -1,5 +1,6 @@
 //! The billing service: the changes to an organization's money and money settings that a person
-//! asks for — grants of credits and the disconnect policy — from the CLI and the operator API
+//! asks for — grants of credits, the credit line and the disconnect policy — from the CLI and
+//! the operator API
 //! alike. Each is checked by the grant rules of core ([`GrantRequest::check`], which payments
 //! obey too when they credit an order) and written to the audit log with who did it.
 //!
@@ -12,6 +13,7 @@ use creditgate_core::ledger::{
     GrantRequest, Granted, LedgerError, LedgerStore, LotCategory, LotSource,
 };
 use creditgate_core::money::{Decimal, NanoCredits};
+use creditgate_core::payments::credit_line::{BillingMode, CreditLine};
 use creditgate_core::usage::DisconnectPolicy;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -154,6 +156,82 @@ pub async fn set_disconnect_policy(
             json!({"disconnect_policy": policy.map(DisconnectPolicy::as_str)}),
         )
         .await
+}
+
+/// The organization's credit line after changing its mode and/or limit (`None`: unchanged),
+/// checked against the current line; nothing is written (`set_credit_line` does).
+pub async fn next_credit_line(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    mode: Option<BillingMode>,
+    limit: Option<NanoCredits>,
+) -> Result<CreditLine, ApiError> {
+    let current = change
+        .db
+        .credit_line(org)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("No organization {org}.")))?;
+    current
+        .changed(mode, limit)
+        .map_err(|e| ApiError::invalid_request(e.to_string()))
+}
+
+/// Sets the billing mode and credit limit admission reads; audited with the line before and
+/// after. Holds already placed stay whatever the change; a limit below what the organization
+/// owes refuses new requests until payments bring it back under (nothing is lost or moved).
+pub async fn set_credit_line(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    line: CreditLine,
+) -> Result<(), ApiError> {
+    let before = change.db.credit_line(org).await?;
+    if before == Some(line) {
+        return Ok(());
+    }
+    if !change.db.set_credit_line(org, &line).await? {
+        return Err(ApiError::not_found(format!("No organization {org}.")));
+    }
+    change
+        .audit(
+            org,
+            "organization.credit_line_set",
+            "organization",
+            org.as_str(),
+            json!({
+                "billing_mode": line.mode.as_str(),
+                "credit_limit": line.limit,
+                "previous": before.map(|b| json!({"billing_mode": b.mode.as_str(),
+                                                  "credit_limit": b.limit})),
+            }),
+        )
+        .await
+}
+
+/// Parses a billing mode as the API and the CLI take it: `prepaid` or `invoiced`.
+pub fn parse_billing_mode(text: &str) -> Result<BillingMode, ApiError> {
+    BillingMode::parse(text)
+        .ok_or_else(|| ApiError::invalid_request("billing_mode: must be prepaid or invoiced"))
+}
+
+/// Parses a credit limit: credits as a decimal string (`"5000"`, `"12.5"`) or a JSON integer.
+pub fn parse_credit_limit(value: &serde_json::Value) -> Result<NanoCredits, ApiError> {
+    let bad = || {
+        ApiError::invalid_request(
+            "credit_limit: must be a number of credits (an integer or a decimal string) >= 0",
+        )
+    };
+    let limit = match value {
+        serde_json::Value::String(s) => s.parse::<NanoCredits>().map_err(|_| bad())?,
+        serde_json::Value::Number(n) => {
+            let credits = n.as_i64().ok_or_else(bad)?;
+            NanoCredits::from_credits(credits).map_err(|_| bad())?
+        }
+        _ => return Err(bad()),
+    };
+    if limit.is_negative() {
+        return Err(bad());
+    }
+    Ok(limit)
 }
 
 /// Parses a disconnect policy as the API and the CLI take it: `drain`, `cancel`, or `None`

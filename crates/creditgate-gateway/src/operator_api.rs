@@ -10,6 +10,7 @@ use creditgate_core::accounts::{parse_name, Actor, Email};
 use creditgate_core::ids::OrganizationId;
 use creditgate_core::ledger::{LedgerStore, LotCategory, Organization};
 use creditgate_core::money::NanoCredits;
+use creditgate_core::payments::credit_line::CreditLine;
 use creditgate_core::usage::DisconnectPolicy;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -33,6 +34,11 @@ fn change<'a>(app: &'a App, op: &Operator) -> Change<'a> {
 async fn org_json(app: &App, org: &Organization) -> Result<Value, ApiError> {
     let suspended = app.db.organization_suspended(&org.id).await?;
     let policy = app.db.disconnect_policy(&org.id).await?;
+    let line = app
+        .db
+        .credit_line(&org.id)
+        .await?
+        .unwrap_or(CreditLine::PREPAID);
     Ok(json!({
         "id": org.id,
         "type": "organization",
@@ -40,6 +46,8 @@ async fn org_json(app: &App, org: &Organization) -> Result<Value, ApiError> {
         "created_at": org.created_at.to_rfc3339(),
         "status": if suspended { "suspended" } else { "active" },
         "disconnect_policy": policy.map(DisconnectPolicy::as_str),
+        "billing_mode": line.mode.as_str(),
+        "credit_limit": line.limit,
         "owner": members::owner(&app.db, &org.id).await?.map(|m| members::user_json(&m)),
     }))
 }
@@ -110,10 +118,14 @@ pub struct OrganizationChange {
     disconnect_policy: Option<Option<String>>,
     /// Invites an owner, for an organization that has none.
     owner_email: Option<String>,
+    billing_mode: Option<String>,
+    /// Credits, as a decimal string or an integer (`docs/credit-lines.md`).
+    credit_limit: Option<Value>,
 }
 
 /// `POST /admin/v1/organizations/{id}` `{"name"?,"status"?,"disconnect_policy"?,
-/// "owner_email"?}`. Every field is checked before anything changes.
+/// "owner_email"?,"billing_mode"?,"credit_limit"?}`. Every field is checked before anything
+/// changes.
 pub async fn update(
     State(app): State<Arc<App>>,
     op: Operator,
@@ -141,6 +153,7 @@ pub async fn update(
         .map(|p| billing::parse_policy(p.as_deref()))
         .transpose()?;
     let owner_email = req.owner_email.as_deref().map(Email::parse).transpose()?;
+    let line = credit_line(&change, &org.id, &req).await?;
     if owner_email.is_some() && members::owner(&app.db, &org.id).await?.is_some() {
         return Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
@@ -157,11 +170,38 @@ pub async fn update(
     if let Some(s) = suspend {
         members::set_suspended(&change, &org.id, s).await?;
     }
+    if let Some(line) = line {
+        billing::set_credit_line(&change, &org.id, line).await?;
+    }
     if let Some(email) = &owner_email {
         let url = app.cfg.accounts.public_url.as_str();
         members::invite_owner(&change, &org.id, email, &app.mailer, url).await?;
     }
     Ok(Json(org_json(&app, &find(&app, &id).await?).await?))
+}
+
+/// The credit line a change asks for, checked (`None` when it names neither field).
+async fn credit_line(
+    change: &Change<'_>,
+    org: &OrganizationId,
+    req: &OrganizationChange,
+) -> Result<Option<CreditLine>, ApiError> {
+    if req.billing_mode.is_none() && req.credit_limit.is_none() {
+        return Ok(None);
+    }
+    let mode = req
+        .billing_mode
+        .as_deref()
+        .map(billing::parse_billing_mode)
+        .transpose()?;
+    let limit = req
+        .credit_limit
+        .as_ref()
+        .map(billing::parse_credit_limit)
+        .transpose()?;
+    billing::next_credit_line(change, org, mode, limit)
+        .await
+        .map(Some)
 }
 
 #[derive(Deserialize)]

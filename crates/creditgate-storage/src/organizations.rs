@@ -1,11 +1,12 @@
-//! What an organization is beyond its money: its status, search by name, its admin keys, its
-//! API keys' limits and request-rate windows, and the append-only audit log.
+//! What an organization is beyond its money: its status, its credit line, search by name, its
+//! admin keys, its API keys' limits and request-rate windows, and the append-only audit log.
 
 use creditgate_core::accounts::{Actor, AdminKeyRecord, AuditEvent, KeyLimits};
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{AdminKeyId, ApiKeyId, OrganizationId};
 use creditgate_core::keys::{ApiKeyRecord, KeyHint, KeyStatus};
 use creditgate_core::ledger::{LedgerError, LedgerResult, Organization};
+use creditgate_core::payments::credit_line::{BillingMode, CreditLine};
 
 use crate::accounts::corrupt;
 use crate::run::Step;
@@ -95,6 +96,43 @@ impl Database {
         )
         .await?;
         Ok(())
+    }
+
+    /// The organization's billing mode and credit limit; `None` if there is no organization.
+    pub async fn credit_line(&self, org: &OrganizationId) -> LedgerResult<Option<CreditLine>> {
+        self.query_opt(
+            "SELECT billing_mode, credit_limit FROM org_state WHERE org = $1",
+            vec![text(org)],
+            |row| {
+                let mode = row.text(0)?;
+                Ok(CreditLine {
+                    mode: BillingMode::parse(&mode).ok_or_else(|| corrupt("billing mode"))?,
+                    limit: row.nanos(1)?,
+                })
+            },
+        )
+        .await
+    }
+
+    /// Sets the billing mode and credit limit admission reads on the organization's state row
+    /// (the ledger's money operations never write these columns); `false` if there is no
+    /// organization.
+    pub async fn set_credit_line(
+        &self,
+        org: &OrganizationId,
+        line: &CreditLine,
+    ) -> LedgerResult<bool> {
+        let n = self
+            .execute(
+                "UPDATE org_state SET billing_mode = $2, credit_limit = $3 WHERE org = $1",
+                vec![
+                    text(org),
+                    text(line.mode.as_str()),
+                    Param::Int(line.limit.nanos()),
+                ],
+            )
+            .await?;
+        Ok(n == 1)
     }
 
     /// Renames an organization; `false` if there is none.

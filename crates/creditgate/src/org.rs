@@ -1,5 +1,5 @@
 //! `creditgate org …`: create, list and search organizations, suspend and resume them, grant
-//! credits, issue admin keys, set their gateway policy, read the audit log — through the same
+//! credits, set their credit line, issue admin keys, set their gateway policy, read the audit log — through the same
 //! accounts service as the operator API (`/admin/v1/*`), so every change is audited.
 
 use clap::{Args, Subcommand};
@@ -105,6 +105,17 @@ enum OrgCommand {
         #[arg(long, value_parser = ["drain", "cancel", "default"])]
         disconnect: String,
     },
+    /// Set how an organization pays (`docs/credit-lines.md`): `--mode invoiced` with a
+    /// `--limit` in credits lets its requests spend past zero up to the limit, billed by a
+    /// monthly invoice; `--mode prepaid` ends the line (its limit becomes 0).
+    CreditLine {
+        org: String,
+        #[arg(long, value_parser = ["prepaid", "invoiced"])]
+        mode: Option<String>,
+        /// Credits, as an exact decimal (>= 0).
+        #[arg(long)]
+        limit: Option<String>,
+    },
 }
 
 fn org_json(org: &Organization) -> Value {
@@ -177,6 +188,9 @@ pub async fn run(db: &Database, args: OrgArgs, as_json: bool) -> anyhow::Result<
         OrgCommand::SetPolicy { org, disconnect } => {
             set_policy(&change, &org, &disconnect, as_json).await?
         }
+        OrgCommand::CreditLine { org, mode, limit } => {
+            credit_line(&change, &org, mode.as_deref(), limit, as_json).await?
+        }
     }
     Ok(())
 }
@@ -240,6 +254,44 @@ async fn set_policy(
     let value = json!({"id": org, "disconnect_policy": policy});
     emit(as_json, &value, || {
         format!("{org}: disconnect policy {}", policy.unwrap_or("default"))
+    });
+    Ok(())
+}
+
+/// `org credit-line`: through the billing service, as `POST /admin/v1/organizations/{id}`
+/// `{"billing_mode","credit_limit"}`.
+async fn credit_line(
+    change: &Change<'_>,
+    org: &str,
+    mode: Option<&str>,
+    limit: Option<String>,
+    as_json: bool,
+) -> anyhow::Result<()> {
+    let org = org_id(org)?;
+    if mode.is_none() && limit.is_none() {
+        anyhow::bail!("give --mode, --limit or both");
+    }
+    let mode = mode
+        .map(billing::parse_billing_mode)
+        .transpose()
+        .map_err(fail)?;
+    let limit = limit
+        .map(|l| billing::parse_credit_limit(&Value::String(l)))
+        .transpose()
+        .map_err(fail)?;
+    let line = billing::next_credit_line(change, &org, mode, limit)
+        .await
+        .map_err(fail)?;
+    billing::set_credit_line(change, &org, line)
+        .await
+        .map_err(fail)?;
+    let value = json!({"id": org, "billing_mode": line.mode.as_str(), "credit_limit": line.limit});
+    emit(as_json, &value, || {
+        format!(
+            "{org}: {} with a credit limit of {}",
+            line.mode.as_str(),
+            line.limit
+        )
     });
     Ok(())
 }

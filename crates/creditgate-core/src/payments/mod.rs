@@ -3,6 +3,7 @@
 //! credited. Providers themselves (I/O) live in the gateway; this is the vocabulary they share.
 
 pub mod cards;
+pub mod credit_line;
 pub mod signature;
 
 use serde::{Deserialize, Serialize};

@@ -159,7 +159,8 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
         ("GET", "/admin/v1/organizations") => (Nothing, J(list_of("OperatorOrganization"))),
         ("GET", "/admin/v1/organizations/{id}") => (Nothing, ok("OperatorOrganization")),
         ("POST", "/admin/v1/organizations/{id}") => (Json(obj(&[], json!({"name": s(), "status": {"enum": ["active", "suspended"]},
-            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner_email": s()}))), ok("OperatorOrganization")),
+            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner_email": s(),
+            "billing_mode": {"enum": ["prepaid", "invoiced"]}, "credit_limit": credits()}))), ok("OperatorOrganization")),
         ("POST", "/admin/v1/organizations/{id}/grants") => (Json(r("Grant")), ok("Lot")),
         ("POST", "/admin/v1/organizations/{id}/payments") => (Json(obj(&["method", "reference", "amount_cents", "currency"], json!({
             "method": {"enum": ["crypto", "bank_transfer", "chat", "other"]}, "reference": s(), "amount_cents": int(),
@@ -238,6 +239,7 @@ pub fn components() -> Value {
     let money = json!({
         "Credits": obj(&["available", "pending", "balance", "lots"], json!({"organization_id": s(), "unit": {"type": "object"},
             "available": credits(), "pending": credits(), "balance": credits(), "debt": credits(),
+            "billing_mode": {"enum": ["prepaid", "invoiced"]}, "credit_limit": credits(), "spendable": credits(),
             "lots": {"type": "array", "items": lot}, "expiring_soon": {"type": "array", "items": {"type": "object"}},
             "forecast": {"type": ["object", "null"], "properties": {"days_of_runway": s(), "average_daily_spend": credits(), "basis_days": int()}}})),
         "Quote": obj(&["type", "model", "stream", "max_tokens", "input_tokens", "worst_case", "first_slice", "hold",
@@ -259,7 +261,8 @@ pub fn components() -> Value {
             "disconnect_policy": ns(), "lots": {"type": "array", "items": {"type": "object"}}, "created_at": time()})),
         "OperatorOrganization": obj(&["id", "type", "name", "created_at", "status"], json!({"id": s(), "type": {"const": "organization"},
             "name": s(), "created_at": time(), "status": {"enum": ["active", "suspended"]},
-            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner": {"oneOf": [r("User"), {"type": "null"}]}})),
+            "disconnect_policy": {"enum": ["drain", "cancel", null]}, "owner": {"oneOf": [r("User"), {"type": "null"}]},
+            "billing_mode": {"enum": ["prepaid", "invoiced"]}, "credit_limit": credits()})),
         "Grant": obj(&["amount", "category", "reference"], json!({"amount": credits(), "category": {"enum": ["granted", "paid"]},
             "expires_in_days": nint(), "reference": s(), "memo": s()})),
         "Lot": obj(&["id", "type", "amount", "remaining", "category"], json!({"id": s(), "type": {"const": "lot"},

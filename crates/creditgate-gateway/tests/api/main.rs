@@ -11,6 +11,7 @@ mod backpressure;
 mod buying;
 mod concurrency;
 mod console;
+mod credit_lines;
 mod dashboard;
 mod dashboard_money;
 mod database_down;

@@ -118,12 +118,15 @@ pub(crate) const DANGLING_CHECKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// The cached per-organization state: unpaid overrun and the head of the entry chain.
+/// The cached per-organization state: unpaid overrun and the head of the entry chain; and the
+/// credit limit admission may spend into debt (zero unless the organization is invoiced), which
+/// only the credit line's own update writes (`save_org_state` leaves it alone).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct OrgState {
     pub debt: NanoCredits,
     pub last_seq: i64,
     pub last_hash: String,
+    pub credit_limit: NanoCredits,
 }
 
 /// A transfer as stored: enough to tell a replay from a conflict and to answer the replay.

@@ -428,7 +428,7 @@ pub(crate) async fn refund_lot<J: Journal>(
         lot.remaining
     };
     if amount.is_positive() {
-        ensure_available(j, &req.org, &state, amount, now).await?;
+        ensure_available(j, &req.org, &state, amount, NanoCredits::ZERO, now).await?;
         let mut chain = Chain::new(&req.org, &req.transfer_id, &mut state, now);
         chain
             .post(j, &account::lot(&lot.id), account::REFUND, amount)
@@ -559,7 +559,7 @@ async fn adjust_down<J: Journal>(
     now: Timestamp,
 ) -> LedgerResult<Adjusted> {
     let needed = req.amount.checked_neg()?;
-    ensure_available(j, &req.org, state, needed, now).await?;
+    ensure_available(j, &req.org, state, needed, NanoCredits::ZERO, now).await?;
     let lots = j.spendable_lots(&req.org, now).await?;
     let (draws, uncovered) = plan_draws(&lots, needed, now)?;
     if uncovered.is_positive() {
@@ -716,25 +716,28 @@ async fn record<J: Journal, T: Serialize>(
     .await
 }
 
-/// `Insufficient` unless the organization's available credit at `now` covers `needed`.
+/// `Insufficient` unless the organization's available credit at `now`, plus the credit `line`
+/// it may spend into debt, covers `needed`. The refusal reports what could be had (available
+/// plus the line), so the caller's advice (the largest `max_tokens` that fits) stays true.
 async fn ensure_available<J: Journal>(
     j: &mut J,
     org: &OrganizationId,
     state: &OrgState,
     needed: NanoCredits,
+    line: NanoCredits,
     now: Timestamp,
 ) -> LedgerResult<()> {
     let spendable = j.spendable_total(org, now).await?;
     let (held, _) = j.held(org, now).await?;
-    let available = available(spendable, state.debt, held)?;
+    let available = available(spendable, state.debt, held)?.checked_add(line)?;
     if available < needed {
         return Err(LedgerError::Insufficient { available, needed });
     }
     Ok(())
 }
 
-/// The admission rule for placing or growing a hold by `amount`: available credit and every
-/// spend limit must cover it. Runs under the organization's lock, so it is one atomic step with
+/// The admission rule for placing or growing a hold by `amount`: available credit plus the
+/// organization's credit limit (zero unless invoiced) and every spend limit must cover it. Runs under the organization's lock, so it is one atomic step with
 /// the write that follows.
 async fn admit<J: Journal>(
     j: &mut J,
@@ -744,7 +747,7 @@ async fn admit<J: Journal>(
     limits: &[SpendLimit],
     now: Timestamp,
 ) -> LedgerResult<()> {
-    ensure_available(j, org, state, amount, now).await?;
+    ensure_available(j, org, state, amount, state.credit_limit, now).await?;
     for limit in limits {
         check_scope(&limit.scope)?;
         let spent = j.scope_spend(&limit.scope, limit.since, now).await?;
@@ -917,6 +920,7 @@ pub(crate) fn genesis_state() -> OrgState {
         debt: NanoCredits::ZERO,
         last_seq: 0,
         last_hash: GENESIS_HASH.to_owned(),
+        credit_limit: NanoCredits::ZERO,
     }
 }
 

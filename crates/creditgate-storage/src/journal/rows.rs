@@ -23,12 +23,13 @@ pub(crate) fn organization(row: &dyn Columns) -> LedgerResult<Organization> {
     })
 }
 
-/// Columns: debt, last_seq, last_hash.
+/// Columns: debt, last_seq, last_hash, credit_limit.
 pub(crate) fn org_state(row: &dyn Columns) -> LedgerResult<OrgState> {
     Ok(OrgState {
         debt: row.nanos(0)?,
         last_seq: row.int(1)?,
         last_hash: row.text(2)?,
+        credit_limit: row.nanos(3)?,
     })
 }
 

@@ -110,7 +110,8 @@ macro_rules! scope_match {
 /// Postgres's statements where the text differs from SQLite's.
 const DIALECT: Dialect = Dialect {
     // Replicas serialize on the organization's row.
-    lock_org: "SELECT debt, last_seq, last_hash FROM org_state WHERE org = $1 FOR UPDATE",
+    lock_org: "SELECT debt, last_seq, last_hash, credit_limit FROM org_state WHERE org = $1 \
+               FOR UPDATE",
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

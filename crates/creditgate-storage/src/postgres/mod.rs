@@ -79,6 +79,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0013_webhooks",
         include_str!("../../migrations/postgres/0013_webhooks.sql"),
     ),
+    (
+        15,
+        "0015_credit_lines",
+        include_str!("../../migrations/postgres/0015_credit_lines.sql"),
+    ),
 ];
 
 /// Connections per process.

@@ -70,7 +70,7 @@ macro_rules! scope_match {
 /// SQLite's statements where the text differs from Postgres's.
 const DIALECT: Dialect = Dialect {
     // The writer thread holds the only write transaction: reading is locking.
-    lock_org: "SELECT debt, last_seq, last_hash FROM org_state WHERE org = $1",
+    lock_org: "SELECT debt, last_seq, last_hash, credit_limit FROM org_state WHERE org = $1",
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

@@ -74,6 +74,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0013_webhooks",
         include_str!("../../migrations/sqlite/0013_webhooks.sql"),
     ),
+    (
+        15,
+        "0015_credit_lines",
+        include_str!("../../migrations/sqlite/0015_credit_lines.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

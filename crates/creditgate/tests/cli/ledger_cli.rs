@@ -439,3 +439,35 @@ fn disconnect_policy_is_set_per_organization() {
     ]);
     assert!(!nobody.status.success());
 }
+
+#[test]
+fn a_credit_line_is_set_per_organization() {
+    let w = Workdir::new();
+    w.json(&["org", "create", "--name", "Acme", "--id", "org_acme"]);
+    let set = w.json(&[
+        "org",
+        "credit-line",
+        "org_acme",
+        "--mode",
+        "invoiced",
+        "--limit",
+        "5000",
+    ]);
+    assert_eq!(
+        (&set["billing_mode"], &set["credit_limit"]),
+        (&serde_json::json!("invoiced"), &serde_json::json!("5000"))
+    );
+    let negative = w.run(&["org", "credit-line", "org_acme", "--limit=-1"]);
+    assert!(!negative.status.success());
+    assert!(
+        stderr(&negative).contains("credit_limit"),
+        "{}",
+        stderr(&negative)
+    );
+    let back = w.json(&["org", "credit-line", "org_acme", "--mode", "prepaid"]);
+    assert_eq!(back["credit_limit"], "0");
+    let prepaid_limit = w.run(&["org", "credit-line", "org_acme", "--limit", "10"]);
+    assert!(!prepaid_limit.status.success(), "a limit needs invoiced");
+    let nobody = w.run(&["org", "credit-line", "org_none", "--mode", "invoiced"]);
+    assert!(!nobody.status.success());
+}

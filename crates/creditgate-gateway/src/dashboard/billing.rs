@@ -85,7 +85,7 @@ fn profile_form(p: &Value) -> ProfileForm {
     }
 }
 
-fn plan_rows(plans: &Value, unit: &creditgate_core::money::CreditUnit) -> Vec<PlanRow> {
+pub fn plan_rows(plans: &Value, unit: &creditgate_core::money::CreditUnit) -> Vec<PlanRow> {
     plans["data"]
         .as_array()
         .into_iter()

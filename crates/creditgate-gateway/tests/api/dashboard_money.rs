@@ -3,10 +3,10 @@
 //! security headers, empty states and the CSV downloads.
 
 use creditgate_core::accounts::Role;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, LOCATION};
 
 use crate::accounts::add_member;
-use crate::dashboard::{browser, get_page, sign_in_form, Page};
+use crate::dashboard::{browser, csrf_of, get_page, post_form, sign_in_form, Page};
 use crate::helpers::{body, Setup, TestApp};
 
 const OWNER: &str = "owner@example.com";
@@ -111,7 +111,170 @@ async fn a_bad_usage_range_is_shown_beside_its_field(setup: Setup) {
     assert_eq!(get_page(&t, "/usage", None).await.status, 303, "signed out");
 }
 
+/// Adds a card through the page and the sandbox's form; answers the card's row id.
+async fn add_card(t: &TestApp, cookie: &str, card: &str) -> String {
+    let p = get_page(t, "/payment-methods", Some(cookie)).await;
+    let token = csrf_of(&p.html);
+    let started = post_form(
+        t,
+        "/payment-methods",
+        Some(cookie),
+        &[("csrf_token", &token)],
+    )
+    .await;
+    assert_eq!(started.status, 303, "{}", started.html);
+    let setup = started.headers[LOCATION].to_str().unwrap().to_owned();
+    assert!(setup.contains("/sandbox/setup/"), "{setup}");
+    let path = &setup[setup.find("/sandbox/").unwrap()..];
+    let saved = post_form(t, path, None, &[("card", card)]).await;
+    assert_eq!(saved.status, 200, "{}", saved.html);
+    assert!(
+        saved.html.contains("href=\"/payment-methods\""),
+        "a way back"
+    );
+    path.rsplit('/').next().unwrap().to_owned()
+}
+
+async fn payment_methods_are_added_through_the_sandbox_and_removed(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    add_member(&t, &t.org, "user@example.com", Role::User).await;
+    let cookie = sign_in_form(&t, OWNER).await;
+    let empty = get_page(&t, "/payment-methods", Some(&cookie)).await;
+    assert_eq!(empty.status, 200);
+    assert_strict(&empty);
+    assert!(
+        empty.html.contains("data-testid=\"cards-empty\""),
+        "{}",
+        empty.html
+    );
+    let refused = post_form(&t, "/payment-methods", Some(&cookie), &[]).await;
+    assert_eq!(refused.status, 403, "no CSRF token: {}", refused.html);
+    assert!(
+        t.app.db.payment_methods(&t.org).await.unwrap().is_empty(),
+        "nothing started"
+    );
+
+    let id = add_card(&t, &cookie, "4242 4242 4242 4242").await;
+    let p = get_page(&t, "/payment-methods", Some(&cookie)).await;
+    assert!(p.html.contains("data-testid=\"last4\">4242<"), "{}", p.html);
+    assert!(p.html.contains("12/2034"));
+
+    let user = sign_in_form(&t, "user@example.com").await;
+    let seen = get_page(&t, "/payment-methods", Some(&user)).await;
+    assert_eq!(seen.status, 200);
+    assert!(seen.html.contains(">4242<"), "any member reads");
+    assert!(!seen.html.contains("Add a card") && !seen.html.contains("/remove\""));
+    let token = csrf_of(&seen.html);
+    let remove = format!("/payment-methods/{id}/remove");
+    let denied = post_form(&t, &remove, Some(&user), &[("csrf_token", &token)]).await;
+    assert_eq!(denied.status, 403, "{}", denied.html);
+
+    let token = csrf_of(&p.html);
+    let forged = post_form(&t, &remove, Some(&cookie), &[("csrf_token", "f00")]).await;
+    assert_eq!(forged.status, 403);
+    let removed = post_form(&t, &remove, Some(&cookie), &[("csrf_token", &token)]).await;
+    assert_eq!(removed.status, 303, "{}", removed.html);
+    let p = get_page(&t, "/payment-methods?done=removed", Some(&cookie)).await;
+    assert!(p.html.contains("data-testid=\"card-removed\""));
+    assert!(p.html.contains("data-testid=\"cards-empty\""), "{}", p.html);
+}
+
+async fn auto_reload_takes_the_recommended_values_in_one_click(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    add_member(&t, &t.org, "dev@example.com", Role::Developer).await;
+    let cookie = sign_in_form(&t, OWNER).await;
+    let p = get_page(&t, "/auto-reload", Some(&cookie)).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_strict(&p);
+    assert!(
+        p.html.contains("data-testid=\"reload-status\">off<"),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains("data-testid=\"no-recommendation\""));
+    assert!(p.html.contains("data-testid=\"reload-no-card\""));
+
+    // A blank field is named beside it; the service's refusal too; nothing is saved.
+    let token = csrf_of(&p.html);
+    let blank = [
+        ("csrf_token", token.as_str()),
+        ("enabled", "on"),
+        ("threshold", ""),
+        ("plan_id", "credits-1000"),
+        ("monthly_limit", "5000"),
+    ];
+    let r = post_form(&t, "/auto-reload", Some(&cookie), &blank).await;
+    assert_eq!(r.status, 400);
+    assert!(r.html.contains("id=\"threshold-error\""), "{}", r.html);
+    let no_card = [
+        ("csrf_token", token.as_str()),
+        ("enabled", "on"),
+        ("threshold", "100"),
+        ("plan_id", "credits-1000"),
+        ("monthly_limit", "5000"),
+    ];
+    let r = post_form(&t, "/auto-reload", Some(&cookie), &no_card).await;
+    assert_eq!(r.status, 400);
+    assert!(r.html.contains("id=\"payment_method-error\""), "{}", r.html);
+    assert!(r.html.contains("value=\"100\""), "what was typed is kept");
+    let forged = post_form(&t, "/auto-reload", Some(&cookie), &no_card[1..]).await;
+    assert_eq!(forged.status, 403);
+    assert!(t.app.db.auto_reload(&t.org).await.unwrap().is_none());
+
+    assert_eq!(t.message(&body(64, "")).await.status, 200);
+    add_card(&t, &cookie, "4242424242424242").await;
+    let p = get_page(&t, "/auto-reload", Some(&cookie)).await;
+    assert!(
+        p.html.contains("data-testid=\"recommendation\""),
+        "{}",
+        p.html
+    );
+    let dev = get_page(
+        &t,
+        "/auto-reload",
+        Some(&sign_in_form(&t, "dev@example.com").await),
+    )
+    .await;
+    assert!(
+        dev.html.contains("data-testid=\"recommendation\""),
+        "any member reads"
+    );
+    assert!(!dev.html.contains("use-recommended") && !dev.html.contains("action=\"/auto-reload\""));
+
+    // The one-click form carries the recommended values as they are shown.
+    let at = p.html.find("data-testid=\"use-recommended\"").unwrap();
+    let form = &p.html[p.html[..at].rfind("<form").unwrap()..at];
+    let value = |name: &str| {
+        let at = form.find(&format!("name=\"{name}\" value=\"")).unwrap() + name.len() + 15;
+        form[at..].split('"').next().unwrap().to_owned()
+    };
+    let fields = [
+        ("csrf_token", token.clone()),
+        ("enabled", value("enabled")),
+        ("threshold", value("threshold")),
+        ("plan_id", value("plan_id")),
+        ("monthly_limit", value("monthly_limit")),
+    ];
+    let pairs: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let r = post_form(&t, "/auto-reload", Some(&cookie), &pairs).await;
+    assert_eq!(r.status, 303, "{}", r.html);
+    let p = get_page(&t, "/auto-reload?saved=1", Some(&cookie)).await;
+    assert!(
+        p.html.contains("data-testid=\"reload-status\">active<"),
+        "{}",
+        p.html
+    );
+    let saved = t.app.db.auto_reload(&t.org).await.unwrap().unwrap();
+    assert_eq!(saved.threshold.to_string(), value("threshold"));
+    assert_eq!(saved.plan_id.as_deref(), Some(value("plan_id").as_str()));
+    assert_eq!(saved.monthly_limit.to_string(), value("monthly_limit"));
+}
+
 crate::on_both_databases!(
     the_usage_page_shows_spend_by_day_model_and_key_with_csv,
     a_bad_usage_range_is_shown_beside_its_field,
+    payment_methods_are_added_through_the_sandbox_and_removed,
+    auto_reload_takes_the_recommended_values_in_one_click,
 );

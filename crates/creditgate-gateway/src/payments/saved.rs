@@ -474,7 +474,7 @@ fn render_setup(m: &PaymentMethod, confirm_card: Option<&str>) -> String {
     };
     format!(
         "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Save a card \
-         (sandbox)</title></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;\
+         (sandbox)</title><link rel=\"icon\" href=\"data:,\"></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;\
          margin:2rem auto\"><h1>Save a card</h1>{body}<p><a href=\"/payment-methods\">Back to \
          payment methods</a></p></body></html>"
     )

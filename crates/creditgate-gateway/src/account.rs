@@ -95,7 +95,7 @@ pub async fn key(State(app): State<Arc<App>>, ApiKeyCaller(key): ApiKeyCaller) -
     respond(key_json(&app, &key).await)
 }
 
-async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
+pub(crate) async fn key_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> {
     let now = app.clock.now();
     let scope = key.scope();
     let mut usage = serde_json::Map::new();

@@ -12,7 +12,7 @@ use axum::Json;
 use serde_json::{json, Map, Value};
 
 use super::form::{see_other, Fields};
-use super::format::{text, when};
+use super::format::{text, when, Amount};
 use super::pages::{html, FormErrors, PageResult};
 use super::viewer::{Chrome, Viewer};
 use crate::error::JsonBody;
@@ -171,6 +171,77 @@ pub struct KeyPage {
     pub k: KeyRow,
     pub errors: FormErrors,
     pub saved: bool,
+    pub usage: Vec<UsageRow>,
+}
+
+/// A key's spend over one limit period, against its cap.
+pub struct UsageRow {
+    pub period: &'static str,
+    pub spent: Amount,
+    pub requests: String,
+    pub limit: String,
+    pub remaining: String,
+    pub resets: String,
+    /// Spent and cap as plain decimals for a `<meter>`; empty without a cap.
+    pub meter: Option<(String, String)>,
+}
+
+/// The key's usage per period, as `GET /v1/key` reports it (`account::key_json`: settled spend
+/// from the daily rollups, spend with active holds, what is left under each cap).
+async fn usage_rows(
+    app: &App,
+    caller: &crate::caller::OrgCaller,
+    id: &str,
+) -> Result<Vec<UsageRow>, crate::error::ApiError> {
+    let Ok(key_id) = creditgate_core::ids::ApiKeyId::parse(id) else {
+        return Ok(Vec::new());
+    };
+    let Some(record) = app.db.api_key(&caller.org, &key_id).await? else {
+        return Ok(Vec::new());
+    };
+    let v = crate::account::key_json(app, &record).await?;
+    let u = &v["usage"];
+    let unit = &app.cfg.credit_unit;
+    let row = |period: &'static str,
+               spent: &Value,
+               requests: String,
+               cap: &Value,
+               left: &Value,
+               resets: &Value| {
+        UsageRow {
+            period,
+            spent: Amount::from_json(spent, unit),
+            requests,
+            limit: text(cap),
+            remaining: text(left),
+            resets: when(resets),
+            meter: cap.as_str().map(|c| (text(spent), c.to_owned())),
+        }
+    };
+    let mut rows: Vec<UsageRow> = [("daily", "day"), ("weekly", "week"), ("monthly", "month")]
+        .into_iter()
+        .map(|(limit, name)| {
+            let p = &u["periods"][name];
+            row(
+                limit,
+                &u[name],
+                text(&p["requests"]),
+                &p["limit"],
+                &u["spend_remaining"][limit],
+                &p["resets_at"],
+            )
+        })
+        .collect();
+    let cap = &v["limits"]["spend"]["total"];
+    rows.push(row(
+        "total",
+        &u["total"],
+        String::new(),
+        cap,
+        &u["spend_remaining"]["total"],
+        &Value::Null,
+    ));
+    Ok(rows)
 }
 
 /// `GET /keys/{id}`: one key with its limits form.
@@ -181,12 +252,13 @@ pub async fn key(
 ) -> PageResult {
     let Viewer { caller, mut chrome } = viewer;
     chrome.here = "keys";
-    let Json(k) = org::get_api_key(State(app), caller, Path(id)).await?;
+    let Json(k) = org::get_api_key(State(app.clone()), caller.clone(), Path(id.clone())).await?;
     let page = KeyPage {
         c: chrome,
         k: key_row(&k),
         errors: FormErrors::default(),
         saved: false,
+        usage: usage_rows(&app, &caller, &id).await?,
     };
     Ok(html(StatusCode::OK, &page))
 }
@@ -223,9 +295,11 @@ pub async fn update(
                 k: key_row(&k),
                 errors: FormErrors::default(),
                 saved: true,
+                usage: usage_rows(&app, &caller, &id).await?,
             },
         )),
         Err(e) => {
+            let usage = usage_rows(&app, &caller, &id).await?;
             let Json(k) = org::get_api_key(State(app), caller, Path(id)).await?;
             let errors = FormErrors::from_error(
                 &e,
@@ -243,6 +317,7 @@ pub async fn update(
                     k: key_row(&k),
                     errors,
                     saved: false,
+                    usage,
                 },
             ))
         }

@@ -272,9 +272,56 @@ async fn auto_reload_takes_the_recommended_values_in_one_click(setup: Setup) {
     assert_eq!(saved.monthly_limit.to_string(), value("monthly_limit"));
 }
 
+async fn a_key_page_shows_its_usage_against_its_limits(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    let cookie = sign_in_form(&t, OWNER).await;
+    let path = format!("/keys/{}", t.key.id);
+    let p = get_page(&t, &path, Some(&cookie)).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert_strict(&p);
+    let token = csrf_of(&p.html);
+    let fields = [
+        ("csrf_token", token.as_str()),
+        ("action", "limits"),
+        ("spend_daily", "100"),
+    ];
+    let set = post_form(&t, &path, Some(&cookie), &fields).await;
+    assert_eq!(set.status, 200, "{}", set.html);
+    let reply = t.message(&body(64, "")).await;
+    assert_eq!(reply.status, 200);
+    let charged = reply.charged();
+    let p = get_page(&t, &path, Some(&cookie)).await;
+    let at = p
+        .html
+        .find("<tr data-period=\"daily\">")
+        .expect("the daily row");
+    let daily = &p.html[at..at + p.html[at..].find("</tr>").unwrap()];
+    assert!(
+        daily.contains(&format!("data-testid=\"spent\">{charged} ")),
+        "{daily}"
+    );
+    let left = creditgate_core::money::NanoCredits::from_credits(100)
+        .unwrap()
+        .checked_sub(charged)
+        .unwrap();
+    assert!(
+        daily.contains(&format!("data-testid=\"left\">{left}<")),
+        "{daily}"
+    );
+    assert!(daily.contains("<meter min=\"0\" max=\"100\""), "{daily}");
+    let at = p.html.find("<tr data-period=\"weekly\">").unwrap();
+    let weekly = &p.html[at..at + p.html[at..].find("</tr>").unwrap()];
+    assert!(
+        weekly.contains(">none<") && !weekly.contains("<meter"),
+        "{weekly}"
+    );
+}
+
 crate::on_both_databases!(
     the_usage_page_shows_spend_by_day_model_and_key_with_csv,
     a_bad_usage_range_is_shown_beside_its_field,
     payment_methods_are_added_through_the_sandbox_and_removed,
     auto_reload_takes_the_recommended_values_in_one_click,
+    a_key_page_shows_its_usage_against_its_limits,
 );

@@ -5,6 +5,7 @@
 pub mod cards;
 pub mod credit_line;
 pub mod signature;
+pub mod tax;
 
 use serde::{Deserialize, Serialize};
 
@@ -446,7 +447,8 @@ pub const MAX_PROFILE_FIELD: usize = 200;
 
 impl BillingProfile {
     /// Normalises and checks a profile: fields trimmed (empty means none), each at most
-    /// [`MAX_PROFILE_FIELD`] characters, the country two ASCII letters (stored upper case).
+    /// [`MAX_PROFILE_FIELD`] characters, the country an assigned ISO 3166-1 alpha-2 code (stored
+    /// upper case).
     pub fn normalized(mut self) -> Result<Self, PaymentError> {
         let fields = [
             &mut self.name,
@@ -473,12 +475,12 @@ impl BillingProfile {
             }
         }
         if let Some(c) = &mut self.country {
-            if c.len() != 2 || !c.bytes().all(|b| b.is_ascii_alphabetic()) {
+            c.make_ascii_uppercase();
+            if !tax::is_country_code(c) {
                 return Err(PaymentError::Invalid(format!(
-                    "country `{c}` must be an ISO 3166-1 alpha-2 code such as `FR`"
+                    "country `{c}` is not an ISO 3166-1 alpha-2 code such as `FR`"
                 )));
             }
-            c.make_ascii_uppercase();
         }
         Ok(self)
     }

@@ -106,6 +106,11 @@ id_type!(
     "order"
 );
 id_type!(
+    /// A monthly invoice of an invoiced organization, e.g. `inv_…`; random, like an order's.
+    InvoiceId,
+    "invoice"
+);
+id_type!(
     /// A person's account, e.g. `user_…`.
     UserId,
     "user"

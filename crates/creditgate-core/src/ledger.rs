@@ -52,6 +52,8 @@ pub enum LotSource {
     Promotion,
     Manual,
     RefundCredit,
+    /// A paid monthly invoice of an invoiced organization (`docs/credit-lines.md`).
+    Invoice,
 }
 
 macro_rules! text_enum {
@@ -75,6 +77,7 @@ text_enum!(LotSource {
     Promotion => "promotion",
     Manual => "manual",
     RefundCredit => "refund_credit",
+    Invoice => "invoice",
 });
 
 /// An organization (customer account) as the ledger knows it.

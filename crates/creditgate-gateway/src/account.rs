@@ -12,6 +12,7 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::keys::ApiKeyRecord;
 use creditgate_core::ledger::{LedgerError, LedgerStore};
+use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::credit_line::CreditLine;
 use creditgate_core::receipt::Receipt;
 use creditgate_core::usage::UsageRecord;
@@ -48,6 +49,13 @@ pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiErr
         .credit_line(org)
         .await?
         .unwrap_or(CreditLine::PREPAID);
+    // An overdue invoice suspends the line (`[invoices] suspend_when_overdue`).
+    let suspended = app.db.credit_line_suspended_at(org).await?;
+    let usable = if suspended.is_some() {
+        NanoCredits::ZERO
+    } else {
+        line.limit
+    };
     let now = app.clock.now();
     let spend = crate::reload::advice::recent_spend(app, org, now).await?;
     let soon = now.plus_millis(EXPIRING_SOON_DAYS * DAY_MS);
@@ -80,10 +88,12 @@ pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiErr
         "balance": b.posted,
         "debt": b.debt,
         // The credit line (`docs/credit-lines.md`): an invoiced organization's requests are
-        // admitted while available + credit_limit covers their hold; `spendable` is that sum.
+        // admitted while available + credit_limit covers their hold; `spendable` is that sum
+        // (available alone while an overdue invoice suspends the line).
         "billing_mode": line.mode.as_str(),
         "credit_limit": line.limit,
-        "spendable": b.available.checked_add(line.limit).map_err(LedgerError::from)?,
+        "credit_line_suspended_at": suspended.map(|t| t.to_rfc3339()),
+        "spendable": b.available.checked_add(usable).map_err(LedgerError::from)?,
         "lots": lots,
         "expiring_soon": expiring,
         // Days of runway at the last days' average spend; null without spend.

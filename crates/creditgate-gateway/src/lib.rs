@@ -14,6 +14,7 @@ pub mod config;
 pub mod dashboard;
 pub mod error;
 pub mod ids;
+pub mod invoices;
 pub mod jobs;
 pub mod lifecycle;
 pub mod lists;
@@ -229,6 +230,7 @@ pub async fn serve(
     }
     let deliveries = tokio::spawn(notify::delivery::deliver_forever(app.clone()));
     let expiry = tokio::spawn(notify::alerts::expiry_forever(app.clone()));
+    let invoicing = tokio::spawn(invoices::invoices_forever(app.clone()));
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let limits = server::ConnectionLimits {
         max_connections: app.cfg.max_connections,
@@ -271,6 +273,7 @@ pub async fn serve(
     reloads.abort();
     deliveries.abort();
     expiry.abort();
+    invoicing.abort();
     // One last offer of the spool, bounded: what the database cannot take now stays on disk
     // for the next start.
     if app.spool.depth() > 0 {

@@ -15,8 +15,8 @@ use crate::dashboard::{self as dash, page};
 use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
-    account, messages, models, notify, operator_api, organization_api as org, payments, reload,
-    reports, sign_in, App,
+    account, invoices, messages, models, notify, operator_api, organization_api as org, payments,
+    reload, reports, sign_in, App,
 };
 
 pub use crate::caller::Access;
@@ -121,6 +121,10 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/billing/payment_methods", Organization(Read), "Saved cards: brand, last four, expiry", get(payments::saved::list)),
         r("POST", "/v1/billing/payment_methods", Organization(ManageBilling), "Save a card: answers the setup_url to enter it at", post(payments::saved::add)),
         r("DELETE", "/v1/billing/payment_methods/{id}", Organization(ManageBilling), "Remove a saved card", delete(payments::saved::remove)),
+        // Invoices of an invoiced credit line (`docs/credit-lines.md`): owner, admin and billing.
+        r("GET", "/v1/billing/invoices", Organization(ManageBilling), "The organization's monthly invoices, newest first", get(invoices::routes::list)),
+        r("GET", "/v1/billing/invoices/{id}", Organization(ManageBilling), "One invoice", get(invoices::routes::get)),
+        r("GET", "/v1/billing/invoices/{id}/html", Organization(ManageBilling), "The printable invoice", get(invoices::routes::html)),
         r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
         r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
         // Alerts and outbound webhooks (`docs/alerts.md`).
@@ -146,6 +150,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/admin/v1/orders/{id}/recheck", Operator, "Ask the order's provider again", post(pay::admin_recheck)),
         r("POST", "/admin/v1/orders/{id}/sandbox_dispute", Operator, "Close a sandbox order's dispute, won or lost", post(payments::sandbox::close_dispute)),
         r("POST", "/admin/v1/orders/{id}/refund", Operator, "Refund the unspent remainder (or credits) through the provider", post(pay::admin_refund)),
+        r("POST", "/admin/v1/invoices/{id}/mark_paid", Operator, "Record an invoice's payment: credits its credits back (idempotent)", post(invoices::routes::mark_paid)),
         r("GET", "/admin/v1/plans", Operator, "Every plan, archived ones too", get(pay::admin_plans)),
         r("POST", "/admin/v1/plans", Operator, "Create a plan", post(pay::admin_create_plan)),
         r("POST", "/admin/v1/plans/{id}", Operator, "Edit or archive a plan", post(pay::admin_update_plan)),

@@ -16,6 +16,7 @@
 
 mod access;
 mod accounts;
+pub mod invoices;
 mod journal;
 pub mod notify;
 mod organizations;

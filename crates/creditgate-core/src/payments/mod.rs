@@ -4,6 +4,7 @@
 
 pub mod cards;
 pub mod credit_line;
+pub mod invoice;
 pub mod signature;
 pub mod tax;
 

@@ -13,10 +13,12 @@ use serde::Deserialize;
 
 mod checks;
 mod effective;
+pub mod invoices;
 pub mod payments;
 mod read;
 
 pub use effective::Setting;
+pub use invoices::InvoicesConfig;
 pub use payments::{CheckoutProvider, PaymentsConfig, Seller, StripeConfig};
 
 /// Largest request body accepted (Anthropic's own limit for Messages is 32 MB).
@@ -110,6 +112,7 @@ pub struct Config {
     /// `anthropic-beta` values forwarded; every one is billed completely by the price book.
     pub upstream_allowed_betas: Vec<String>,
     pub webhooks: WebhooksConfig,
+    pub invoices: InvoicesConfig,
 }
 
 impl fmt::Debug for Config {
@@ -168,6 +171,8 @@ struct RawConfig {
     email: RawEmail,
     #[serde(default)]
     webhooks: RawWebhooks,
+    #[serde(default)]
+    invoices: invoices::RawInvoices,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -424,6 +429,7 @@ impl Config {
         let payments = PaymentsConfig::from_raw(raw.payments, &env)?;
         let accounts = accounts_config(raw.accounts, raw.email, server.listen, &env)?;
         let webhooks = WebhooksConfig::read(raw.webhooks, &env)?;
+        let invoices = InvoicesConfig::read(raw.invoices, billing.credit_unit.usd)?;
         Ok(Self {
             accounts,
             listen: server.listen,
@@ -454,6 +460,7 @@ impl Config {
             body_read_timeout_ms: timing.body_read_timeout_ms,
             payments,
             webhooks,
+            invoices,
         })
     }
 }

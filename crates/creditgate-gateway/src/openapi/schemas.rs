@@ -133,6 +133,11 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
         ("GET", "/v1/billing/orders" | "/admin/v1/orders") => (Nothing, J(list_of("Order"))),
         ("GET", "/v1/billing/orders/{id}") => (Nothing, ok("Order")),
         ("GET", "/v1/billing/orders/{id}/receipt") => (Nothing, Html),
+        ("GET", "/v1/billing/invoices") => (Nothing, J(list_of("Invoice"))),
+        ("GET", "/v1/billing/invoices/{id}") => (Nothing, ok("Invoice")),
+        ("GET", "/v1/billing/invoices/{id}/html") => (Nothing, Html),
+        ("POST", "/admin/v1/invoices/{id}/mark_paid") => (Nothing,
+            J(json!({"allOf": [r("Invoice"), {"properties": {"paid_now": {"type": "boolean"}}}]}))),
         ("GET", "/sandbox/setup/{method_id}") => (Nothing, Html),
         ("POST", "/sandbox/setup/{method_id}") => (JsonOrForm(obj(&["card"], json!({"card": s(), "confirm": {"type": "boolean"}}))),
             J(obj(&["payment_method"], json!({"payment_method": r("PaymentMethod"), "next_action": {"type": "object"}})))),
@@ -239,7 +244,7 @@ pub fn components() -> Value {
     let money = json!({
         "Credits": obj(&["available", "pending", "balance", "lots"], json!({"organization_id": s(), "unit": {"type": "object"},
             "available": credits(), "pending": credits(), "balance": credits(), "debt": credits(),
-            "billing_mode": {"enum": ["prepaid", "invoiced"]}, "credit_limit": credits(), "spendable": credits(),
+            "billing_mode": {"enum": ["prepaid", "invoiced"]}, "credit_limit": credits(), "spendable": credits(), "credit_line_suspended_at": ntime(),
             "lots": {"type": "array", "items": lot}, "expiring_soon": {"type": "array", "items": {"type": "object"}},
             "forecast": {"type": ["object", "null"], "properties": {"days_of_runway": s(), "average_daily_spend": credits(), "basis_days": int()}}})),
         "Quote": obj(&["type", "model", "stream", "max_tokens", "input_tokens", "worst_case", "first_slice", "hold",
@@ -304,6 +309,12 @@ pub fn components() -> Value {
             "provider": {"enum": ["stripe", "sandbox", "manual"]}, "method": ns(), "created_at": time(), "paid_at": ntime(),
             "lot_id": ns(), "receipt_number": ns(), "receipt_url": ns(), "refunded_cents": nint(),
             "failure": {"type": ["object", "null"], "properties": {"code": s(), "message": s()}}})),
+        "Invoice": obj(&["id", "type", "number", "period_start", "period_end", "credits", "subtotal_cents", "tax_cents",
+            "amount_cents", "status", "due_at", "url"], json!({"id": s(), "type": {"const": "invoice"}, "organization_id": s(),
+            "number": s(), "period_start": time(), "period_end": time(), "credits": credits(), "usd_per_credit": s(),
+            "subtotal_cents": int(), "tax_rate": s(), "tax_cents": int(), "amount_cents": int(), "currency": s(),
+            "status": {"enum": ["open", "paid", "void"]}, "due_at": time(), "created_at": time(), "paid_at": ntime(),
+            "paid_by": ns(), "lot_id": ns(), "url": s()})),
         "Report": obj(&["data", "has_more"], json!({
             "data": {"type": "array", "items": obj(&["starting_at", "ending_at", "results"], json!({
                 "starting_at": time(), "ending_at": time(),

@@ -18,6 +18,7 @@ mod database_down;
 mod disconnects;
 mod estimate;
 mod helpers;
+mod invoices;
 mod key_limits;
 mod messages;
 mod metrics;

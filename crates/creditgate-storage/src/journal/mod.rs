@@ -7,6 +7,15 @@
 //! without an executor. [`audit`] holds the read side: balances and `verify`; [`rows`] maps the
 //! rows both backends read back.
 
+/// The credit limit admission may spend into, as `org_state`'s columns give it: the
+/// organization's `credit_limit`, or 0 while an overdue invoice suspends its line.
+macro_rules! credit_line {
+    () => {
+        "CASE WHEN credit_suspended_at IS NULL THEN credit_limit ELSE 0 END"
+    };
+}
+pub(crate) use credit_line;
+
 pub(crate) mod audit;
 pub(crate) mod ops;
 pub(crate) mod rows;

@@ -98,7 +98,11 @@ impl<J: TxStatements> Journal for J {
     }
 
     async fn org_state(&mut self, org: &OrganizationId) -> LedgerResult<Option<OrgState>> {
-        let sql = "SELECT debt, last_seq, last_hash, credit_limit FROM org_state WHERE org = $1";
+        let sql = concat!(
+            "SELECT debt, last_seq, last_hash, ",
+            credit_line!(),
+            " FROM org_state WHERE org = $1"
+        );
         first(self, sql, &[text(org.as_str())], rows::org_state).await
     }
 

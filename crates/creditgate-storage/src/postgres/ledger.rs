@@ -18,7 +18,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{IsolationLevel, Row};
 
 use super::{is_retryable, pg_error, PgStore, MAX_ATTEMPTS};
-use crate::journal::{audit, ops, Journal, EXPIRY_BATCH};
+use crate::journal::{audit, credit_line, ops, Journal, EXPIRY_BATCH};
 use crate::statement::{Columns, Dialect, Param, TxStatements};
 
 type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
@@ -110,8 +110,11 @@ macro_rules! scope_match {
 /// Postgres's statements where the text differs from SQLite's.
 const DIALECT: Dialect = Dialect {
     // Replicas serialize on the organization's row.
-    lock_org: "SELECT debt, last_seq, last_hash, credit_limit FROM org_state WHERE org = $1 \
-               FOR UPDATE",
+    lock_org: concat!(
+        "SELECT debt, last_seq, last_hash, ",
+        credit_line!(),
+        " FROM org_state WHERE org = $1 FOR UPDATE"
+    ),
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

@@ -84,6 +84,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0015_credit_lines",
         include_str!("../../migrations/postgres/0015_credit_lines.sql"),
     ),
+    (
+        16,
+        "0016_invoices",
+        include_str!("../../migrations/postgres/0016_invoices.sql"),
+    ),
 ];
 
 /// Connections per process.

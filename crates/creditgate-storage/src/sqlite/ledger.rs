@@ -17,7 +17,7 @@ use creditgate_core::money::NanoCredits;
 use rusqlite::Connection;
 
 use super::{sqlite_error, SqliteStore};
-use crate::journal::{audit, ops, run_ready, Journal, EXPIRY_BATCH};
+use crate::journal::{audit, credit_line, ops, run_ready, Journal, EXPIRY_BATCH};
 use crate::statement::{sqlite_sql, Columns, Dialect, Param, TxStatements};
 
 /// The journal statements over one SQLite connection inside an open transaction.
@@ -70,7 +70,11 @@ macro_rules! scope_match {
 /// SQLite's statements where the text differs from Postgres's.
 const DIALECT: Dialect = Dialect {
     // The writer thread holds the only write transaction: reading is locking.
-    lock_org: "SELECT debt, last_seq, last_hash, credit_limit FROM org_state WHERE org = $1",
+    lock_org: concat!(
+        "SELECT debt, last_seq, last_hash, ",
+        credit_line!(),
+        " FROM org_state WHERE org = $1"
+    ),
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

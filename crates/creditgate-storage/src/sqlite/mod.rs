@@ -79,6 +79,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0015_credit_lines",
         include_str!("../../migrations/sqlite/0015_credit_lines.sql"),
     ),
+    (
+        16,
+        "0016_invoices",
+        include_str!("../../migrations/sqlite/0016_invoices.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

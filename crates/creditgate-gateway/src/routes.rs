@@ -184,6 +184,7 @@ pub fn table() -> Vec<Route> {
         r("POST", "/operator/plans/{id}", OperatorPage, "Edit or archive a plan (form)", page(post(op::plans::update))),
         r("GET", "/operator/prices", OperatorPage, "The prices in force", page(get(op::prices::page))),
         r("GET", "/usage", Page, "Usage and cost by day, model and key, with CSV downloads", page(get(dash::usage::page))),
+        r("GET", "/cache", Page, "Prompt cache: credits saved by reads, writes never read", page(get(dash::cache::page))),
         r("GET", "/auto-reload", Page, "Auto-reload: status, last attempt, recommendation, settings", page(get(dash::autoreload::page))),
         r("POST", "/auto-reload", Page, "Save the auto-reload settings (form)", page(post(dash::autoreload::save))),
         r("GET", "/payment-methods", Page, "Saved cards", page(get(dash::cards::page))),

@@ -13,6 +13,7 @@ pub mod audit;
 pub mod auth;
 pub mod autoreload;
 pub mod billing;
+pub mod cache;
 pub mod cards;
 pub mod form;
 pub mod format;

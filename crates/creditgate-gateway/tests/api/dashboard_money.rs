@@ -318,10 +318,97 @@ async fn a_key_page_shows_its_usage_against_its_limits(setup: Setup) {
     );
 }
 
+/// A request whose long system prompt is marked for caching: the first writes, a repeat reads.
+fn cached() -> serde_json::Value {
+    let text: Vec<String> = (0..1500).map(|i| format!("w{}", i % 97)).collect();
+    let mut b = body(64, "output_tokens=8");
+    b["system"] = serde_json::json!([{"type": "text", "text": text.join(" "),
+                                      "cache_control": {"type": "ephemeral"}}]);
+    b
+}
+
+fn testid<'a>(html: &'a str, id: &str) -> &'a str {
+    let at = html.find(&format!("data-testid=\"{id}\">")).expect(id) + id.len() + 15;
+    &html[at..at + html[at..].find('<').unwrap()]
+}
+
+async fn the_cache_page_shows_savings_and_waste(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    let cookie = sign_in_form(&t, OWNER).await;
+    let empty = get_page(&t, "/cache", Some(&cookie)).await;
+    assert_eq!(empty.status, 200, "{}", empty.html);
+    assert_strict(&empty);
+    assert!(
+        empty.html.contains("data-testid=\"cache-empty\""),
+        "{}",
+        empty.html
+    );
+    assert_eq!(testid(&empty.html, "cache-saved"), "0");
+
+    for _ in 0..2 {
+        assert_eq!(t.message(&cached()).await.status, 200);
+    }
+    let p = get_page(&t, "/cache", Some(&cookie)).await;
+    assert_eq!(p.status, 200, "{}", p.html);
+    assert!(
+        !p.html.contains("data-testid=\"cache-empty\""),
+        "{}",
+        p.html
+    );
+    assert!(p.html.contains("id=\"chart-cache\""));
+    // The page's total is the cache report's, read by the same member.
+    let input = "name=\"from\" type=\"date\" value=\"";
+    let from = &p.html[p.html.find(input).unwrap() + input.len()..][..10];
+    let report: serde_json::Value = browser()
+        .get(t.url(&format!(
+            "/v1/organizations/cache_report?starting_at={from}&limit=31"
+        )))
+        .header("cookie", format!("cg_session={cookie}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut saved = creditgate_core::money::NanoCredits::ZERO;
+    for b in report["data"].as_array().unwrap() {
+        for r in b["results"].as_array().unwrap() {
+            let s: creditgate_core::money::NanoCredits =
+                r["saved_by_reads"].as_str().unwrap().parse().unwrap();
+            saved = saved.checked_add(s).unwrap();
+        }
+    }
+    assert!(saved.is_positive(), "{from}: {report}");
+    assert_eq!(testid(&p.html, "cache-saved"), saved.to_string());
+    let at = p.html.find("data-testid=\"csv-cache\"").unwrap();
+    let href_at = p.html[..at].rfind("href=\"").unwrap() + 6;
+    let href = p.html[href_at..]
+        .split('"')
+        .next()
+        .unwrap()
+        .replace("&#38;", "&")
+        .replace("&amp;", "&");
+    let csv = browser()
+        .get(t.url(&href))
+        .header("cookie", format!("cg_session={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    assert!(csv.headers()[CONTENT_TYPE]
+        .to_str()
+        .unwrap()
+        .starts_with("text/csv"));
+    let bad = get_page(&t, "/cache?from=2026-02-30", Some(&cookie)).await;
+    assert_eq!(bad.status, 400);
+    assert!(bad.html.contains("id=\"from-error\""), "{}", bad.html);
+}
+
 crate::on_both_databases!(
     the_usage_page_shows_spend_by_day_model_and_key_with_csv,
     a_bad_usage_range_is_shown_beside_its_field,
     payment_methods_are_added_through_the_sandbox_and_removed,
     auto_reload_takes_the_recommended_values_in_one_click,
     a_key_page_shows_its_usage_against_its_limits,
+    the_cache_page_shows_savings_and_waste,
 );

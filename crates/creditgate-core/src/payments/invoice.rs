@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use crate::clock::Timestamp;
 use crate::ids::{InvoiceId, LotId, OrganizationId};
 use crate::money::{div_ceil_i128, pow10, Decimal, MoneyError, NanoCredits, CREDIT_DECIMALS};
+use crate::payments::tax::{compute_tax, TaxBreakdown, TaxRate};
 use crate::payments::BillingProfile;
 
 const DAY_MS: i64 = 86_400_000;
@@ -45,8 +46,10 @@ impl InvoiceStatus {
 pub struct InvoiceTerms {
     /// The price of one credit on an invoice, in USD.
     pub usd_per_credit: Decimal,
-    /// The buyer's tax rate (0 to 1), from the operator's table by billing country.
-    pub tax_rate: Decimal,
+    /// The buyer's tax rate, from the operator's table by billing country (`payments::tax`).
+    pub tax_rate: TaxRate,
+    /// Whether `usd_per_credit` includes that tax (the table's pricing mode, as for plans).
+    pub prices_include_tax: bool,
     /// Days from drafting until the invoice is due.
     pub due_days: i64,
 }
@@ -66,7 +69,8 @@ pub struct Invoice {
     pub credits: NanoCredits,
     pub usd_per_credit: Decimal,
     pub subtotal_cents: i64,
-    pub tax_rate: Decimal,
+    /// The rate applied, an exact decimal string (`"0.20"`; `"0"` for none).
+    pub tax_rate: String,
     pub tax_cents: i64,
     /// Subtotal plus tax: what is due.
     pub amount_cents: i64,
@@ -113,42 +117,26 @@ pub fn invoice_number(at: Timestamp, seq: i64) -> String {
     format!("INV-{year}-{seq:06}")
 }
 
-/// Subtotal, tax and total of an invoice, in cents.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Amounts {
-    pub subtotal_cents: i64,
-    pub tax_cents: i64,
-    pub amount_cents: i64,
-}
-
-/// `credits × usd_per_credit`, rounded up to the cent (the rule custom amounts use); tax is
-/// `subtotal × rate` rounded half up to the cent; the total is their sum.
+/// The invoice's price, `credits × usd_per_credit` rounded up to the cent (the rule custom
+/// amounts use), split into subtotal and tax by the one tax rule (`payments::tax`): tax added
+/// on top, or taken out of the price when prices include tax.
 pub fn amounts(
     credits: NanoCredits,
     usd_per_credit: Decimal,
-    tax_rate: Decimal,
-) -> Result<Amounts, MoneyError> {
+    rate: TaxRate,
+    prices_include_tax: bool,
+) -> Result<TaxBreakdown, MoneyError> {
     let num = i128::from(credits.nanos())
         .checked_mul(usd_per_credit.units())
         .and_then(|n| n.checked_mul(100))
         .ok_or(MoneyError::Overflow)?;
-    let subtotal = div_ceil_i128(num, pow10(CREDIT_DECIMALS + usd_per_credit.scale())?)?;
-    let den = pow10(tax_rate.scale())?;
-    let tax_num = subtotal
-        .checked_mul(tax_rate.units())
-        .and_then(|n| n.checked_mul(2))
-        .and_then(|n| n.checked_add(den))
+    let price = div_ceil_i128(num, pow10(CREDIT_DECIMALS + usd_per_credit.scale())?)?;
+    // Keeps the total (at most twice the price) inside i64.
+    let price = i64::try_from(price)
+        .ok()
+        .filter(|p| p.checked_mul(2).is_some())
         .ok_or(MoneyError::Overflow)?;
-    let tax = tax_num.div_euclid(den.checked_mul(2).ok_or(MoneyError::Overflow)?);
-    let cents = |v: i128| i64::try_from(v).map_err(|_| MoneyError::Overflow);
-    let (subtotal_cents, tax_cents) = (cents(subtotal)?, cents(tax)?);
-    Ok(Amounts {
-        subtotal_cents,
-        tax_cents,
-        amount_cents: subtotal_cents
-            .checked_add(tax_cents)
-            .ok_or(MoneyError::Overflow)?,
-    })
+    Ok(compute_tax(rate, price, prices_include_tax))
 }
 
 /// What the drafting transaction knows once it has summed the period's charges.
@@ -169,7 +157,8 @@ impl Draft {
         seq: i64,
         now: Timestamp,
     ) -> Result<Invoice, MoneyError> {
-        let a = amounts(credits, self.terms.usd_per_credit, self.terms.tax_rate)?;
+        let t = &self.terms;
+        let a = amounts(credits, t.usd_per_credit, t.tax_rate, t.prices_include_tax)?;
         Ok(Invoice {
             id: self.id.clone(),
             org: self.org.clone(),
@@ -179,7 +168,7 @@ impl Draft {
             credits,
             usd_per_credit: self.terms.usd_per_credit,
             subtotal_cents: a.subtotal_cents,
-            tax_rate: self.terms.tax_rate,
+            tax_rate: a.tax_rate,
             tax_cents: a.tax_cents,
             amount_cents: a.amount_cents,
             currency: crate::payments::CURRENCY.to_owned(),
@@ -216,25 +205,29 @@ mod tests {
     #[test]
     fn amounts_round_once_each_and_add_up() {
         let credits = |s: &str| s.parse::<NanoCredits>().unwrap();
+        let rate = |s: &str| TaxRate::parse(s).unwrap();
         // 10,000 credits at $0.005 = $50.00; 20% tax = $10.00.
-        let a = amounts(credits("10000"), d("0.005"), d("0.20")).unwrap();
+        let a = amounts(credits("10000"), d("0.005"), rate("0.20"), false).unwrap();
         assert_eq!(
             (a.subtotal_cents, a.tax_cents, a.amount_cents),
             (5000, 1000, 6000)
         );
-        // 1 nano-credit still costs a cent (rounded up); tax on 1 cent at 20% rounds to 0.
-        let a = amounts(credits("0.000000001"), d("0.005"), d("0.20")).unwrap();
-        assert_eq!((a.subtotal_cents, a.tax_cents), (1, 0));
-        // 2.5 cents of tax rounds half up to 3.
-        let a = amounts(credits("2500"), d("0.005"), d("0.2")).unwrap();
+        assert_eq!(a.tax_rate, "0.20");
+        // Prices including tax: $50.00 is the total.
+        let a = amounts(credits("10000"), d("0.005"), rate("0.20"), true).unwrap();
         assert_eq!(
             (a.subtotal_cents, a.tax_cents, a.amount_cents),
-            (1250, 250, 1500)
+            (4167, 833, 5000)
         );
-        let a = amounts(credits("2500"), d("0.005"), d("0.002")).unwrap();
+        // 1 nano-credit still costs a cent (rounded up); tax on 1 cent at 20% rounds to 0.
+        let a = amounts(credits("0.000000001"), d("0.005"), rate("0.20"), false).unwrap();
+        assert_eq!((a.subtotal_cents, a.tax_cents), (1, 0));
+        // 2.5 cents of tax rounds half up to 3.
+        let a = amounts(credits("2500"), d("0.005"), rate("0.002"), false).unwrap();
         assert_eq!(a.tax_cents, 3);
-        let a = amounts(NanoCredits::ZERO, d("0.005"), d("0")).unwrap();
-        assert_eq!(a.amount_cents, 0);
-        assert!(amounts(NanoCredits::from_nanos(i64::MAX), d("100000000"), d("0")).is_err());
+        let a = amounts(NanoCredits::ZERO, d("0.005"), TaxRate::ZERO, false).unwrap();
+        assert_eq!((a.amount_cents, a.tax_rate.as_str()), (0, "0"));
+        let huge = NanoCredits::from_nanos(i64::MAX);
+        assert!(amounts(huge, d("100000000"), TaxRate::ZERO, false).is_err());
     }
 }

@@ -10,8 +10,8 @@ use std::sync::Arc;
 
 use creditgate_core::accounts::{Action, Actor};
 use creditgate_core::ids::{InvoiceId, OrganizationId};
-use creditgate_core::money::Decimal;
 use creditgate_core::payments::invoice::{previous_month, Draft, Invoice, InvoiceTerms};
+use creditgate_core::payments::tax::TaxRate;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -83,7 +83,8 @@ pub async fn draft_for(app: &App, org: &OrganizationId) -> Result<Option<Invoice
         period: previous_month(now),
         terms: InvoiceTerms {
             usd_per_credit: app.cfg.invoices.usd_per_credit,
-            tax_rate: Decimal::ZERO,
+            tax_rate: TaxRate::ZERO,
+            prices_include_tax: false,
             due_days: app.cfg.invoices.due_days,
         },
         buyer,
@@ -179,7 +180,7 @@ pub fn invoice_json(inv: &Invoice, base: &str) -> Value {
         "credits": inv.credits,
         "usd_per_credit": inv.usd_per_credit.to_string(),
         "subtotal_cents": inv.subtotal_cents,
-        "tax_rate": inv.tax_rate.to_string(),
+        "tax_rate": inv.tax_rate,
         "tax_cents": inv.tax_cents,
         "amount_cents": inv.amount_cents,
         "currency": inv.currency,

@@ -3,6 +3,7 @@
 //! total, the number and the due date. HTML with print styles, like the receipts.
 
 use creditgate_core::payments::invoice::Invoice;
+use creditgate_core::payments::tax::tax_label;
 
 use crate::config::Seller;
 use crate::payments::receipt::{dollars, escape};
@@ -68,7 +69,7 @@ pub fn render(inv: &Invoice, seller: &Seller, unit: &str) -> String {
          <tr><td>Usage settled {start} to {end} (UTC)</td><td class=\"n\">{credits} {unit}</td>\
          <td class=\"n\">${price}</td><td class=\"n\">{subtotal}</td></tr>\
          <tr><td colspan=\"3\">Subtotal</td><td class=\"n\">{subtotal}</td></tr>\
-         <tr><td colspan=\"3\">Tax ({rate})</td><td class=\"n\">{tax}</td></tr>\
+         <tr><td colspan=\"3\">{rate}</td><td class=\"n\">{tax}</td></tr>\
          <tr><th colspan=\"3\">Total due ({currency})</th><th class=\"n\">{total}</th></tr>\
          </table>{paid}\
          <p>Paying this invoice credits the {credits} {unit} back to the organization's balance.</p>\
@@ -84,7 +85,7 @@ pub fn render(inv: &Invoice, seller: &Seller, unit: &str) -> String {
         unit = escape(unit),
         price = inv.usd_per_credit,
         subtotal = dollars(inv.subtotal_cents),
-        rate = escape(&inv.tax_rate.to_string()),
+        rate = escape(&tax_label(inv.buyer.country.as_deref(), &inv.tax_rate)),
         tax = dollars(inv.tax_cents),
         currency = escape(&inv.currency.to_uppercase()),
         total = dollars(inv.amount_cents),

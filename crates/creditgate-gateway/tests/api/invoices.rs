@@ -11,6 +11,7 @@ use creditgate_core::clock::{ManualClock, Timestamp};
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::{Decimal, NanoCredits};
 use creditgate_core::payments::invoice::amounts;
+use creditgate_core::payments::tax::TaxRate;
 use creditgate_gateway::invoices::run_pass;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -217,7 +218,13 @@ async fn check_january_invoice(t: &TestApp, key: &str, january: NanoCredits) -> 
     let inv = &data[0];
     // January's usage: everything settled in January, not the request settled on Feb 1.
     assert_eq!(amount(&inv["credits"]), january);
-    let a = amounts(january, "0.005".parse::<Decimal>().unwrap(), Decimal::ZERO).unwrap();
+    let a = amounts(
+        january,
+        "0.005".parse::<Decimal>().unwrap(),
+        TaxRate::ZERO,
+        false,
+    )
+    .unwrap();
     assert_eq!(inv["number"], "INV-2026-000001");
     assert_eq!(
         (inv["subtotal_cents"].as_i64(), inv["tax_cents"].as_i64()),

@@ -125,6 +125,7 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/billing/invoices", Organization(ManageBilling), "The organization's monthly invoices, newest first", get(invoices::routes::list)),
         r("GET", "/v1/billing/invoices/{id}", Organization(ManageBilling), "One invoice", get(invoices::routes::get)),
         r("GET", "/v1/billing/invoices/{id}/html", Organization(ManageBilling), "The printable invoice", get(invoices::routes::html)),
+        r("POST", "/v1/billing/invoices/{id}/checkout", Organization(ManageBilling), "Pay an open invoice through the provider: answers the checkout_url", post(invoices::routes::checkout)),
         r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
         r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
         // Alerts and outbound webhooks (`docs/alerts.md`).

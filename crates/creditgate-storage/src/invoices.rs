@@ -6,16 +6,17 @@
 
 use creditgate_core::accounts::Actor;
 use creditgate_core::clock::Timestamp;
-use creditgate_core::ids::{InvoiceId, LotId, OrganizationId, TransferId};
+use creditgate_core::ids::{InvoiceId, LotId, OrderId, OrganizationId, TransferId};
 use creditgate_core::ledger::{GrantRequest, LedgerError, LedgerResult, LotCategory, LotSource};
 use creditgate_core::payments::invoice::{Draft, Invoice, InvoiceStatus};
-use creditgate_core::payments::price_per_credit;
+use creditgate_core::payments::{price_per_credit, Order};
 use std::sync::atomic::Ordering;
 use tokio_postgres::IsolationLevel;
 
 use crate::journal::{ops, run_ready, Journal};
 use crate::postgres::ledger::{in_transaction, retry_pause, PgJournal};
 use crate::postgres::{is_retryable, pg_error, MAX_ATTEMPTS};
+use crate::run::Step;
 use crate::sqlite::ledger::{write_op, SqliteJournal};
 use crate::statement::{Columns, Param, TxStatements};
 use crate::Database;
@@ -217,14 +218,29 @@ async fn pay<J: Journal + TxStatements>(
         .ok_or_else(|| LedgerError::Corrupt(format!("invoice {id} vanished")))?;
     match inv.status {
         InvoiceStatus::Paid => return Ok(Some((inv, false))),
-        InvoiceStatus::Void => {
-            return Err(LedgerError::InvalidRequest(format!(
-                "invoice {} is void: there is nothing to pay",
-                inv.number
-            )))
-        }
+        InvoiceStatus::Void => return Err(void(&inv)),
         InvoiceStatus::Open => {}
     }
+    settle_open(j, now, &mut inv, paid_by, actor).await?;
+    Ok(Some((inv, true)))
+}
+
+fn void(inv: &Invoice) -> LedgerError {
+    LedgerError::InvalidRequest(format!(
+        "invoice {} is void: there is nothing to pay",
+        inv.number
+    ))
+}
+
+/// Pays an open invoice under its organization's lock (held by the caller): grants its
+/// credits, marks it paid, lifts an overdue suspension, audits.
+async fn settle_open<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    inv: &mut Invoice,
+    paid_by: &str,
+    actor: &Actor,
+) -> LedgerResult<()> {
     let ids = |s: String| TransferId::parse(&s).map_err(|e| LedgerError::Corrupt(e.to_string()));
     let lot_id =
         LotId::parse(&inv.payment_lot_id()).map_err(|e| LedgerError::Corrupt(e.to_string()))?;
@@ -245,10 +261,40 @@ async fn pay<J: Journal + TxStatements>(
     inv.paid_at = Some(now);
     inv.paid_by = Some(paid_by.to_owned());
     inv.lot_id = Some(granted.lot.id);
-    mark_paid(j, &inv).await?;
+    mark_paid(j, inv).await?;
     lift_suspension(j, &inv.org, now).await?;
-    audit(j, now, actor, &inv, "invoice.paid").await?;
-    Ok(Some((inv, true)))
+    audit(j, now, actor, inv, "invoice.paid").await?;
+    Ok(())
+}
+
+/// For the crediting of a paid order (its organization locked): when the order pays an
+/// invoice, pays the invoice and returns its lot — the existing one if it was already paid
+/// (by the operator, or another order), so the invoice's credits come back once. `None` for
+/// an ordinary purchase.
+pub(crate) async fn pay_for_order<J: Journal + TxStatements>(
+    j: &mut J,
+    now: Timestamp,
+    order: &OrderId,
+    paid_by: &str,
+    actor: &Actor,
+) -> LedgerResult<Option<LotId>> {
+    let Some(mut inv) = one_invoice(
+        j,
+        invoice_select!("WHERE id = (SELECT invoice_id FROM invoice_orders WHERE order_id = $1)"),
+        &[Param::Text(order.to_string())],
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    match inv.status {
+        InvoiceStatus::Open => settle_open(j, now, &mut inv, paid_by, actor).await?,
+        InvoiceStatus::Paid => {}
+        InvoiceStatus::Void => return Err(void(&inv)),
+    }
+    inv.lot_id
+        .map(Some)
+        .ok_or_else(|| LedgerError::Corrupt(format!("paid invoice {} has no lot", inv.id)))
 }
 
 async fn mark_paid<J: TxStatements>(j: &mut J, inv: &Invoice) -> LedgerResult<()> {
@@ -311,6 +357,31 @@ impl Database {
                 in_transaction!(s, |j, now| pay(j, now, id, paid_by, actor))
             }
         }
+    }
+
+    /// Creates an open order that pays `invoice` through its provider, in one transaction
+    /// with its link to the invoice.
+    pub async fn create_invoice_order(
+        &self,
+        order: &Order,
+        invoice: &InvoiceId,
+    ) -> LedgerResult<()> {
+        let steps = vec![
+            Step::new(
+                crate::payments::INSERT_ORDER,
+                crate::payments::order_params(order),
+            ),
+            Step::new(
+                "INSERT INTO invoice_orders (order_id, invoice_id) VALUES ($1, $2)",
+                vec![
+                    Param::Text(order.id.to_string()),
+                    Param::Text(invoice.to_string()),
+                ],
+            ),
+        ];
+        self.transaction(steps)
+            .await?
+            .map_err(|_| LedgerError::Corrupt("an invoice order was not written".to_owned()))
     }
 
     pub async fn invoice(&self, id: &InvoiceId) -> LedgerResult<Option<Invoice>> {

@@ -136,6 +136,8 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
         ("GET", "/v1/billing/invoices") => (Nothing, J(list_of("Invoice"))),
         ("GET", "/v1/billing/invoices/{id}") => (Nothing, ok("Invoice")),
         ("GET", "/v1/billing/invoices/{id}/html") => (Nothing, Html),
+        ("POST", "/v1/billing/invoices/{id}/checkout") => (Json(obj(&[], json!({"success_url": s(), "cancel_url": s()}))),
+            J(obj(&["order", "checkout_url"], json!({"order": r("Order"), "checkout_url": s()})))),
         ("POST", "/admin/v1/invoices/{id}/mark_paid") => (Nothing,
             J(json!({"allOf": [r("Invoice"), {"properties": {"paid_now": {"type": "boolean"}}}]}))),
         ("GET", "/sandbox/setup/{method_id}") => (Nothing, Html),

@@ -12,7 +12,7 @@ pub mod webhooks;
 use std::sync::Arc;
 
 use creditgate_core::accounts::Actor;
-use creditgate_core::ids::{OrderId, OrganizationId};
+use creditgate_core::ids::{InvoiceId, OrderId, OrganizationId};
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::{
@@ -169,6 +169,19 @@ impl Payments {
         let quote = self
             .quote(app, req.plan_id.as_deref(), req.credits.as_deref())
             .await?;
+        self.open_checkout(app, org, &quote, &req, None).await
+    }
+
+    /// Opens a checkout with the configured provider for `quote`: the open order (linked to
+    /// `invoice` when it pays one, `docs/credit-lines.md`) and the URL to pay it at.
+    pub async fn open_checkout(
+        &self,
+        app: &App,
+        org: &OrganizationId,
+        quote: &Quote,
+        req: &CheckoutRequest,
+        invoice: Option<&InvoiceId>,
+    ) -> Result<(Order, String), ApiError> {
         for url in [&req.success_url, &req.cancel_url].into_iter().flatten() {
             if !(url.starts_with("http://") || url.starts_with("https://")) || url.len() > 2048 {
                 return Err(ApiError::invalid_request(
@@ -180,8 +193,11 @@ impl Payments {
             CheckoutProvider::Sandbox => Provider::Sandbox,
             CheckoutProvider::Stripe => Provider::Stripe,
         };
-        let order = new_order(org, provider, &quote, app.clock.now(), &req);
-        app.db.create_order(&order).await?;
+        let order = new_order(org, provider, quote, app.clock.now(), req);
+        match invoice {
+            Some(invoice) => app.db.create_invoice_order(&order, invoice).await?,
+            None => app.db.create_order(&order).await?,
+        }
         let url = match (&self.stripe, provider) {
             (Some(stripe), Provider::Stripe) => {
                 let session = stripe

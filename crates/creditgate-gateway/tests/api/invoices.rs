@@ -23,6 +23,8 @@ use crate::on_both_databases;
 on_both_databases!(
     a_month_on_the_line_is_invoiced_once_and_paying_it_credits_the_balance_back,
     an_overdue_invoice_suspends_the_line_until_it_is_paid,
+    an_invoice_is_paid_through_the_sandbox_once,
+    an_invoice_is_paid_through_stripe_checkout_once,
 );
 
 const BILLING_EMAIL: &str = "billing@invoiced.example";
@@ -46,7 +48,7 @@ async fn invoiced(
     let t = TestApp::spawn_with(Setup {
         credits: NanoCredits::ZERO,
         clock: Some(clock.clone()),
-        extra_toml: extra_toml.to_owned(),
+        extra_toml: format!("{}\n{extra_toml}", setup.extra_toml),
         ..setup
     })
     .await;
@@ -322,4 +324,116 @@ async fn an_overdue_invoice_suspends_the_line_until_it_is_paid(setup: Setup) {
     assert!(t.get("/v1/credits").await.body["credit_line_suspended_at"].is_null());
     assert_eq!(t.message(&body(1024, "output_tokens=20")).await.status, 200);
     t.assert_ledger_clean().await;
+}
+
+/// An invoiced organization with January's invoice drafted; returns the app, the invoice's id
+/// and credits, and the organization admin key.
+async fn with_january_invoice(
+    setup: Setup,
+) -> (Arc<TestApp>, ManualClock, String, NanoCredits, String) {
+    let (t, clock, key) = invoiced(setup, "2026-01-20T10:00:00Z", "").await;
+    let r = t.message(&body(1024, "output_tokens=20")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.set(at("2026-02-01T00:00:05Z"));
+    let drafted = run_pass(&t.app).await.unwrap().drafted;
+    assert_eq!(drafted.len(), 1);
+    let (id, credits) = (drafted[0].id.to_string(), drafted[0].credits);
+    assert_eq!(credits, r.charged());
+    (t, clock, id, credits, key)
+}
+
+async fn invoice_checkout(t: &TestApp, key: &str, id: &str) -> JsonReply {
+    let path = format!("/v1/billing/invoices/{id}/checkout");
+    call(
+        t,
+        Method::POST,
+        &path,
+        &Cred::Key(key.to_owned()),
+        Some(json!({})),
+    )
+    .await
+}
+
+/// After the provider's verified payment: the invoice is paid once, by the provider, its
+/// credits repaid the debt, and neither the operator nor a second checkout pays it again.
+async fn assert_paid_once(t: &TestApp, key: &str, id: &str, by: &str, order: &str) {
+    let inv = billing(t, key, &format!("/v1/billing/invoices/{id}"))
+        .await
+        .body;
+    assert_eq!(
+        (inv["status"].as_str(), inv["paid_by"].as_str()),
+        (Some("paid"), Some(by)),
+        "{inv}"
+    );
+    assert_eq!(t.balance().await.debt, NanoCredits::ZERO);
+    let order = billing(t, key, &format!("/v1/billing/orders/{order}"))
+        .await
+        .body;
+    assert_eq!(order["status"], "credited", "{order}");
+    assert_eq!(order["lot_id"], inv["lot_id"]);
+    let again = mark_paid(t, id).await;
+    assert_eq!(
+        (again.status, again.body["paid_now"].as_bool()),
+        (200, Some(false))
+    );
+    invoice_checkout(t, key, id)
+        .await
+        .assert_error(409, "invalid_request_error");
+    t.assert_ledger_clean().await;
+}
+
+async fn an_invoice_is_paid_through_the_sandbox_once(setup: Setup) {
+    let (t, _clock, id, credits, key) = with_january_invoice(setup).await;
+    assert_eq!(t.balance().await.debt, credits);
+    let r = invoice_checkout(&t, &key, &id).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = r.body["order"]["id"].as_str().unwrap().to_owned();
+    let inv = billing(&t, &key, &format!("/v1/billing/invoices/{id}"))
+        .await
+        .body;
+    assert_eq!(r.body["order"]["amount_cents"], inv["amount_cents"]);
+    assert_eq!(amount(&r.body["order"]["credits"]), credits);
+    let order_id = creditgate_core::ids::OrderId::parse(&order).unwrap();
+    // A declined card pays nothing: the order fails, the invoice stays open for another try.
+    let declined = crate::payments::pay_json(&t, &order_id, "4000000000000002").await;
+    assert_eq!(declined["order"]["status"], "failed", "{declined}");
+    assert_eq!(t.balance().await.debt, credits);
+    let r = invoice_checkout(&t, &key, &id).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = r.body["order"]["id"].as_str().unwrap().to_owned();
+    let order_id = creditgate_core::ids::OrderId::parse(&order).unwrap();
+    let paid = crate::payments::pay_json(&t, &order_id, "4242424242424242").await;
+    assert_eq!(paid["order"]["status"], "credited", "{paid}");
+    assert_paid_once(&t, &key, &id, "sandbox", &order).await;
+}
+
+async fn an_invoice_is_paid_through_stripe_checkout_once(setup: Setup) {
+    let (fake, fake_addr) = crate::payments::fake_stripe().await;
+    let setup = crate::payments::stripe_setup(setup, fake_addr, "");
+    let (t, clock, id, credits, key) = with_january_invoice(setup).await;
+    fake.set_webhook_url(&format!("{}/webhooks/stripe", t.address));
+    // Stripe signs its events with the real time: the gateway's clock goes back to it.
+    clock.set(crate::helpers::now());
+    let r = invoice_checkout(&t, &key, &id).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let order = r.body["order"]["id"].as_str().unwrap().to_owned();
+    let stored = t
+        .app
+        .db
+        .order(&creditgate_core::ids::OrderId::parse(&order).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    let session = stored.provider_ref.expect("a checkout session");
+    let base = format!("http://{fake_addr}");
+    let paid = crate::payments::fake_pay(&t, &base, &session, "4242424242424242").await;
+    assert_eq!(paid["session"]["payment_status"], "paid", "{paid}");
+    assert_eq!(
+        t.balance().await.debt,
+        NanoCredits::ZERO,
+        "owed {credits}, repaid"
+    );
+    // The event again: nothing more.
+    assert_eq!(fake.deliver(&paid["event"]).await, Some(200));
+    assert_paid_once(&t, &key, &id, "stripe", &order).await;
 }

@@ -224,11 +224,16 @@ async fn credit<J: Journal + TxStatements>(
     };
     // The grant rules every grant obeys, a person's (the billing service) or a payment's.
     req.check(now)?;
-    let granted = ops::grant(j, now, req).await?;
+    // An order that pays an invoice pays it (once, its own lot) instead of granting a purchase.
+    let paid_by = order.provider.as_str();
+    let lot = match crate::invoices::pay_for_order(j, now, &order.id, paid_by, actor).await? {
+        Some(lot) => lot,
+        None => ops::grant(j, now, req).await?.lot.id,
+    };
     let seq = next_receipt(j).await?;
     order.status = OrderStatus::Credited;
     order.paid_at = Some(now);
-    order.lot_id = Some(granted.lot.id);
+    order.lot_id = Some(lot);
     order.receipt_number = Some(receipt_number(now, seq));
     order.method = p.method.clone().or(order.method);
     order.provider_ref = order.provider_ref.or_else(|| p.reference.clone());

@@ -37,6 +37,7 @@ use crate::Database;
 use std::sync::atomic::Ordering;
 use tokio_postgres::IsolationLevel;
 
+pub(crate) use credit::{order_params, INSERT_ORDER};
 pub use credit::{Clawback, ClawbackKind, ProviderClawback};
 pub use methods::{MethodStatus, PaymentMethod, SavedCard};
 pub use reload::{ReloadOutcome, ReloadSettings, ReloadStatus};

@@ -89,6 +89,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0016_invoices",
         include_str!("../../migrations/postgres/0016_invoices.sql"),
     ),
+    (
+        17,
+        "0017_invoice_orders",
+        include_str!("../../migrations/postgres/0017_invoice_orders.sql"),
+    ),
 ];
 
 /// Connections per process.

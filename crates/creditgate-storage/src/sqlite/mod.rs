@@ -84,6 +84,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         "0016_invoices",
         include_str!("../../migrations/sqlite/0016_invoices.sql"),
     ),
+    (
+        17,
+        "0017_invoice_orders",
+        include_str!("../../migrations/sqlite/0017_invoice_orders.sql"),
+    ),
 ];
 
 /// How long a connection waits for another process's write lock before giving up.

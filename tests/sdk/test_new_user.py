@@ -34,7 +34,7 @@ def test_a_new_user_signs_in_invites_limits_a_key_and_reads_the_audit_log(demo: 
 
         r = http.post("/v1/organizations/invites", json={"email": "dev@demo.example", "role": "developer"}, headers=csrf)
         assert r.status_code == 200, r.text
-        token = _latest_link(Path(demo["outbox_dir"]), "dev@demo.example", "/invite/")
+        token = _latest_link(Path(demo["outbox_dir"]), "dev@demo.example", "/join/")
         with httpx.Client(base_url=base, timeout=30) as newcomer:
             joined = newcomer.post(f"/invite/{token}", json={"name": "Dev", "password": "a long enough passphrase"})
             assert joined.status_code == 200, joined.text

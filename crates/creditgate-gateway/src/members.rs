@@ -229,7 +229,7 @@ pub async fn invite(
         .await?;
     let body = format!(
         "You are invited to join {org_name} on creditgate as {}.\n\n\
-         Accept here (the link works once, for 7 days):\n{public_url}/invite/{token}\n",
+         Accept here (the link works once, for 7 days):\n{public_url}/join/{token}\n",
         role.as_str()
     );
     let subject = format!("Join {org_name} on creditgate");

@@ -203,7 +203,7 @@ pub struct NewInvite {
     role: String,
 }
 
-/// `POST /v1/organizations/invites` `{"email","role"}`: emails a link to `/invite/{token}`.
+/// `POST /v1/organizations/invites` `{"email","role"}`: emails a link to the page `/join/{token}`.
 pub async fn create_invite(
     State(app): State<Arc<App>>,
     caller: OrgCaller,

@@ -196,6 +196,13 @@ pub fn table() -> Vec<Route> {
         r("POST", "/keys", Page, "Create an API key (form; the secret shown once)", page(post(dash::keys::create))),
         r("GET", "/keys/{id}", Page, "One API key and its limits", page(get(dash::keys::key))),
         r("POST", "/keys/{id}", Page, "Set limits, disable, enable or revoke a key (form)", page(post(dash::keys::update))),
+        r("GET", "/members", Page, "Members with roles and pending invitations", page(get(dash::members::page))),
+        r("POST", "/members/invite", Page, "Invite a member by email (form)", page(post(dash::members::invite))),
+        r("POST", "/members/{id}/role", Page, "Change a member's role (form)", page(post(dash::members::change_role))),
+        r("POST", "/members/{id}/remove", Page, "Remove a member, or leave (form)", page(post(dash::members::remove))),
+        r("POST", "/members/invites/{id}/revoke", Page, "Withdraw an invitation (form)", page(post(dash::members::revoke))),
+        r("GET", "/join/{token}", PublicPage, "The page an invitation email links to", page(get(dash::join::page))),
+        r("POST", "/join/{token}", PublicPage, "Accept an invitation and sign in (form)", page(post(dash::join::accept))),
     ]
 }
 

@@ -231,6 +231,9 @@ async fn run_demo(
         public_url = "{base_url}"
         [payments.seller]
         name = "creditgate demo"
+        [accounts]
+        # Emailed links (invitations, password resets) open this gateway's pages.
+        public_url = "{base_url}"
         [email]
         outbox_dir = "{outbox}"
         [webhooks]

@@ -259,7 +259,7 @@ async fn owner_signs_in_invites_and_the_member_joins_once(setup: Setup) {
         (Some("invite"), Some("pending"))
     );
     assert_eq!(r.body["email"], "dev@example.com");
-    let token = link_token(&t, "dev@example.com", "/invite/");
+    let token = link_token(&t, "dev@example.com", "/join/");
     assert_eq!(token.len(), 64);
 
     let shown = call(
@@ -836,7 +836,7 @@ async fn the_operator_creates_searches_suspends_and_grants(setup: Setup) {
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
     let org = r.body["id"].as_str().unwrap().to_owned();
-    let token = link_token(&t, "boss@acme.example", "/invite/");
+    let token = link_token(&t, "boss@acme.example", "/join/");
     let joined = call(
         &t,
         Method::POST,
@@ -1015,7 +1015,7 @@ async fn the_operator_invites_an_owner_only_where_there_is_none(setup: Setup) {
     )
     .await;
     assert_eq!(r.status, 200, "{}", r.body);
-    let first = link_token(&t, "first@acme.example", "/invite/");
+    let first = link_token(&t, "first@acme.example", "/join/");
     // A second invitation replaces the first: one link at a time can make an owner.
     let r = operator(
         &t,
@@ -1030,7 +1030,7 @@ async fn the_operator_invites_an_owner_only_where_there_is_none(setup: Setup) {
         "{}",
         r.body
     );
-    let second = link_token(&t, "second@acme.example", "/invite/");
+    let second = link_token(&t, "second@acme.example", "/join/");
     assert_eq!(
         accept_invite(&t, &first).await.status,
         404,

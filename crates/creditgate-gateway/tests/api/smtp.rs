@@ -48,7 +48,7 @@ async fn invitations_and_password_resets_arrive_over_smtp() {
         "{}",
         invitation.data
     );
-    let token = token_in(&invitation.data, "/invite/");
+    let token = token_in(&invitation.data, "/join/");
     assert_eq!(token.len(), 64, "{}", invitation.data);
     let joined = call(
         &t,

@@ -143,7 +143,7 @@ fn organizations_are_managed_and_audited_from_the_cli(w: &Workdir) {
     let mails: Vec<_> = std::fs::read_dir(w.dir.join("outbox")).unwrap().collect();
     assert_eq!(mails.len(), 1, "the owner's invitation is in the outbox");
     let mail = std::fs::read_to_string(mails[0].as_ref().unwrap().path()).unwrap();
-    assert!(mail.contains("boss@acme.example") && mail.contains("https://gateway.example/invite/"));
+    assert!(mail.contains("boss@acme.example") && mail.contains("https://gateway.example/join/"));
 
     // The owner has not joined: the operator may invite another (the first link dies).
     let again = w.json(&["org", "invite-owner", &id, "--email", "chief@acme.example"]);

@@ -175,6 +175,20 @@ impl Config {
                 "CREDITGATE_WEBHOOKS_TIMEOUT_MS",
                 json!(self.webhooks.timeout_ms),
             ),
+            s(
+                "tax.rates",
+                "CREDITGATE_TAX_RATES",
+                json!(self
+                    .payments
+                    .tax
+                    .rates()
+                    .collect::<std::collections::BTreeMap<_, _>>()),
+            ),
+            s(
+                "tax.prices_include_tax",
+                "CREDITGATE_TAX_PRICES_INCLUDE_TAX",
+                json!(self.payments.tax.prices_include_tax),
+            ),
         ]
     }
 }

@@ -166,6 +166,8 @@ struct RawConfig {
     #[serde(default)]
     payments: payments::RawPayments,
     #[serde(default)]
+    tax: payments::RawTax,
+    #[serde(default)]
     accounts: RawAccounts,
     #[serde(default)]
     email: RawEmail,
@@ -426,7 +428,7 @@ impl Config {
         let billing = read::Billing::read(raw.billing, &src)?;
         let timing = read::Timing::read(&raw.limits, &src)?;
         let capacity = read::Capacity::read(&raw.limits, &src)?;
-        let payments = PaymentsConfig::from_raw(raw.payments, &env)?;
+        let payments = PaymentsConfig::from_raw(raw.payments, raw.tax, &env)?;
         let accounts = accounts_config(raw.accounts, raw.email, server.listen, &env)?;
         let webhooks = WebhooksConfig::read(raw.webhooks, &env)?;
         let invoices = InvoicesConfig::read(raw.invoices, billing.credit_unit.usd)?;
@@ -500,6 +502,45 @@ mod tests {
         assert!(Config::from_toml("[billing]\ndisconnect_policy = \"maybe\"").is_err());
         assert!(Config::from_toml("admin_key = \"short\"").is_err());
         assert!(Config::from_toml("").unwrap().check_production().is_err());
+    }
+
+    #[test]
+    fn tax_rates_are_checked() {
+        let cfg = Config::from_toml("[tax]\nrates = { FR = \"0.20\", de = \"0.19\" }").unwrap();
+        let fr = cfg.payments.tax.apply(Some("FR"), 5_000);
+        assert_eq!((fr.tax_cents, fr.amount_cents), (1_000, 6_000));
+        assert_eq!(cfg.payments.tax.apply(Some("DE"), 100).tax_cents, 19);
+        for (bad, says) in [
+            (
+                "[tax]\nrates = { FR = \"1.5\" }",
+                "tax rate `1.5` must be a decimal from 0 to 1",
+            ),
+            ("[tax]\nrates = { FR = \"-0.1\" }", "tax rate `-0.1`"),
+            (
+                "[tax]\nrates = { XX = \"0.1\" }",
+                "`XX` is not an ISO 3166-1 alpha-2",
+            ),
+            ("[tax]\nrates = { FR = 0.2 }", "invalid type"),
+            ("[tax]\nrate = { FR = \"0.2\" }", "unknown field"),
+        ] {
+            let err = Config::from_toml(bad).unwrap_err().to_string();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+        let env = Config::load(None, |k| match k {
+            "CREDITGATE_TAX_RATES" => Some("FR=0.20, IE=0.23".into()),
+            "CREDITGATE_TAX_PRICES_INCLUDE_TAX" => Some("true".into()),
+            _ => None,
+        })
+        .unwrap();
+        assert!(env.payments.tax.prices_include_tax);
+        assert_eq!(
+            env.payments.tax.apply(Some("FR"), 6_000).subtotal_cents,
+            5_000
+        );
+        let bad = Config::load(None, |k| {
+            (k == "CREDITGATE_TAX_RATES").then(|| "FR:0.2".into())
+        });
+        assert!(bad.unwrap_err().to_string().contains("COUNTRY=RATE"));
     }
 
     #[test]

@@ -1,8 +1,11 @@
 //! The `[payments]` section: which provider takes the money, who the seller is (for receipts),
-//! which countries are served, the custom amount, and the Stripe account.
+//! which countries are served, the custom amount, and the Stripe account; and the `[tax]`
+//! section (rates by billing country, `docs/tax.md`), kept beside them.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
+use creditgate_core::payments::tax::TaxTable;
 use creditgate_core::pricing::{CreditPlans, CustomAmount};
 use serde::Deserialize;
 
@@ -70,6 +73,42 @@ pub struct PaymentsConfig {
     pub custom: Option<CustomAmount>,
     pub stripe: Option<StripeConfig>,
     pub reconcile_interval_ms: u64,
+    /// Tax rates by billing country (`[tax]`); the seller's tax id is `seller.tax_id`.
+    pub tax: TaxTable,
+}
+
+/// The `[tax]` section as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawTax {
+    rates: Option<BTreeMap<String, String>>,
+    prices_include_tax: Option<bool>,
+}
+
+/// Reads `[tax]`, `CREDITGATE_TAX_RATES` (`FR=0.20,DE=0.19`) and
+/// `CREDITGATE_TAX_PRICES_INCLUDE_TAX` (`true`/`false`), refusing a bad country or rate.
+fn tax_table(raw: RawTax, env: &impl Fn(&str) -> Option<String>) -> Result<TaxTable, ConfigError> {
+    let invalid = |m: String| ConfigError::Invalid(format!("tax.{m}"));
+    let rates: Vec<(String, String)> = match env("CREDITGATE_TAX_RATES") {
+        Some(v) => v
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(|p| match p.split_once('=') {
+                Some((c, r)) => Ok((c.trim().to_owned(), r.trim().to_owned())),
+                None => Err(invalid(format!(
+                    "rates: `{p}` must be COUNTRY=RATE such as FR=0.20"
+                ))),
+            })
+            .collect::<Result<_, _>>()?,
+        None => raw.rates.unwrap_or_default().into_iter().collect(),
+    };
+    let include = match env("CREDITGATE_TAX_PRICES_INCLUDE_TAX").as_deref() {
+        None => raw.prices_include_tax.unwrap_or(false),
+        Some("true") => true,
+        Some("false") => false,
+        Some(_) => return Err(invalid("prices_include_tax must be true or false".into())),
+    };
+    TaxTable::new(rates, include).map_err(|e| invalid(format!("rates: {e}")))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -97,6 +136,7 @@ struct RawStripe {
 impl PaymentsConfig {
     pub(super) fn from_raw(
         raw: RawPayments,
+        raw_tax: RawTax,
         env: &impl Fn(&str) -> Option<String>,
     ) -> Result<Self, ConfigError> {
         let invalid = |m: &str| ConfigError::Invalid(format!("payments.{m}"));
@@ -143,6 +183,7 @@ impl PaymentsConfig {
             reconcile_interval_ms: raw
                 .reconcile_interval_ms
                 .unwrap_or(DEFAULT_RECONCILE_INTERVAL_MS),
+            tax: tax_table(raw_tax, env)?,
         })
     }
 }

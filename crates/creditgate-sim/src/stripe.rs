@@ -247,15 +247,9 @@ async fn create_session(State(s): State<FakeStripe>, headers: HeaderMap, body: B
         s.remember(&headers, &session);
         return Json(session).into_response();
     }
-    let amount: Option<i64> = f
-        .get("line_items[0][price_data][unit_amount]")
-        .and_then(|a| a.parse().ok());
-    let (Some(amount), Some(currency)) = (amount, f.get("line_items[0][price_data][currency]"))
-    else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "line_items[0][price_data] is required",
-        );
+    let (amount, currency, items) = match line_items(&f) {
+        Ok(parsed) => parsed,
+        Err(message) => return error(StatusCode::BAD_REQUEST, &message),
     };
     let id = s.new_id("cs_test");
     let metadata: HashMap<&str, &String> = f
@@ -275,10 +269,58 @@ async fn create_session(State(s): State<FakeStripe>, headers: HeaderMap, body: B
         "currency": currency, "client_reference_id": f.get("client_reference_id"),
         "metadata": metadata, "payment_intent": null, "success_url": f.get("success_url"),
         "payment_intent_data": {"metadata": intent_metadata},
+        "line_items": {"object": "list", "data": items},
     });
     s.lock().sessions.insert(id, session.clone());
     s.remember(&headers, &session);
     Json(session).into_response()
+}
+
+/// Stripe's arithmetic on a Checkout Session's `line_items[i][price_data]`: amount_total is the
+/// sum of unit_amount × quantity over every line, all in one currency.
+fn line_items(f: &HashMap<String, String>) -> Result<(i64, String, Vec<Value>), String> {
+    let mut total = 0_i64;
+    let mut currency: Option<String> = None;
+    let mut items = Vec::new();
+    for i in 0.. {
+        let field = |name: &str| f.get(&format!("line_items[{i}]{name}"));
+        let Some(unit) = field("[price_data][unit_amount]") else {
+            break;
+        };
+        let unit: i64 =
+            unit.parse().ok().filter(|u| *u >= 0).ok_or_else(|| {
+                format!("Invalid integer: line_items[{i}][price_data][unit_amount]")
+            })?;
+        let quantity: i64 = match field("[quantity]") {
+            Some(q) => q
+                .parse()
+                .ok()
+                .filter(|q| *q > 0)
+                .ok_or_else(|| format!("Invalid integer: line_items[{i}][quantity]"))?,
+            None => {
+                return Err(format!(
+                    "Missing required param: line_items[{i}][quantity]."
+                ))
+            }
+        };
+        let cur = field("[price_data][currency]").ok_or_else(|| {
+            format!("Missing required param: line_items[{i}][price_data][currency].")
+        })?;
+        if currency.as_ref().is_some_and(|c| c != cur) {
+            return Err("All line items must use the same currency.".to_owned());
+        }
+        currency = Some(cur.clone());
+        let amount = unit.checked_mul(quantity).ok_or("amount too large")?;
+        total = total.checked_add(amount).ok_or("amount too large")?;
+        items.push(json!({
+            "object": "item", "quantity": quantity, "currency": cur, "amount_total": amount,
+            "description": field("[price_data][product_data][name]"),
+        }));
+    }
+    match currency {
+        Some(c) => Ok((total, c, items)),
+        None => Err("line_items[0][price_data] is required".to_owned()),
+    }
 }
 
 async fn get_session(

@@ -212,9 +212,14 @@ pub async fn payments(db: &Database, args: PaymentsArgs, as_json: bool) -> anyho
         plan_id: plan,
         credits,
     };
-    let (order, created) = Payments::record_manual_in(db, None, &org, payment, &Actor::operator())
-        .await
-        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    // The CLI reads no config file: tax rates come from CREDITGATE_TAX_RATES (`docs/tax.md`).
+    let tax = creditgate_gateway::config::Config::load(None, |k| std::env::var(k).ok())?
+        .payments
+        .tax;
+    let (order, created) =
+        Payments::record_manual_in(db, (None, &tax), &org, payment, &Actor::operator())
+            .await
+            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     debug_assert_eq!(order.provider, Provider::Manual);
     let mut value = order_json(&order, "");
     value["recorded_now"] = json!(created);

@@ -333,6 +333,14 @@ pub struct Order {
     pub failure: Option<Failure>,
     /// Cents refunded so far (cumulative, as the provider reports them).
     pub refunded_cents: i64,
+    /// The price before tax (`docs/tax.md`): `amount_cents` = subtotal + tax.
+    pub subtotal_cents: i64,
+    pub tax_cents: i64,
+    /// The rate applied, an exact decimal string ("0.20"; "0" for no tax).
+    pub tax_rate: String,
+    /// The buyer's billing country and tax id as they were when the order was made.
+    pub buyer_country: Option<String>,
+    pub buyer_tax_id: Option<String>,
 }
 
 impl Order {
@@ -345,6 +353,21 @@ impl Order {
     /// The lot a credited order creates.
     pub fn lot_id(&self) -> String {
         format!("lot_{}", self.id)
+    }
+
+    /// Sets the order's total and its split from `tax`, and the buyer's details from `profile`.
+    pub fn apply_tax(&mut self, tax: &tax::TaxBreakdown, profile: &BillingProfile) {
+        self.amount_cents = tax.amount_cents;
+        self.subtotal_cents = tax.subtotal_cents;
+        self.tax_cents = tax.tax_cents;
+        self.tax_rate = tax.tax_rate.clone();
+        self.buyer_country = profile.country.clone();
+        self.buyer_tax_id = profile.tax_id.clone();
+    }
+
+    /// The receipt's words for the tax line: "Tax (FR 20%)" or "No tax".
+    pub fn tax_label(&self) -> String {
+        tax::tax_label(self.buyer_country.as_deref(), &self.tax_rate)
     }
 
     /// When a checkout left open stops being payable.

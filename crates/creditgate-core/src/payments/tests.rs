@@ -22,6 +22,11 @@ fn order() -> Order {
         receipt_number: None,
         failure: None,
         refunded_cents: 0,
+        subtotal_cents: 5_000,
+        tax_cents: 0,
+        tax_rate: "0".to_owned(),
+        buyer_country: None,
+        buyer_tax_id: None,
     }
 }
 

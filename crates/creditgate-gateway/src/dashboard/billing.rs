@@ -256,6 +256,26 @@ pub struct OrderPage {
     pub c: Chrome,
     pub o: OrderRow,
     pub paid: String,
+    pub tax: OrderTax,
+}
+
+/// How an order's total splits (`docs/tax.md`), and the tax ids printed on its receipt.
+pub struct OrderTax {
+    pub subtotal: String,
+    pub label: String,
+    pub tax: String,
+    pub buyer_tax_id: String,
+    pub seller_tax_id: String,
+}
+
+fn order_tax(o: &Value, seller_tax_id: Option<&str>) -> OrderTax {
+    OrderTax {
+        subtotal: cents(o["subtotal_cents"].as_i64().unwrap_or(0)),
+        label: text(&o["tax_label"]),
+        tax: cents(o["tax_cents"].as_i64().unwrap_or(0)),
+        buyer_tax_id: text(&o["buyer_tax_id"]),
+        seller_tax_id: seller_tax_id.unwrap_or_default().to_owned(),
+    }
 }
 
 /// `GET /orders/{id}`: `GET /v1/billing/orders/{id}`.
@@ -272,6 +292,7 @@ pub async fn order(
         c: chrome,
         o: order_row(&o, &app.cfg.credit_unit),
         paid: when(&o["paid_at"]),
+        tax: order_tax(&o, app.payments.cfg.seller.tax_id.as_deref()),
     };
     Ok(html(StatusCode::OK, &page))
 }

@@ -15,6 +15,7 @@ use creditgate_core::accounts::Actor;
 use creditgate_core::ids::{InvoiceId, OrderId, OrganizationId};
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
+use creditgate_core::payments::tax::TaxTable;
 use creditgate_core::payments::{
     check_cents, quote_custom, Order, OrderStatus, PaymentError, PaymentState, Provider,
     ProviderPayment, Quote, CURRENCY, MAX_REFERENCE_LEN,
@@ -162,10 +163,8 @@ impl Payments {
         org: &OrganizationId,
         req: CheckoutRequest,
     ) -> Result<(Order, String), ApiError> {
-        app.db
-            .billing_profile(org)
-            .await?
-            .check_can_buy(&self.cfg.served_countries)?;
+        let profile = app.db.billing_profile(org).await?;
+        profile.check_can_buy(&self.cfg.served_countries)?;
         let quote = self
             .quote(app, req.plan_id.as_deref(), req.credits.as_deref())
             .await?;
@@ -193,10 +192,21 @@ impl Payments {
             CheckoutProvider::Sandbox => Provider::Sandbox,
             CheckoutProvider::Stripe => Provider::Stripe,
         };
-        let order = new_order(org, provider, quote, app.clock.now(), req);
+        let mut order = new_order(org, provider, quote, app.clock.now(), req);
         match invoice {
             Some(invoice) => app.db.create_invoice_order(&order, invoice).await?,
-            None => app.db.create_order(&order).await?,
+            None => {
+                // A purchase pays its buyer's country tax on top (`docs/tax.md`); an invoice's
+                // amount is what is owed as invoiced.
+                let profile = app.db.billing_profile(org).await?;
+                let tax = self
+                    .cfg
+                    .tax
+                    .apply(profile.country.as_deref(), quote.amount_cents);
+                check_cents(tax.amount_cents)?;
+                order.apply_tax(&tax, &profile);
+                app.db.create_order(&order).await?
+            }
         }
         let url = match (&self.stripe, provider) {
             (Some(stripe), Provider::Stripe) => {
@@ -303,13 +313,15 @@ impl Payments {
         m: ManualPayment,
         actor: &Actor,
     ) -> Result<(Order, bool), ApiError> {
-        Self::record_manual_in(&app.db, self.cfg.custom.as_ref(), org, m, actor).await
+        let terms = (self.cfg.custom.as_ref(), &self.cfg.tax);
+        Self::record_manual_in(&app.db, terms, org, m, actor).await
     }
 
-    /// [`Self::record_manual`] from the database alone (the CLI).
+    /// [`Self::record_manual`] from the database alone (the CLI). The amount received includes
+    /// tax: it is split by the buyer's country rate (`docs/tax.md`).
     pub async fn record_manual_in(
         db: &Database,
-        custom: Option<&CustomAmount>,
+        (custom, tax): (Option<&CustomAmount>, &TaxTable),
         org: &OrganizationId,
         m: ManualPayment,
         actor: &Actor,
@@ -335,10 +347,15 @@ impl Payments {
         let mut quote = Self::quote_in(db, custom, m.plan_id.as_deref(), m.credits.as_deref())
             .await
             .or_else(|e| manual_credits(m.credits.as_deref()).ok_or(e))?;
-        // What was actually received is what the order and receipt show.
+        // What was actually received is what the order and receipt show, tax included.
         quote.amount_cents = m.amount_cents;
         db.organization(org).await?;
+        let profile = db.billing_profile(org).await?;
         let mut order = new_order(org, Provider::Manual, &quote, db.now(), &Default::default());
+        order.apply_tax(
+            &tax.split_received(profile.country.as_deref(), m.amount_cents),
+            &profile,
+        );
         order.provider_ref = Some(format!("{}:{reference}", m.method));
         order.method = Some(m.method.clone());
         Ok(db.record_manual_payment(order, actor).await?)
@@ -492,6 +509,11 @@ fn new_order(
         receipt_number: None,
         failure: None,
         refunded_cents: 0,
+        subtotal_cents: quote.amount_cents,
+        tax_cents: 0,
+        tax_rate: "0".to_owned(),
+        buyer_country: None,
+        buyer_tax_id: None,
     }
 }
 
@@ -505,8 +527,14 @@ pub fn order_json(order: &Order, public_url: &str) -> Value {
         "status": order.status.as_str(),
         "plan_id": order.plan_id,
         "credits": order.credits.to_string(),
+        "subtotal_cents": order.subtotal_cents,
+        "tax_cents": order.tax_cents,
+        "tax_rate": order.tax_rate,
+        "tax_label": order.tax_label(),
         "amount_cents": order.amount_cents,
         "currency": order.currency,
+        "buyer_country": order.buyer_country,
+        "buyer_tax_id": order.buyer_tax_id,
         "provider": order.provider.as_str(),
         "method": order.method,
         "created_at": order.created_at.to_rfc3339(),

@@ -1,5 +1,6 @@
-//! Printable HTML receipts: seller (from the config), buyer (the billing profile), plan,
-//! credits, amount, method, date and the gapless receipt number. `GET /receipts/{order_id}`
+//! Printable HTML receipts: seller (from the config) and buyer (the billing profile; country
+//! and tax id as of the order), plan, credits, subtotal, tax (rate and amount, or "No tax"),
+//! total, method, date and the gapless receipt number. `GET /receipts/{order_id}`
 //! serves one the way Stripe serves its receipt links: the order id (128 random bits) is the
 //! capability.
 
@@ -56,10 +57,16 @@ fn lines(parts: &[Option<&str>]) -> String {
 /// The receipt page of a credited order.
 pub fn render(order: &Order, seller: &Seller, buyer: &BillingProfile, unit: &str) -> String {
     let a = &buyer.address;
+    let seller_tax = seller.tax_id.as_deref().map(|t| format!("Tax ID: {t}"));
     let seller_lines: Vec<Option<&str>> = std::iter::once(Some(seller.name.as_str()))
         .chain(seller.address.iter().map(|l| Some(l.as_str())))
-        .chain([seller.email.as_deref(), seller.tax_id.as_deref()])
+        .chain([seller.email.as_deref(), seller_tax.as_deref()])
         .collect();
+    // The country and tax id the order was made with; orders from before tax: the profile's.
+    let (country, tax_id) = match order.buyer_country.as_deref() {
+        Some(c) => (Some(c), order.buyer_tax_id.as_deref()),
+        None => (buyer.country.as_deref(), buyer.tax_id.as_deref()),
+    };
     let buyer_lines = lines(&[
         buyer.name.as_deref(),
         buyer.email.as_deref(),
@@ -68,9 +75,9 @@ pub fn render(order: &Order, seller: &Seller, buyer: &BillingProfile, unit: &str
         a.postal_code.as_deref(),
         a.city.as_deref(),
         a.state.as_deref(),
-        buyer.country.as_deref(),
-        buyer.tax_id.as_deref().map(|_| "Tax ID:"),
-        buyer.tax_id.as_deref(),
+        country,
+        tax_id.map(|_| "Tax ID:"),
+        tax_id,
     ]);
     let number = order.receipt_number.as_deref().unwrap_or("—");
     let date = order.paid_at.map(|t| t.to_rfc3339()).unwrap_or_default();
@@ -95,8 +102,9 @@ pub fn render(order: &Order, seller: &Seller, buyer: &BillingProfile, unit: &str
          <table><tr><th>Order</th><td>{order_id}</td></tr>\
          <tr><th>Plan</th><td>{plan}</td></tr>\
          <tr><th>Credits</th><td>{credits} {unit}</td></tr>\
-         <tr><th>Amount paid</th><td>{amount} {currency}</td></tr>\
-         <tr><th>Tax</th><td>$0.00 (no tax table configured)</td></tr>\
+         <tr><th>Subtotal</th><td class=\"subtotal\">{subtotal} {currency}</td></tr>\
+         <tr><th>{tax_label}</th><td class=\"tax\">{tax} {currency}</td></tr>\
+         <tr><th>Total paid</th><td class=\"total\">{amount} {currency}</td></tr>\
          <tr><th>Method</th><td>{method}</td></tr>\
          <tr><th>Date</th><td>{date}</td></tr>{refunded}</table>\
          <p>Credits are prepaid and non-refundable except as the seller's terms say.</p>\
@@ -112,6 +120,9 @@ pub fn render(order: &Order, seller: &Seller, buyer: &BillingProfile, unit: &str
         plan = escape(order.plan_id.as_deref().unwrap_or("custom amount")),
         credits = order.credits,
         unit = escape(unit),
+        subtotal = dollars(order.subtotal_cents),
+        tax_label = escape(&order.tax_label()),
+        tax = dollars(order.tax_cents),
         amount = dollars(order.amount_cents),
         currency = escape(&order.currency.to_uppercase()),
         method = escape(order.method.as_deref().unwrap_or(order.provider.as_str())),

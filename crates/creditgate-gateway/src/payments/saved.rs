@@ -16,7 +16,7 @@ use creditgate_core::accounts::Action;
 use creditgate_core::ids::{OrderId, OrganizationId};
 use creditgate_core::payments::cards::{CardBehavior, ChargeOutcome, TestCard};
 use creditgate_core::payments::{
-    FailureCode, Order, OrderStatus, PaymentState, Provider, ProviderPayment, Quote,
+    check_cents, FailureCode, Order, OrderStatus, PaymentState, Provider, ProviderPayment, Quote,
 };
 use creditgate_storage::payments::{MethodStatus, PaymentMethod, ProviderEvent, SavedCard};
 use serde_json::{json, Value};
@@ -146,6 +146,13 @@ impl Payments {
                 app.clock.now(),
                 &Default::default(),
             );
+            let profile = app.db.billing_profile(org).await?;
+            let tax = self
+                .cfg
+                .tax
+                .apply(profile.country.as_deref(), quote.amount_cents);
+            check_cents(tax.amount_cents)?;
+            order.apply_tax(&tax, &profile);
             order.id = id.clone();
             order.method = method
                 .card

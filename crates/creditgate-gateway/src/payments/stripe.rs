@@ -121,7 +121,7 @@ impl StripeClient {
         public_url: &str,
     ) -> Result<CheckoutSession, ApiError> {
         let back = format!("{public_url}/sandbox/checkout/{}", order.id);
-        let form = [
+        let mut form = vec![
             ("mode", "payment".to_owned()),
             ("client_reference_id", order.id.to_string()),
             ("metadata[order_id]", order.id.to_string()),
@@ -141,7 +141,7 @@ impl StripeClient {
             ),
             (
                 "line_items[0][price_data][unit_amount]",
-                order.amount_cents.to_string(),
+                order.subtotal_cents.to_string(),
             ),
             (
                 "line_items[0][price_data][product_data][name]",
@@ -153,6 +153,24 @@ impl StripeClient {
             ),
             ("cancel_url", order.cancel_url.clone().unwrap_or(back)),
         ];
+        // The tax is its own line, so the session's amount_total is the order's total.
+        if order.tax_cents > 0 {
+            form.extend([
+                ("line_items[1][quantity]", "1".to_owned()),
+                (
+                    "line_items[1][price_data][currency]",
+                    order.currency.clone(),
+                ),
+                (
+                    "line_items[1][price_data][unit_amount]",
+                    order.tax_cents.to_string(),
+                ),
+                (
+                    "line_items[1][price_data][product_data][name]",
+                    order.tax_label(),
+                ),
+            ]);
+        }
         self.post(
             "/v1/checkout/sessions",
             &form,

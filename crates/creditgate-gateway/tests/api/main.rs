@@ -36,5 +36,6 @@ mod saved_cards;
 mod sign_up;
 mod smtp;
 mod smtp_sink;
+mod tax;
 mod upstream_faults;
 mod webhooks;

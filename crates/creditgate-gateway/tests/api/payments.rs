@@ -405,6 +405,7 @@ async fn forged_and_mismatched_webhooks_credit_nothing(setup: Setup) {
                 ("client_reference_id", order_id),
                 ("metadata[order_id]", order_id),
                 ("metadata[organization_id]", org),
+                ("line_items[0][quantity]", "1"),
                 ("line_items[0][price_data][currency]", currency),
                 ("line_items[0][price_data][unit_amount]", amount),
             ])

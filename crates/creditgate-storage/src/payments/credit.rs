@@ -26,7 +26,8 @@ const MS_PER_DAY: i64 = 86_400_000;
 
 pub(crate) const INSERT_ORDER: &str = "INSERT INTO orders (id, org, status, plan_id, credits, \
     amount_cents, currency, provider, provider_ref, method, expires_in_days, success_url, \
-    cancel_url, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)";
+    cancel_url, created_at, subtotal_cents, tax_cents, tax_rate, buyer_country, buyer_tax_id) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)";
 
 pub(crate) fn order_params(o: &Order) -> Vec<Param> {
     vec![
@@ -44,6 +45,11 @@ pub(crate) fn order_params(o: &Order) -> Vec<Param> {
         Param::OptText(o.success_url.clone()),
         Param::OptText(o.cancel_url.clone()),
         Param::Int(o.created_at.millis()),
+        Param::Int(o.subtotal_cents),
+        Param::Int(o.tax_cents),
+        Param::Text(o.tax_rate.clone()),
+        Param::OptText(o.buyer_country.clone()),
+        Param::OptText(o.buyer_tax_id.clone()),
     ]
 }
 

@@ -7,8 +7,8 @@ macro_rules! order_select {
         concat!(
             "SELECT id, org, status, plan_id, credits, amount_cents, currency, provider, \
              provider_ref, method, expires_in_days, success_url, cancel_url, created_at, \
-             paid_at, lot_id, receipt_number, failure_code, failure_message, refunded_cents \
-             FROM orders ",
+             paid_at, lot_id, receipt_number, failure_code, failure_message, refunded_cents, \
+             subtotal_cents, tax_cents, tax_rate, buyer_country, buyer_tax_id FROM orders ",
             $rest
         )
     };
@@ -132,6 +132,11 @@ pub(crate) fn order_row(r: &dyn Columns) -> LedgerResult<Order> {
         receipt_number: r.opt_text(16)?,
         failure,
         refunded_cents: r.int(19)?,
+        subtotal_cents: r.int(20)?,
+        tax_cents: r.int(21)?,
+        tax_rate: r.text(22)?,
+        buyer_country: r.opt_text(23)?,
+        buyer_tax_id: r.opt_text(24)?,
     })
 }
 

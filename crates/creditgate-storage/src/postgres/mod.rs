@@ -80,6 +80,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/postgres/0013_webhooks.sql"),
     ),
     (
+        14,
+        "0014_order_tax",
+        include_str!("../../migrations/postgres/0014_order_tax.sql"),
+    ),
+    (
         15,
         "0015_credit_lines",
         include_str!("../../migrations/postgres/0015_credit_lines.sql"),

@@ -75,6 +75,11 @@ pub(crate) const MIGRATIONS: &[(i64, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0013_webhooks.sql"),
     ),
     (
+        14,
+        "0014_order_tax",
+        include_str!("../../migrations/sqlite/0014_order_tax.sql"),
+    ),
+    (
         15,
         "0015_credit_lines",
         include_str!("../../migrations/sqlite/0015_credit_lines.sql"),

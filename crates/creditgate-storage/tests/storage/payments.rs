@@ -55,6 +55,11 @@ fn order(id: &str, org_id: &str, provider: Provider) -> Order {
         receipt_number: None,
         failure: None,
         refunded_cents: 0,
+        subtotal_cents: 5_000,
+        tax_cents: 0,
+        tax_rate: "0".to_owned(),
+        buyer_country: None,
+        buyer_tax_id: None,
     }
 }
 

@@ -205,9 +205,19 @@ fn config_check_fails_with_the_messages_serve_gives() {
             "at least 32 characters",
         ),
         (
-            fixed,
+            fixed.clone(),
             vec![("CREDITGATE_PRICES_FILE", "missing-prices.toml")],
             "missing-prices.toml",
+        ),
+        (
+            fixed.clone(),
+            vec![("CREDITGATE_TAX_RATES", "FR=1.20")],
+            "tax rate `1.20` must be a decimal from 0 to 1",
+        ),
+        (
+            fixed,
+            vec![("CREDITGATE_TAX_RATES", "XX=0.2")],
+            "`XX` is not an ISO 3166-1 alpha-2 country code",
         ),
     ];
     for (config, env, needle) in cases {

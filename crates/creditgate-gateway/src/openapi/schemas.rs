@@ -304,10 +304,12 @@ pub fn components() -> Value {
         "PaymentMethod": obj(&["id", "type", "provider", "status", "created_at"], json!({"id": s(), "type": {"const": "payment_method"},
             "provider": s(), "status": s(), "brand": ns(), "last4": ns(), "exp_month": nint(), "exp_year": nint(),
             "failure": {"type": ["object", "string", "null"]}, "created_at": time()})),
-        "Order": obj(&["id", "type", "status", "credits", "amount_cents", "currency", "provider", "created_at"], json!({
+        "Order": obj(&["id", "type", "status", "credits", "subtotal_cents", "tax_cents", "tax_rate", "amount_cents", "currency",
+            "provider", "created_at"], json!({
             "id": s(), "type": {"const": "order"}, "organization_id": s(),
             "status": {"enum": ["open", "paid", "credited", "failed", "expired", "refunded", "partially_refunded", "disputed"]},
-            "plan_id": ns(), "credits": credits(), "amount_cents": int(), "currency": s(),
+            "plan_id": ns(), "credits": credits(), "subtotal_cents": int(), "tax_cents": int(), "tax_rate": s(),
+            "tax_label": s(), "amount_cents": int(), "currency": s(), "buyer_country": ns(), "buyer_tax_id": ns(),
             "provider": {"enum": ["stripe", "sandbox", "manual"]}, "method": ns(), "created_at": time(), "paid_at": ntime(),
             "lot_id": ns(), "receipt_number": ns(), "receipt_url": ns(), "refunded_cents": nint(),
             "failure": {"type": ["object", "null"], "properties": {"code": s(), "message": s()}}})),

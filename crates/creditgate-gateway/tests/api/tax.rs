@@ -122,6 +122,25 @@ async fn a_french_buyer_pays_5000_plus_1000_tax_through_the_sandbox(setup: Setup
         );
     }
     assert!(!html.contains("US-EIN-1"));
+    // The dashboard's order page shows the same split and both tax ids.
+    let Cred::Session { cookie, .. } = &buyer else {
+        unreachable!()
+    };
+    let page = t.client.get(t.url(&format!("/orders/{id}")));
+    let page = page.header("cookie", format!("cg_session={cookie}")).send();
+    let page = page.await.unwrap().text().await.unwrap();
+    for want in [
+        "data-testid=\"order-subtotal\">$50.00",
+        "Tax (FR 20%)</dt><dd data-testid=\"order-tax\">$10.00",
+        "data-testid=\"order-total\">$60.00",
+        "FR40303265045",
+        "FR99SELLER",
+    ] {
+        assert!(
+            page.contains(want),
+            "{want} missing from the order page: {page}"
+        );
+    }
 
     // A country without a rate: no tax, and the order says so.
     let r = buy(&t, &buyer, "credits-10000").await;

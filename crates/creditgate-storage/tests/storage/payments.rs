@@ -30,6 +30,7 @@ contract!(
     payments_refunds_and_disputes_are_audited_once_with_their_transfer,
     a_partial_refund_takes_at_most_what_is_left_and_not_held,
     saved_cards_activate_once_and_keep_no_number,
+    orders_from_before_tax_get_subtotal_equal_to_amount,
 );
 
 const CREDITS_10K: i64 = 10_000 * 1_000_000_000;
@@ -828,4 +829,44 @@ async fn saved_cards_activate_once_and_keep_no_number(h: Harness) {
         db.set_stripe_customer(&org("acme"), "cus_b").await.unwrap(),
         "cus_a"
     );
+}
+
+/// Migration 0014 over orders made before it: subtotal = amount, no tax, rate "0". The tax
+/// columns are dropped and the migration forgotten, then a reconnect runs it again.
+async fn orders_from_before_tax_get_subtotal_equal_to_amount(h: Harness) {
+    funded(&h.db, "acme", 0).await;
+    open_order(&h.db, "ord_old", "acme").await;
+    let sql = "ALTER TABLE orders DROP COLUMN subtotal_cents; \
+               ALTER TABLE orders DROP COLUMN tax_cents; ALTER TABLE orders DROP COLUMN tax_rate; \
+               ALTER TABLE orders DROP COLUMN buyer_country; \
+               ALTER TABLE orders DROP COLUMN buyer_tax_id; \
+               DELETE FROM schema_migrations WHERE name = '0014_order_tax';";
+    match h.backend {
+        Backend::Sqlite => {
+            let path = h.url.strip_prefix("sqlite://").unwrap().to_owned();
+            let conn = rusqlite::Connection::open(path).unwrap();
+            conn.execute_batch(sql).unwrap();
+        }
+        Backend::Postgres => {
+            let (client, conn) = tokio_postgres::connect(&h.url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            let task = tokio::spawn(conn);
+            client.batch_execute(sql).await.unwrap();
+            drop(client);
+            let _ = task.await;
+        }
+    }
+    let db = h.replica().await;
+    let old = db
+        .order(&OrderId::parse("ord_old").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (old.subtotal_cents, old.tax_cents, old.tax_rate.as_str()),
+        (5_000, 0, "0")
+    );
+    assert_eq!(old.amount_cents, 5_000);
+    assert_eq!(old.tax_label(), "No tax");
 }

@@ -203,6 +203,10 @@ pub fn table() -> Vec<Route> {
         r("POST", "/members/invites/{id}/revoke", Page, "Withdraw an invitation (form)", page(post(dash::members::revoke))),
         r("GET", "/join/{token}", PublicPage, "The page an invitation email links to", page(get(dash::join::page))),
         r("POST", "/join/{token}", PublicPage, "Accept an invitation and sign in (form)", page(post(dash::join::accept))),
+        r("GET", "/reset", PublicPage, "Ask for a password-reset email", page(get(dash::reset::request_page))),
+        r("POST", "/reset", PublicPage, "Email a password-reset link (form)", page(post(dash::reset::request))),
+        r("GET", "/reset/{token}", PublicPage, "The page a password-reset email links to", page(get(dash::reset::link))),
+        r("POST", "/reset/{token}", PublicPage, "Set a new password with the link (form)", page(post(dash::reset::set_password))),
     ]
 }
 

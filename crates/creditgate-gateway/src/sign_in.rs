@@ -301,10 +301,7 @@ pub async fn request_reset(
                 now.plus_millis(RESET_TTL_MS),
             )
             .await?;
-        let link = format!(
-            "{}/auth/password-reset/{token}",
-            app.cfg.accounts.public_url
-        );
+        let link = format!("{}/reset/{token}", app.cfg.accounts.public_url);
         let body = format!(
             "Someone asked to reset the password of {email} on creditgate.\n\n\
              Choose a new password here (the link works once, for 30 minutes):\n{link}\n\n\

@@ -25,6 +25,7 @@ pub mod members;
 pub mod operator;
 pub mod overview;
 pub mod pages;
+pub mod reset;
 pub mod usage;
 pub mod viewer;
 

@@ -452,7 +452,7 @@ async fn password_reset_links_work_once_and_end_sessions(setup: Setup) {
         "the same answer either way"
     );
     assert_eq!(outbox(&t).len(), 1);
-    let token = link_token(&t, OWNER_EMAIL, "/auth/password-reset/");
+    let token = link_token(&t, OWNER_EMAIL, "/reset/");
     let path = format!("/auth/password-reset/{token}");
     assert_eq!(
         call(&t, Method::GET, &path, &Cred::None, None).await.body["email"],

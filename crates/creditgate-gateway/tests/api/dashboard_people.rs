@@ -213,7 +213,75 @@ async fn owner_rules_and_bad_input_are_shown_beside_their_form(setup: Setup) {
     assert!(!listed.html.contains("dev@example.com"));
 }
 
+async fn a_password_is_reset_through_the_pages_once(setup: Setup) {
+    let t = TestApp::spawn_with(setup).await;
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    let ask = get_page(&t, "/reset", None).await;
+    assert_eq!(ask.status, 200);
+    assert_csp(&ask);
+    assert!(ask.html.contains("<label for=\"email\">"));
+    let empty = post_form(&t, "/reset", None, &[("email", "")]).await;
+    assert_eq!(empty.status, 400);
+    assert!(empty.html.contains("id=\"email-error\""), "{}", empty.html);
+    let nobody = post_form(&t, "/reset", None, &[("email", "nobody@example.com")]).await;
+    let sent = post_form(&t, "/reset", None, &[("email", OWNER)]).await;
+    assert_eq!((nobody.status, sent.status), (200, 200));
+    assert!(
+        sent.html.contains("data-testid=\"notice\""),
+        "{}",
+        sent.html
+    );
+    assert_eq!(
+        crate::accounts::outbox(&t).len(),
+        1,
+        "only the account's email is sent"
+    );
+    let token = link_token(&t, OWNER, "/reset/");
+    let path = format!("/reset/{token}");
+    let open = get_page(&t, &path, None).await;
+    assert_eq!(open.status, 200, "{}", open.html);
+    assert_csp(&open);
+    assert!(open
+        .html
+        .contains(&format!("data-testid=\"reset-email\">{OWNER}<")));
+    let short = post_form(&t, &path, None, &[("password", "short")]).await;
+    assert_eq!(short.status, 400, "{}", short.html);
+    assert!(
+        short.html.contains("id=\"password-error\""),
+        "{}",
+        short.html
+    );
+    let done = post_form(&t, &path, None, &[("password", NEW_PASSWORD)]).await;
+    assert_eq!(done.status, 200, "{}", done.html);
+    assert!(
+        done.html.contains("Your password is changed"),
+        "{}",
+        done.html
+    );
+    let old = post_form(
+        &t,
+        "/sign-in",
+        None,
+        &[("email", OWNER), ("password", crate::accounts::PASSWORD)],
+    )
+    .await;
+    assert_eq!(old.status, 401, "{}", old.html);
+    let new = post_form(
+        &t,
+        "/sign-in",
+        None,
+        &[("email", OWNER), ("password", NEW_PASSWORD)],
+    )
+    .await;
+    assert_eq!(new.status, 303, "{}", new.html);
+    let again = get_page(&t, &path, None).await;
+    assert_eq!(again.status, 404, "the link works once");
+    let replay = post_form(&t, &path, None, &[("password", "another long passphrase")]).await;
+    assert_eq!(replay.status, 404);
+}
+
 crate::on_both_databases!(
+    a_password_is_reset_through_the_pages_once,
     a_user_sees_the_members_but_no_action_and_cannot_post_one,
     an_invitation_is_sent_accepted_on_its_page_and_used_once,
     owner_rules_and_bad_input_are_shown_beside_their_form,

@@ -76,7 +76,7 @@ async fn invitations_and_password_resets_arrive_over_smtp() {
         "{}",
         reset.data
     );
-    let token = token_in(&reset.data, "/auth/password-reset/");
+    let token = token_in(&reset.data, "/reset/");
     let new_password = "another long passphrase";
     let done = call(
         &t,

@@ -207,6 +207,8 @@ pub fn table() -> Vec<Route> {
         r("POST", "/reset", PublicPage, "Email a password-reset link (form)", page(post(dash::reset::request))),
         r("GET", "/reset/{token}", PublicPage, "The page a password-reset email links to", page(get(dash::reset::link))),
         r("POST", "/reset/{token}", PublicPage, "Set a new password with the link (form)", page(post(dash::reset::set_password))),
+        r("GET", "/sign-up", PublicPage, "Sign-up page (says when sign-up is by invitation)", page(get(dash::signup::page))),
+        r("POST", "/sign-up", PublicPage, "Open sign-up (form)", page(post(dash::signup::sign_up))),
     ]
 }
 

@@ -26,6 +26,7 @@ pub mod operator;
 pub mod overview;
 pub mod pages;
 pub mod reset;
+pub mod signup;
 pub mod usage;
 pub mod viewer;
 

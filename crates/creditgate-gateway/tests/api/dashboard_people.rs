@@ -280,7 +280,66 @@ async fn a_password_is_reset_through_the_pages_once(setup: Setup) {
     assert_eq!(replay.status, 404);
 }
 
+async fn sign_up_through_the_page_only_when_open(setup: Setup) {
+    let closed = TestApp::spawn_with(setup.clone()).await;
+    let p = get_page(&closed, "/sign-up", None).await;
+    assert_eq!(p.status, 403);
+    assert!(
+        p.html.contains("data-testid=\"signup-closed\""),
+        "{}",
+        p.html
+    );
+    let fields = [
+        ("name", "Nina"),
+        ("email", "nina@example.com"),
+        ("password", NEW_PASSWORD),
+    ];
+    assert_eq!(
+        post_form(&closed, "/sign-up", None, &fields).await.status,
+        403
+    );
+    let t = TestApp::spawn_with(Setup {
+        signup_open: true,
+        ..setup
+    })
+    .await;
+    let p = get_page(&t, "/sign-up", None).await;
+    assert_eq!(p.status, 200);
+    assert_csp(&p);
+    assert!(p.html.contains("<label for=\"organization_name\">"));
+    let short = [
+        ("name", "Nina"),
+        ("email", "nina@example.com"),
+        ("password", "short"),
+    ];
+    let p = post_form(&t, "/sign-up", None, &short).await;
+    assert_eq!(p.status, 400, "{}", p.html);
+    assert!(p.html.contains("id=\"password-error\""), "{}", p.html);
+    assert!(
+        p.html.contains("value=\"nina@example.com\""),
+        "typed values kept"
+    );
+    let made = post_form(&t, "/sign-up", None, &fields).await;
+    assert_eq!(made.status, 303, "{}", made.html);
+    let set = made.headers[SET_COOKIE].to_str().unwrap();
+    let session = set
+        .split(';')
+        .next()
+        .unwrap()
+        .strip_prefix("cg_session=")
+        .unwrap();
+    let members = get_page(&t, "/members", Some(session)).await;
+    assert!(
+        members.html.contains("nina@example.com · owner"),
+        "{}",
+        members.html
+    );
+    let again = post_form(&t, "/sign-up", None, &fields).await;
+    assert_eq!(again.status, 409, "the email is taken: {}", again.html);
+}
+
 crate::on_both_databases!(
+    sign_up_through_the_page_only_when_open,
     a_password_is_reset_through_the_pages_once,
     a_user_sees_the_members_but_no_action_and_cannot_post_one,
     an_invitation_is_sent_accepted_on_its_page_and_used_once,

@@ -122,3 +122,29 @@ def test_the_members_page_fits_a_phone(demo: dict[str, Any]) -> None:
         phone.assert_clean()
     finally:
         phone.close()
+
+
+def test_a_password_is_reset_through_the_pages(browser: Browser, demo: dict[str, Any]) -> None:
+    """request -> mail -> link -> new password -> sign in, for a member of its own (the demo
+    owner's password stays as printed for the other tests)."""
+    email, first = "forgetful@demo.example", "the first long passphrase"
+    base = demo["base_url"]
+    with httpx.Client(base_url=base, timeout=30) as http:
+        r = http.post("/auth/sign-in", json={"email": demo["dashboard_email"], "password": demo["dashboard_password"]})
+        csrf = {"x-csrf-token": r.json()["csrf_token"]}
+        r = http.post("/v1/organizations/invites", json={"email": email, "role": "developer"}, headers=csrf)
+        assert r.status_code == 200, r.text
+    token = mailed_link(demo, email, "/join/").rsplit("/", 1)[1]
+    with httpx.Client(base_url=base, timeout=30) as newcomer:
+        assert newcomer.post(f"/invite/{token}", json={"name": "F", "password": first}).status_code == 200
+    browser.open(base + "/sign-in")
+    browser.find("a[href='/reset']").click()
+    browser.find("#email").send_keys(email + Keys.ENTER)
+    browser.find("[data-testid=notice]")
+    browser.open(mailed_link(demo, email, "/reset/"))
+    assert browser.find("[data-testid=reset-email]").text == email
+    browser.find("#password").send_keys(NEW_PASSWORD + "!" + Keys.ENTER)
+    browser.wait_text("Your password is changed")
+    browser.find("#password").send_keys(NEW_PASSWORD + "!" + Keys.ENTER)
+    browser.find("[data-testid=balance]")
+    assert f"{email} · developer" in browser.find("[data-testid=signed-in-as]").text

@@ -13,4 +13,5 @@ pub mod payments;
 pub mod pricing;
 pub mod receipt;
 pub mod reports;
+pub mod statement;
 pub mod usage;

@@ -37,6 +37,7 @@ pub mod server;
 pub mod sign_in;
 pub mod spool;
 pub mod sse;
+pub mod statements;
 pub mod throttle;
 pub mod unique_keys;
 pub mod upstream;

@@ -16,7 +16,7 @@ use crate::openapi::{self, Operation};
 use crate::payments::routes as pay;
 use crate::{
     account, invoices, messages, models, notify, operator_api, organization_api as org, payments,
-    reload, reports, sign_in, App,
+    reload, reports, sign_in, statements, App,
 };
 
 pub use crate::caller::Access;
@@ -129,6 +129,7 @@ pub fn table() -> Vec<Route> {
         r("GET", "/v1/billing/auto_reload", Organization(Read), "Auto-reload settings and status", get(reload::routes::get_settings)),
         r("PUT", "/v1/billing/auto_reload", Organization(ManageBilling), "Replace the auto-reload settings (saving them again resumes a paused auto-reload)", put(reload::routes::put_settings)),
         // Alerts and outbound webhooks (`docs/alerts.md`).
+        r("GET", "/v1/billing/statement", Organization(ManageBilling), "The statement of account for a period: opening balance, purchases, grants, usage per day, refunds, expiries, invoices, closing balance (JSON or CSV)", get(statements::statement)),
         r("GET", "/v1/billing/alerts", Organization(Read), "Alert settings: low-balance thresholds and extra email addresses", get(notify::routes::get_settings)),
         r("PUT", "/v1/billing/alerts", Organization(ManageBilling), "Replace the alert settings", put(notify::routes::put_settings)),
         r("POST", "/v1/organizations/webhooks", Organization(ManageMembers), "Register a webhook endpoint (signing secret shown once)", post(notify::webhooks::create)),

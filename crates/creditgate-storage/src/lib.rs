@@ -15,6 +15,7 @@
 //! ```
 
 mod access;
+mod account_statement;
 mod accounts;
 pub mod invoices;
 mod journal;

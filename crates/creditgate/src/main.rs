@@ -11,6 +11,7 @@ mod plans_cmd;
 mod prices;
 mod report_cmd;
 mod serve;
+mod statement_cmd;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -71,6 +72,8 @@ enum Command {
     Payments(plans_cmd::PaymentsArgs),
     /// Usage, cost and cache reports of an organization (`--org`) or of all (`--all`).
     Report(report_cmd::ReportArgs),
+    /// An organization's statement of account for a period: `statement --org ID`.
+    Statement(statement_cmd::StatementArgs),
 }
 
 impl Cli {
@@ -105,6 +108,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             plans_cmd::payments(&open_database(&url).await?, args, cli.json).await
         }
         Command::Report(args) => report_cmd::run(&open_database(&url).await?, args, cli.json).await,
+        Command::Statement(args) => {
+            statement_cmd::run(&open_database(&url).await?, args, cli.json).await
+        }
     }
 }
 

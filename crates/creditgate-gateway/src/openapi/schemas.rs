@@ -148,6 +148,7 @@ pub fn of(method: &str, path: &str) -> Option<(Takes, Gives)> {
         ("GET", "/v1/billing/auto_reload") => (Nothing, ok("AutoReload")),
         ("PUT", "/v1/billing/auto_reload") => (Json(obj(&["enabled", "threshold", "monthly_limit"], json!({"enabled": {"type": "boolean"},
             "threshold": credits(), "amount": credits(), "plan_id": s(), "payment_method_id": s(), "monthly_limit": credits()}))), ok("AutoReload")),
+        ("GET", "/v1/billing/statement") => (Nothing, JsonOrCsv(r("Statement"))),
         ("GET", "/v1/billing/alerts") => (Nothing, ok("AlertSettings")),
         ("PUT", "/v1/billing/alerts") => (Json(obj(&["low_balance_thresholds", "emails"], json!({
             "low_balance_thresholds": {"type": "array", "items": credits(), "maxItems": 10},
@@ -289,6 +290,13 @@ pub fn components() -> Value {
             "threshold": ncredits(), "amount": ncredits(), "plan_id": ns(), "payment_method_id": ns(), "monthly_limit": ncredits(),
             "retry_at": ntime(), "recommendation": {"type": ["object", "null"], "properties": {"threshold": credits(), "amount": credits(),
                 "plan_id": ns(), "basis_days": int(), "average_daily_spend": credits()}}, "last_attempt": {"type": ["object", "null"], "properties": {"at": time(), "outcome": ns(), "order_id": ns()}}})),
+        "Statement": obj(&["type", "organization_id", "starting_at", "ending_at", "opening_balance", "closing_balance", "lines"], json!({
+            "type": {"const": "statement"}, "organization_id": s(), "starting_at": time(), "ending_at": time(),
+            "opening_balance": credits(), "closing_balance": credits(),
+            "lines": {"type": "array", "items": obj(&["date", "at", "kind", "credits", "balance_after", "reference"], json!({
+                "date": s(), "at": time(), "kind": {"enum": ["purchase", "grant", "usage", "refund", "expiry", "adjustment", "invoice"]},
+                "credits": credits(), "balance_after": credits(), "reference": s(),
+                "requests": {"type": ["integer", "null"]}}))}})),
         "AlertSettings": obj(&["type", "low_balance_thresholds", "emails"], json!({"type": {"const": "alert_settings"},
             "organization_id": s(), "low_balance_thresholds": {"type": "array", "items": credits()}, "emails": {"type": "array", "items": s()}})),
         "EventType": {"enum": crate::notify::EVENT_TYPES},

@@ -36,6 +36,7 @@ mod saved_cards;
 mod sign_up;
 mod smtp;
 mod smtp_sink;
+mod statements;
 mod tax;
 mod upstream_faults;
 mod webhooks;

@@ -19,7 +19,11 @@ os.environ.setdefault("SE_OFFLINE", "true")
 os.environ.setdefault("SE_AVOID_STATS", "true")
 
 from selenium import webdriver  # noqa: E402
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import (  # noqa: E402
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
@@ -108,9 +112,14 @@ class Browser:
         return self.driver.find_element(By.TAG_NAME, "body").text
 
     def wait_for(self, found: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
-        """Polls `found` until it answers something truthy."""
+        """Polls `found` until it answers something truthy. A poll that lands while the page is
+        being replaced (a form's answer loading) finds a stale or missing element: that poll
+        counts as not yet, not as a failure."""
+        ignored = (StaleElementReferenceException, NoSuchElementException)
         try:
-            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(lambda _: found())
+            return WebDriverWait(
+                self.driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored
+            ).until(lambda _: found())
         except TimeoutException:
             raise AssertionError(
                 f"waited {timeout}s for {what}; at {self.driver.current_url}:\n{self.text()[:2000]}"

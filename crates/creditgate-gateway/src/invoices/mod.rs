@@ -11,7 +11,6 @@ use std::sync::Arc;
 use creditgate_core::accounts::{Action, Actor};
 use creditgate_core::ids::{InvoiceId, OrganizationId};
 use creditgate_core::payments::invoice::{previous_month, Draft, Invoice, InvoiceTerms};
-use creditgate_core::payments::tax::TaxRate;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
@@ -77,14 +76,16 @@ pub async fn run_pass(app: &App) -> Result<Pass, ApiError> {
 pub async fn draft_for(app: &App, org: &OrganizationId) -> Result<Option<Invoice>, ApiError> {
     let now = app.clock.now();
     let buyer = app.db.billing_profile(org).await?;
+    // The operator's tax table by the buyer's billing country, in the table's pricing mode.
+    let tax = &app.cfg.payments.tax;
     let draft = Draft {
         id: crate::ids::new_id("inv", InvoiceId::parse)?,
         org: org.clone(),
         period: previous_month(now),
         terms: InvoiceTerms {
             usd_per_credit: app.cfg.invoices.usd_per_credit,
-            tax_rate: TaxRate::ZERO,
-            prices_include_tax: false,
+            tax_rate: tax.rate_for(buyer.country.as_deref()),
+            prices_include_tax: tax.prices_include_tax,
             due_days: app.cfg.invoices.due_days,
         },
         buyer,

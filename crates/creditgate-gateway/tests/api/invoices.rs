@@ -25,6 +25,7 @@ on_both_databases!(
     an_overdue_invoice_suspends_the_line_until_it_is_paid,
     an_invoice_is_paid_through_the_sandbox_once,
     an_invoice_is_paid_through_stripe_checkout_once,
+    a_french_invoice_carries_the_configured_tax,
 );
 
 const BILLING_EMAIL: &str = "billing@invoiced.example";
@@ -436,4 +437,27 @@ async fn an_invoice_is_paid_through_stripe_checkout_once(setup: Setup) {
     // The event again: nothing more.
     assert_eq!(fake.deliver(&paid["event"]).await, Some(200));
     assert_paid_once(&t, &key, &id, "stripe", &order).await;
+}
+
+async fn a_french_invoice_carries_the_configured_tax(setup: Setup) {
+    let toml = "[tax]\nrates = { FR = \"0.20\" }\n[invoices]\nusd_per_credit = \"5\"\n";
+    let (t, clock, key) = invoiced(setup, "2026-01-20T10:00:00Z", toml).await;
+    crate::payments::profile(&t, "FR").await;
+    let r = t.message(&body(1024, "output_tokens=20")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    clock.set(at("2026-02-01T00:00:05Z"));
+    let inv = run_pass(&t.app).await.unwrap().drafted.remove(0);
+    let rate = TaxRate::parse("0.20").unwrap();
+    let charged = t.final_receipt(&r.request_id()).await.charged();
+    let a = amounts(charged, "5".parse::<Decimal>().unwrap(), rate, false).unwrap();
+    assert!(a.tax_cents > 0, "{a:?}");
+    assert_eq!(
+        (inv.subtotal_cents, inv.tax_cents, inv.amount_cents),
+        (a.subtotal_cents, a.tax_cents, a.amount_cents)
+    );
+    assert_eq!(inv.amount_cents, inv.subtotal_cents + inv.tax_cents);
+    assert_eq!(inv.tax_rate, "0.20");
+    let path = format!("/v1/billing/invoices/{}/html", inv.id);
+    let page = billing(&t, &key, &path).await.body;
+    assert!(page.as_str().unwrap().contains("Tax (FR 20%)"), "{page}");
 }

@@ -9,6 +9,7 @@ use creditgate_core::ledger::{account, LedgerResult};
 use creditgate_core::money::NanoCredits;
 use creditgate_core::statement::{self, LineKind, Movement, Statement, UsageDay, DAY_MS};
 
+use crate::journal::ops::kind;
 use crate::statement::Param;
 use crate::Database;
 
@@ -59,11 +60,11 @@ const USAGE: &str = concat!(
 fn kind_of(transfer_kind: &str, lot_source: Option<&str>, order: Option<&str>) -> LineKind {
     match (transfer_kind, lot_source, order) {
         // An invoice paid through a provider has an order too; it is still the invoice's credit.
-        ("grant", Some("invoice"), _) => LineKind::Invoice,
-        ("grant", _, Some(_)) => LineKind::Purchase,
-        ("grant", _, None) => LineKind::Grant,
-        ("refund" | "claw_back", _, _) => LineKind::Refund,
-        ("expire_lot", _, _) => LineKind::Expiry,
+        (kind::GRANT, Some("invoice"), _) => LineKind::Invoice,
+        (kind::GRANT, _, Some(_)) => LineKind::Purchase,
+        (kind::GRANT, _, None) => LineKind::Grant,
+        (kind::REFUND | kind::CLAW_BACK, _, _) => LineKind::Refund,
+        (kind::EXPIRE_LOT, _, _) => LineKind::Expiry,
         _ => LineKind::Adjustment,
     }
 }

@@ -79,15 +79,16 @@ def test_an_invited_user_joins_through_the_page_and_sees_no_billing_action(
 
 
 def assert_no_billing_action(b: Browser, demo: dict[str, Any]) -> None:
-    """Every page a `user` can open: no Buy credits, no auto-reload form, no payment methods,
-    no members actions."""
+    """Every page a `user` can open: no Buy credits, no auto-reload or alerts form, no payment
+    methods, no members actions, no webhooks."""
     base = demo["base_url"]
-    for path in ["/", "/orders", "/usage", "/auto-reload", "/payment-methods", "/buy", "/keys", "/audit", "/members"]:
+    for path in ["/", "/orders", "/usage", "/auto-reload", "/payment-methods", "/buy", "/keys", "/audit", "/members", "/alerts"]:
         b.open(base + path)
         b.find("main h1")
         assert not b.all("a[href='/buy']"), path
         assert not b.all("a[href='/payment-methods']"), path
-        for form in ["/buy", "/billing-profile", "/auto-reload", "/payment-methods", "/members/invite"]:
+        assert not b.all("a[href='/webhooks']"), path
+        for form in ["/buy", "/billing-profile", "/auto-reload", "/payment-methods", "/members/invite", "/alerts", "/webhooks"]:
             assert not b.all(f"form[action='{form}']"), f"{form} form on {path}"
         assert not b.all("form[action$='/remove']"), path
         assert not b.all("form[action$='/role']"), path
@@ -103,7 +104,7 @@ def refused_billing_post(b: Browser, demo: dict[str, Any]) -> None:
     with httpx.Client(base_url=demo["base_url"], timeout=30, cookies={"cg_session": cookie}) as http:
         # Fields an owner's form would carry (the owner's own save of them is accepted).
         fields = {"csrf_token": csrf, "enabled": "on", "threshold": "100", "amount": "1000", "monthly_limit": "5"}
-        for path in ["/auto-reload", "/buy", "/payment-methods"]:
+        for path in ["/auto-reload", "/buy", "/payment-methods", "/alerts"]:
             r = http.post(path, data=fields)
             assert r.status_code == 403, (path, r.status_code, r.text[:500])
 

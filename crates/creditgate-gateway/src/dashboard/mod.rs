@@ -8,6 +8,7 @@ use axum::routing::MethodRouter;
 
 use crate::App;
 
+pub mod alerts;
 pub mod assets;
 pub mod audit;
 pub mod auth;
@@ -29,6 +30,7 @@ pub mod reset;
 pub mod signup;
 pub mod usage;
 pub mod viewer;
+pub mod webhooks;
 
 /// A dashboard route: the handler behind [`guard::guard`] (security headers, the form's CSRF
 /// token lifted into the header the API checks).

@@ -14,6 +14,7 @@ mod console;
 mod credit_lines;
 mod dashboard;
 mod dashboard_money;
+mod dashboard_notify;
 mod dashboard_people;
 mod database_down;
 mod disconnects;

@@ -82,7 +82,7 @@ def assert_no_billing_action(b: Browser, demo: dict[str, Any]) -> None:
     """Every page a `user` can open: no Buy credits, no auto-reload or alerts form, no payment
     methods, no members actions, no webhooks."""
     base = demo["base_url"]
-    for path in ["/", "/orders", "/usage", "/auto-reload", "/payment-methods", "/buy", "/keys", "/audit", "/members", "/alerts"]:
+    for path in ["/", "/orders", "/usage", "/auto-reload", "/payment-methods", "/buy", "/keys", "/audit", "/members", "/alerts", "/webhooks"]:
         b.open(base + path)
         b.find("main h1")
         assert not b.all("a[href='/buy']"), path

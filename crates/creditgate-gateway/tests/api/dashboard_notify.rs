@@ -56,8 +56,16 @@ async fn webhooks_are_for_owner_and_admin_and_alerts_read_only_without_billing(s
         assert!(!overview.html.contains("href=\"/webhooks\""), "{email}");
         assert!(overview.html.contains("href=\"/alerts\""), "{email}");
         let p = get_page(&t, "/webhooks", Some(&cookie)).await;
-        assert_eq!(p.status, 403, "{email}: {}", p.html);
-        assert!(p.html.contains("data-error-type=\"permission_error\""));
+        assert_eq!(p.status, 200, "{email}: {}", p.html);
+        assert!(p.html.contains("data-testid=\"webhooks-not-allowed\""));
+        assert!(
+            !p.html.contains("action=\"/webhooks\""),
+            "{email}: {}",
+            p.html
+        );
+        let endpoint = get_page(&t, "/webhooks/whe_x", Some(&cookie)).await;
+        assert_eq!(endpoint.status, 303, "{email}: {}", endpoint.html);
+        assert_eq!(endpoint.headers[LOCATION], "/webhooks");
         let csrf = csrf_of(&overview.html);
         let forced = post_form(
             &t,

@@ -3,6 +3,7 @@
 //! the role 403, anything else reaches the handler. Also checks `/openapi.json` against it.
 
 use creditgate_core::accounts::Role;
+use creditgate_gateway::dashboard::assets::ASSET_VERSION;
 use creditgate_gateway::openapi::ANTHROPIC_ROUTES;
 use creditgate_gateway::routes::{table, Access};
 use reqwest::Method;
@@ -15,7 +16,7 @@ use crate::helpers::{JsonReply, TestApp};
 fn concrete(path: &str) -> String {
     path.replace("{id}", "x_nothing")
         .replace("{token}", &"0".repeat(64))
-        .replace("{*path}", "app.v1.css")
+        .replace("{*path}", &format!("app.v{ASSET_VERSION}.css"))
 }
 
 #[derive(Debug, Clone)]

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use creditgate_core::accounts::Role;
 use creditgate_core::ledger::LedgerStore;
+use creditgate_gateway::dashboard::assets::ASSET_VERSION;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};
 use reqwest::redirect::Policy;
@@ -452,9 +453,17 @@ async fn a_developer_creates_limits_disables_and_revokes_a_key(setup: Setup) {
 
 async fn assets_are_embedded_and_cached_for_a_year(setup: Setup) {
     let t = TestApp::spawn_with(setup).await;
+    let css = format!("/assets/app.v{ASSET_VERSION}.css");
+    let js = format!("/assets/app.v{ASSET_VERSION}.js");
+    let page = get_page(&t, "/sign-in", None).await;
+    assert!(
+        page.html.contains(&css) && page.html.contains(&js),
+        "{}",
+        page.html
+    );
     for (path, mime) in [
-        ("/assets/app.v1.css", "text/css"),
-        ("/assets/app.v1.js", "text/javascript"),
+        (css.as_str(), "text/css"),
+        (js.as_str(), "text/javascript"),
         ("/assets/vendor/htmx-2.0.11.min.js", "text/javascript"),
         ("/assets/vendor/uPlot-1.6.32.iife.min.js", "text/javascript"),
         ("/assets/vendor/htmx.LICENSE", "text/plain"),
@@ -476,6 +485,8 @@ async fn assets_are_embedded_and_cached_for_a_year(setup: Setup) {
         404
     );
     assert_eq!(get_page(&t, "/assets/nothing.js", None).await.status, 404);
+    // An older version's name is not served the new bytes under a year-long cache.
+    assert_eq!(get_page(&t, "/assets/app.v1.js", None).await.status, 404);
 }
 
 crate::on_both_databases!(

@@ -1,6 +1,7 @@
 //! Usage and cost: spend by day (one line per model), by model and by key over a date range,
 //! a chart and a table for each, and CSV downloads — all read from the usage report
-//! (`reports::org_json`, the route's own query and sums; `docs/dashboard.md`, `docs/reports.md`).
+//! (`reports::org_json_each`: one read of the window's rollups, summed by model and by key by
+//! the route's own query and sums; `docs/dashboard.md`, `docs/reports.md`).
 
 use std::collections::BTreeMap;
 use std::str::FromStr;
@@ -11,6 +12,7 @@ use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use creditgate_core::clock::Timestamp;
 use creditgate_core::money::{CreditUnit, NanoCredits};
+use creditgate_core::reports::Dimension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -18,7 +20,7 @@ use super::format::{script_json, text, Amount};
 use super::pages::{html, FormErrors, PageResult};
 use super::viewer::{Chrome, Viewer};
 use crate::error::ApiError;
-use crate::reports::{org_json, ReportKind};
+use crate::reports::{org_json_each, ReportKind};
 use crate::App;
 
 pub const DAY_MS: i64 = 86_400_000;
@@ -40,11 +42,11 @@ pub struct Range {
     pub query: String,
 }
 
-fn day(t: Timestamp) -> String {
+pub fn day(t: Timestamp) -> String {
     t.to_rfc3339().get(..10).unwrap_or_default().to_owned()
 }
 
-fn parse_day(field: &'static str, s: &str) -> Result<Timestamp, FormErrors> {
+pub fn parse_day(field: &'static str, s: &str) -> Result<Timestamp, FormErrors> {
     Timestamp::parse_rfc3339(&format!("{s}T00:00:00Z"))
         .ok_or_else(|| FormErrors::on_field(field, "Give a date as YYYY-MM-DD."))
 }
@@ -239,13 +241,15 @@ pub async fn views(
     names: &BTreeMap<String, String>,
 ) -> Result<Views, ApiError> {
     let unit = &app.cfg.credit_unit;
-    let q = format!("{window}&bucket_width=1d&limit=31&group_by=model");
-    let report = org_json(app, caller, ReportKind::Usage, &q).await?;
-    let (days, models, day_chart) = by_day(&report, unit)?;
-    let q = format!("{window}&bucket_width=1d&limit=31&group_by=api_key_id");
-    let report = org_json(app, caller, ReportKind::Usage, &q).await?;
+    let q = format!("{window}&bucket_width=1d&limit=31");
+    let groupings: [&[Dimension]; 2] = [&[Dimension::Model], &[Dimension::ApiKey]];
+    let reports = org_json_each(app, caller, ReportKind::Usage, &q, &groupings).await?;
+    let [by_model, by_key] = &reports[..] else {
+        return Err(ApiError::internal("the usage report answered no grouping"));
+    };
+    let (days, models, day_chart) = by_day(by_model, unit)?;
     let mut keys: BTreeMap<String, Totals> = BTreeMap::new();
-    for b in report["data"].as_array().into_iter().flatten() {
+    for b in by_key["data"].as_array().into_iter().flatten() {
         for r in b["results"].as_array().into_iter().flatten() {
             keys.entry(text(&r["api_key_id"])).or_default().add(r)?;
         }

@@ -60,6 +60,23 @@ pub async fn build(
     count: usize,
     now: Timestamp,
 ) -> Result<Page, ApiError> {
+    let mut pages = build_each(db, scope, q, from, count, now, &[&q.group_by]).await?;
+    pages
+        .pop()
+        .ok_or_else(|| ApiError::internal("a report built no page"))
+}
+
+/// [`build`] once per grouping in `groupings` (each replacing the query's `group_by`), from a
+/// single read of the window's rollups: the pages are what [`build`] answers for each grouping.
+pub async fn build_each(
+    db: &Database,
+    scope: &Scope,
+    q: &ReportQuery,
+    from: Timestamp,
+    count: usize,
+    now: Timestamp,
+    groupings: &[&[Dimension]],
+) -> Result<Vec<Page>, ApiError> {
     let starts: Vec<Timestamp> = q
         .bucket_starts()
         .into_iter()
@@ -67,25 +84,31 @@ pub async fn build(
         .take(count)
         .collect();
     let (Some(first), Some(last)) = (starts.first().copied(), starts.last().copied()) else {
-        return Ok(Page {
+        let empty = || Page {
             buckets: Vec::new(),
             unread: Vec::new(),
             next: None,
-        });
+        };
+        return Ok(groupings.iter().map(|_| empty()).collect());
     };
     let to = last.plus_millis(q.width.millis());
     let rows = db.usage_rollups(scope.org(), q.width, first, to).await?;
-    let buckets = aggregate(&rows, q.width, &starts, &q.group_by, &q.filter).map_err(money)?;
+    // Unread writes are kept per key and model whatever the grouping (`cache_unread`).
     let unread = if q.kind == ReportKind::Cache {
         cache_unread(db, scope, q, &starts, now).await?
     } else {
         Vec::new()
     };
-    Ok(Page {
-        buckets,
-        unread,
-        next: (to < q.end).then_some(to),
-    })
+    groupings
+        .iter()
+        .map(|dims| {
+            Ok(Page {
+                buckets: aggregate(&rows, q.width, &starts, dims, &q.filter).map_err(money)?,
+                unread: unread.clone(),
+                next: (to < q.end).then_some(to),
+            })
+        })
+        .collect()
 }
 
 /// The credits of cache writes never read within their TTL, per bucket and group, from the
@@ -295,6 +318,43 @@ pub async fn org_json(
     let now = app.clock.now();
     let q = ReportQuery::parse(kind, query, None, false, now)?;
     json_page(app, &Scope::Organization(caller.org.clone()), &q, now).await
+}
+
+/// [`org_json`] for each grouping in `groupings` (replacing any `group_by[]` of `query`), from
+/// one read of the window's rollups: the usage page shows spend by model and by key, and each
+/// answer is the route's for that grouping.
+pub async fn org_json_each(
+    app: &App,
+    caller: &OrgCaller,
+    kind: ReportKind,
+    query: &str,
+    groupings: &[&[Dimension]],
+) -> Result<Vec<Value>, ApiError> {
+    caller.require(Action::Read)?;
+    let now = app.clock.now();
+    let q = ReportQuery::parse(kind, query, None, false, now)?;
+    let scope = Scope::Organization(caller.org.clone());
+    let from = page_start(app, &scope, &q)?;
+    let pages = build_each(&app.db, &scope, &q, from, q.limit, now, groupings).await?;
+    let secret = page_secret(app);
+    let mut out = Vec::with_capacity(pages.len());
+    for (dims, page) in groupings.iter().zip(&pages) {
+        let grouped = ReportQuery {
+            group_by: dims.to_vec(),
+            ..q.clone()
+        };
+        let next_page = page
+            .next
+            .map(|n| page_token(&secret, &grouped.binding(&scope), n));
+        out.push(page_json(
+            &grouped,
+            page,
+            &app.cfg.credit_unit,
+            false,
+            next_page,
+        )?);
+    }
+    Ok(out)
 }
 
 async fn org_report(

@@ -68,3 +68,33 @@ def test_a_declined_card_shows_the_reason_and_adds_nothing(
     failed = order(demo, gw, opened["order"]["id"])
     assert failed["status"] == "failed" and failed["failure"]["code"] == "card_declined", failed
     assert gw.credits().balance == before.balance
+
+
+def test_a_number_that_is_no_test_card_is_refused_beside_the_field(
+    browser: Browser, demo: dict[str, Any], gw: Gateway
+) -> None:
+    opened = open_checkout(demo, gw, "credits-1000")
+    before = gw.credits()
+    for wrong in ("4111 1111 1111 1111", "12ab"):
+        pay_in_page(browser, opened["checkout_url"], wrong)
+        reason = browser.find("#card-error")
+        assert "test cards" in reason.text, reason.text
+        # A page, not the API's JSON, and the reason is the field's description.
+        assert '"error"' not in browser.text(), browser.text()
+        field = browser.find("input[name=card]")
+        assert field.get_attribute("aria-describedby") == "card-error"
+        assert field.get_attribute("aria-invalid") == "true"
+        assert field.get_attribute("value") == wrong
+        # The refusal is answered 400, which Chromium logs: expected here, and only here.
+        browser.collect()
+        browser.console = [e for e in browser.console if "status of 400" not in e["message"]]
+    still = order(demo, gw, opened["order"]["id"])
+    assert still["status"] == "open", still
+    assert gw.credits().balance == before.balance
+    # The same form then pays with a test card.
+    field = browser.find("input[name=card]")
+    field.clear()
+    field.send_keys("4242 4242 4242 4242")
+    browser.find("form button[type=submit]").click()
+    browser.wait_text("credited")
+    assert gw.credits().balance - before.balance == Decimal("1000")

@@ -42,28 +42,69 @@ async fn sandbox_order(app: &App, id: &str) -> Result<Order, ApiError> {
     }
 }
 
-pub async fn page(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let order = sandbox_order(&app, &id).await?;
-    Ok(Html(render(&order, None, false)))
+/// `GET /sandbox/checkout/{order_id}`: the page, or a page saying why there is none.
+pub async fn page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match sandbox_order(&app, &id).await {
+        Ok(order) => Html(render(&order, None, false, None)).into_response(),
+        Err(e) => error_page(CHECKOUT, &e),
+    }
 }
 
+/// Whether a request to the sandbox's pages is an API client's (JSON) rather than a form's.
+pub(super) fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+}
+
+/// `POST /sandbox/checkout/{order_id}`. A form is always answered with a page: a refusal while
+/// the order is still open shows the form again with the reason beside the card field (a card
+/// that is not a test card, say), anything else a page with the reason; a JSON request gets
+/// the API's error.
 pub async fn pay(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let wants_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let (card, confirmed) = card_field(&body, wants_json)?;
-    let order = sandbox_order(&app, &id).await?;
-    let (order, needs_confirmation) = charge(&app, order, &card, confirmed).await?;
-    let public = app.payments.base_url(&app, &headers);
+    if wants_json(&headers) {
+        return pay_with(&app, &id, &headers, &body, true).await;
+    }
+    let e = match pay_with(&app, &id, &headers, &body, false).await {
+        Ok(page) => return Ok(page),
+        Err(e) => e,
+    };
+    let typed = card_field(&body, false)
+        .map(|(card, _)| card)
+        .unwrap_or_default();
+    let open = match sandbox_order(&app, &id).await {
+        Ok(o) if o.status == OrderStatus::Open && e.status.is_client_error() => Some(o),
+        _ => None,
+    };
+    Ok(match open {
+        Some(order) => {
+            let beside = CardError {
+                typed: &typed,
+                message: &e.message,
+            };
+            (e.status, Html(render(&order, None, false, Some(beside)))).into_response()
+        }
+        None => error_page(CHECKOUT, &e),
+    })
+}
+
+async fn pay_with(
+    app: &App,
+    id: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+    wants_json: bool,
+) -> Result<Response, ApiError> {
+    let (card, confirmed) = card_field(body, wants_json)?;
+    let order = sandbox_order(app, id).await?;
+    let (order, needs_confirmation) = charge(app, order, &card, confirmed).await?;
+    let public = app.payments.base_url(app, headers);
     if wants_json {
         let mut body = json!({"order": order_json(&order, &public)});
         if needs_confirmation {
@@ -73,8 +114,61 @@ pub async fn pay(
     }
     match (&order.success_url, order.status) {
         (Some(url), OrderStatus::Credited) => Ok(Redirect::to(url).into_response()),
-        _ => Ok(Html(render(&order, Some(&card), needs_confirmation)).into_response()),
+        _ => Ok(Html(render(&order, Some(&card), needs_confirmation, None)).into_response()),
     }
+}
+
+/// The title of the checkout page.
+const CHECKOUT: &str = "Sandbox checkout";
+
+/// What was typed into a card field the sandbox refused, and why.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct CardError<'a> {
+    pub typed: &'a str,
+    pub message: &'a str,
+}
+
+/// The card form: a labelled field, the refusal beside it (announced, and tied to the field
+/// for screen readers), the test cards.
+pub(super) fn card_form(button: &str, error: Option<CardError<'_>>) -> String {
+    let (value, invalid, reason) = match error {
+        Some(e) => (
+            escape(e.typed),
+            " aria-invalid=\"true\" aria-describedby=\"card-error\"",
+            format!(
+                "<p id=\"card-error\" class=\"failure\" role=\"alert\">{}</p>",
+                escape(e.message)
+            ),
+        ),
+        None => (String::new(), "", String::new()),
+    };
+    format!(
+        "<form method=\"post\"><label for=\"card\">Card number</label> <input id=\"card\" \
+         name=\"card\" value=\"{value}\" autocomplete=\"off\" inputmode=\"numeric\" \
+         placeholder=\"4242 4242 4242 4242\" required{invalid}>{reason} \
+         <button type=\"submit\">{button}</button></form>"
+    )
+}
+
+/// A page of the sandbox (the checkout or the card setup) around `body`.
+pub(super) fn sandbox_page(title: &str, body: &str) -> String {
+    // The empty icon keeps the browser from asking for a /favicon.ico the gateway does not
+    // serve (the browser tests count a 404 as an error, `docs/dashboard.md`).
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+         <title>{title}</title><link rel=\"icon\" href=\"data:,\"></head><body style=\"font-family:system-ui,sans-serif;\
+         max-width:36rem;margin:2rem auto;padding:0 1rem\"><h1>{title}</h1>{body}</body></html>"
+    )
+}
+
+/// A refusal answered to a browser: its status and its reason on a page, not the API's JSON.
+pub(super) fn error_page(title: &str, e: &ApiError) -> Response {
+    let body = format!(
+        "<p class=\"failure\" role=\"alert\">{}</p>",
+        escape(&e.message)
+    );
+    (e.status, Html(sandbox_page(title, &body))).into_response()
 }
 
 /// The card number and whether the customer confirmed, from a form or a JSON body.
@@ -246,7 +340,12 @@ fn parse_form(body: &[u8]) -> Result<PayForm, ApiError> {
     Ok(form)
 }
 
-fn render(order: &Order, card: Option<&str>, needs_confirmation: bool) -> String {
+fn render(
+    order: &Order,
+    card: Option<&str>,
+    needs_confirmation: bool,
+    error: Option<CardError<'_>>,
+) -> String {
     let id = escape(order.id.as_str());
     let summary = format!(
         "{} credits for {}",
@@ -267,11 +366,8 @@ fn render(order: &Order, card: Option<&str>, needs_confirmation: bool) -> String
                 .map(|c| format!("<li><code>{}</code> — {:?}</li>", c.number, c.behavior))
                 .collect();
             format!(
-                "<form method=\"post\"><label>Card number <input name=\"card\" \
-                 autocomplete=\"off\" placeholder=\"4242 4242 4242 4242\" required></label> \
-                 <button type=\"submit\">Pay {}</button></form>\
-                 <p>This is the sandbox: no real card is charged. Test cards:</p><ul>{cards}</ul>",
-                dollars(order.amount_cents)
+                "{}<p>This is the sandbox: no real card is charged. Test cards:</p><ul>{cards}</ul>",
+                card_form(&format!("Pay {}", dollars(order.amount_cents)), error)
             )
         }
         status => {
@@ -296,12 +392,8 @@ fn render(order: &Order, card: Option<&str>, needs_confirmation: bool) -> String
             )
         }
     };
-    // The empty icon keeps the browser from asking for a /favicon.ico the gateway does not
-    // serve (the browser tests count a 404 as an error, `docs/dashboard.md`).
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <title>Sandbox checkout</title><link rel=\"icon\" href=\"data:,\"></head><body style=\"font-family:system-ui,sans-serif;\
-         max-width:36rem;margin:2rem auto\"><h1>Sandbox checkout</h1><p>Order <code>{id}</code>: \
-         {summary}</p>{body}</body></html>"
+    sandbox_page(
+        CHECKOUT,
+        &format!("<p>Order <code>{id}</code>: {summary}</p>{body}"),
     )
 }

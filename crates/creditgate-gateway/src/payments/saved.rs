@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::HeaderMap;
 use axum::response::{Html, IntoResponse, Response};
 use axum::Json;
 use creditgate_core::accounts::Action;
@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use super::receipt::escape;
+use super::sandbox::{card_form, error_page, sandbox_page, wants_json, CardError};
 use super::stripe::OffSession;
 use super::{new_order, Payments};
 use crate::caller::OrgCaller;
@@ -391,29 +392,58 @@ async fn sandbox_setup(app: &App, id: &str) -> Result<PaymentMethod, ApiError> {
     }
 }
 
-/// `GET /sandbox/setup/{id}`: the sandbox's page to save a card.
-pub async fn setup_page(
-    State(app): State<Arc<App>>,
-    Path(id): Path<String>,
-) -> Result<Html<String>, ApiError> {
-    let m = sandbox_setup(&app, &id).await?;
-    Ok(Html(render_setup(&m, None)))
+/// The title of the sandbox's page to save a card.
+const SETUP: &str = "Save a card (sandbox)";
+
+/// `GET /sandbox/setup/{id}`: the sandbox's page to save a card, or a page saying why there is
+/// none.
+pub async fn setup_page(State(app): State<Arc<App>>, Path(id): Path<String>) -> Response {
+    match sandbox_setup(&app, &id).await {
+        Ok(m) => Html(render_setup(&m, None, None)).into_response(),
+        Err(e) => error_page(SETUP, &e),
+    }
 }
 
 /// `POST /sandbox/setup/{id}` with a form or JSON `{"card","confirm"?}`: saves the test card
-/// as Stripe would (declined cards cannot be saved; `…3184` asks for confirmation first).
+/// as Stripe would (declined cards cannot be saved; `…3184` asks for confirmation first). A
+/// form is answered with a page: a refusal while the setup is pending shows the form again
+/// with the reason beside the card field, anything else a page with the reason.
 pub async fn setup_submit(
     State(app): State<Arc<App>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let wants_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    let (card, confirmed) = super::sandbox::card_field(&body, wants_json)?;
-    let m = sandbox_setup(&app, &id).await?;
+    if wants_json(&headers) {
+        return setup_with(&app, &id, &body, true).await;
+    }
+    let e = match setup_with(&app, &id, &body, false).await {
+        Ok(page) => return Ok(page),
+        Err(e) => e,
+    };
+    let typed = super::sandbox::card_field(&body, false)
+        .map(|(card, _)| card)
+        .unwrap_or_default();
+    Ok(match sandbox_setup(&app, &id).await {
+        Ok(m) if m.status == MethodStatus::Pending && e.status.is_client_error() => {
+            let beside = CardError {
+                typed: &typed,
+                message: &e.message,
+            };
+            (e.status, Html(render_setup(&m, None, Some(beside)))).into_response()
+        }
+        _ => error_page(SETUP, &e),
+    })
+}
+
+async fn setup_with(
+    app: &App,
+    id: &str,
+    body: &[u8],
+    wants_json: bool,
+) -> Result<Response, ApiError> {
+    let (card, confirmed) = super::sandbox::card_field(body, wants_json)?;
+    let m = sandbox_setup(app, id).await?;
     let mut next_action = None;
     if m.status == MethodStatus::Pending {
         let card = TestCard::lookup(&card).ok_or_else(|| {
@@ -437,10 +467,10 @@ pub async fn setup_submit(
                 exp_month: SANDBOX_EXPIRY.0,
                 exp_year: SANDBOX_EXPIRY.1,
             };
-            activate(&app, &m, &card.token(), None, &saved).await?;
+            activate(app, &m, &card.token(), None, &saved).await?;
         }
     }
-    let m = sandbox_setup(&app, &id).await?;
+    let m = sandbox_setup(app, id).await?;
     if wants_json {
         let mut body = json!({"payment_method": method_json(&m)});
         if let Some(next) = next_action {
@@ -448,10 +478,15 @@ pub async fn setup_submit(
         }
         return Ok(Json(body).into_response());
     }
-    Ok(Html(render_setup(&m, next_action.map(|_| card.as_str()))).into_response())
+    let confirm = next_action.map(|_| card.as_str());
+    Ok(Html(render_setup(&m, confirm, None)).into_response())
 }
 
-fn render_setup(m: &PaymentMethod, confirm_card: Option<&str>) -> String {
+fn render_setup(
+    m: &PaymentMethod,
+    confirm_card: Option<&str>,
+    error: Option<CardError<'_>>,
+) -> String {
     let body = match (m.status, confirm_card) {
         (MethodStatus::Pending, Some(card)) => format!(
             "<p>Your bank asks you to confirm saving this card.</p><form method=\"post\">\
@@ -459,11 +494,10 @@ fn render_setup(m: &PaymentMethod, confirm_card: Option<&str>) -> String {
              name=\"confirm\" value=\"true\"><button type=\"submit\">Confirm</button></form>",
             escape(card)
         ),
-        (MethodStatus::Pending, None) => "<form method=\"post\"><label>Card number <input \
-             name=\"card\" autocomplete=\"off\" placeholder=\"4242 4242 4242 4242\" required>\
-             </label> <button type=\"submit\">Save card</button></form><p>This is the sandbox: \
-             no real card is saved.</p>"
-            .to_owned(),
+        (MethodStatus::Pending, None) => format!(
+            "{}<p>This is the sandbox: no real card is saved.</p>",
+            card_form("Save card", error)
+        ),
         (MethodStatus::Active, _) => format!(
             "<p>Saved: {}</p>",
             escape(
@@ -479,10 +513,8 @@ fn render_setup(m: &PaymentMethod, confirm_card: Option<&str>) -> String {
             escape(m.failure.as_deref().unwrap_or(""))
         ),
     };
-    format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Save a card \
-         (sandbox)</title><link rel=\"icon\" href=\"data:,\"></head><body style=\"font-family:system-ui,sans-serif;max-width:36rem;\
-         margin:2rem auto\"><h1>Save a card</h1>{body}<p><a href=\"/payment-methods\">Back to \
-         payment methods</a></p></body></html>"
+    sandbox_page(
+        SETUP,
+        &format!("{body}<p><a href=\"/payment-methods\">Back to payment methods</a></p>"),
     )
 }

@@ -186,7 +186,49 @@ async fn declined_cards_change_nothing_and_say_why(setup: Setup) {
     assert_eq!(resp.status(), 400);
     let stored = t.app.db.order(&order.id).await.unwrap().unwrap();
     assert_eq!(stored.status, OrderStatus::Open);
-    // Unknown orders have no page.
+    // The same from the page's form: the form again, the reason beside the field, no JSON.
+    for (path, typed) in [
+        (
+            format!("/sandbox/checkout/{}", order.id),
+            "4111 1111 1111 1111",
+        ),
+        (format!("/sandbox/checkout/{}", order.id), "12ab"),
+        ("/sandbox/checkout/ord_nope".to_owned(), "4242424242424242"),
+    ] {
+        let resp = t
+            .client
+            .post(format!("{}{path}", t.address))
+            .form(&[("card", typed)])
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{path}"
+        );
+        let page = resp.text().await.unwrap();
+        assert!(!page.contains("\"error\""), "{page}");
+        if path.ends_with("ord_nope") {
+            assert_eq!(status, 404);
+            assert!(
+                page.contains("There is no sandbox checkout here."),
+                "{page}"
+            );
+            continue;
+        }
+        assert_eq!(status, 400);
+        assert!(page.contains("aria-describedby=\"card-error\""), "{page}");
+        assert!(page.contains(&format!("value=\"{typed}\"")), "{page}");
+        let beside = page.split("id=\"card-error\"").nth(1).unwrap();
+        assert!(beside.contains("test cards"), "{page}");
+    }
+    let stored = t.app.db.order(&order.id).await.unwrap().unwrap();
+    assert_eq!(stored.status, OrderStatus::Open);
+    // Unknown orders have no page (a page saying so, not JSON).
     let missing = t
         .client
         .get(format!("{}/sandbox/checkout/ord_nope", t.address))
@@ -194,6 +236,11 @@ async fn declined_cards_change_nothing_and_say_why(setup: Setup) {
         .await
         .unwrap();
     assert_eq!(missing.status(), 404);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("<p class=\"failure\" role=\"alert\">"));
 }
 
 async fn checkouts_are_refused_with_a_reason(setup: Setup) {

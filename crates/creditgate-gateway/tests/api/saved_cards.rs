@@ -67,6 +67,35 @@ async fn the_sandbox_saves_cards_and_charges_them_off_session_once_per_key(setup
     assert_eq!(url, format!("{}/sandbox/setup/{pending}", t.address));
     let page = t.client.get(&url).send().await.unwrap();
     assert!(page.text().await.unwrap().contains("Save card"));
+    // A number that is no test card, from the page's form: the form again with the reason
+    // beside the field (not the API's JSON); the setup stays pending.
+    let wrong = t
+        .client
+        .post(&url)
+        .form(&[("card", "4111 1111 1111 1111")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 400);
+    let page = wrong.text().await.unwrap();
+    assert!(page.contains("aria-describedby=\"card-error\""), "{page}");
+    assert!(
+        page.contains("test cards") && !page.contains("\"error\""),
+        "{page}"
+    );
+    let missing = t
+        .client
+        .post(format!("{}/sandbox/setup/card_nope", t.address))
+        .form(&[("card", "4242424242424242")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+    assert!(missing
+        .text()
+        .await
+        .unwrap()
+        .contains("no sandbox card setup"));
     // Cards that cannot be saved say why; the method is not usable.
     let declined = sandbox_save(&t, &url, "4000000000009995", false).await;
     assert_eq!(declined["payment_method"]["status"], "failed");

@@ -75,7 +75,7 @@ pub struct Done {
     pub done: Option<String>,
 }
 
-/// `GET /payment-methods[?done=removed]`.
+/// `GET /payment-methods[?done=removed|added]` (`added`: back from the provider's setup page).
 pub async fn page(
     State(app): State<Arc<App>>,
     viewer: Viewer,
@@ -87,7 +87,7 @@ pub async fn page(
         c: chrome,
         cards: cards(&app, caller).await?,
         done: match q.done.as_deref() {
-            Some("removed") => "removed".to_owned(),
+            Some(done @ ("removed" | "added")) => done.to_owned(),
             _ => String::new(),
         },
     };

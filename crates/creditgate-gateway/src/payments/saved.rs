@@ -31,6 +31,11 @@ use crate::error::ApiError;
 use crate::members::Change;
 use crate::App;
 
+/// Where Stripe's setup page sends the customer back: the dashboard's payment methods, saying
+/// the card was added, or as they were when the customer went back.
+pub const SETUP_DONE: &str = "/payment-methods?done=added";
+pub const SETUP_CANCELLED: &str = "/payment-methods";
+
 /// The expiry the sandbox gives every saved test card.
 const SANDBOX_EXPIRY: (i64, i64) = (12, 2034);
 
@@ -97,9 +102,16 @@ impl Payments {
         m.provider = Provider::Stripe;
         m.customer_ref = Some(customer.clone());
         app.db.create_payment_method(&m).await?;
-        let back = format!("{base}/v1/billing/payment_methods");
+        // The customer comes back to the dashboard's payment methods (as from the sandbox's
+        // page), where the card shows once Stripe's `setup_intent.succeeded` is in.
         let session = stripe
-            .create_setup_session(&m.id, org, &customer, &back)
+            .create_setup_session(
+                &m.id,
+                org,
+                &customer,
+                &format!("{base}{SETUP_DONE}"),
+                &format!("{base}{SETUP_CANCELLED}"),
+            )
             .await?;
         app.db.set_payment_method_setup(&m.id, &session.id).await?;
         m.setup_ref = Some(session.id.clone());

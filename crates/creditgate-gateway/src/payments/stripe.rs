@@ -228,13 +228,15 @@ impl StripeClient {
     }
 
     /// A hosted Checkout Session in setup mode (a SetupIntent saving a card for off-session
-    /// use), carrying creditgate's payment method id and the organization.
+    /// use), carrying creditgate's payment method id and the organization; Stripe sends the
+    /// customer to `success_url` once the card is saved, to `cancel_url` when they go back.
     pub async fn create_setup_session(
         &self,
         method_id: &str,
         org: &OrganizationId,
         customer: &str,
-        back: &str,
+        success_url: &str,
+        cancel_url: &str,
     ) -> Result<CheckoutSession, ApiError> {
         let form = [
             ("mode", "setup".to_owned()),
@@ -251,8 +253,8 @@ impl StripeClient {
             ),
             ("metadata[payment_method_id]", method_id.to_owned()),
             ("metadata[organization_id]", org.to_string()),
-            ("success_url", back.to_owned()),
-            ("cancel_url", back.to_owned()),
+            ("success_url", success_url.to_owned()),
+            ("cancel_url", cancel_url.to_owned()),
         ];
         self.post(
             "/v1/checkout/sessions",

@@ -404,7 +404,60 @@ async fn the_cache_page_shows_savings_and_waste(setup: Setup) {
     assert!(bad.html.contains("id=\"from-error\""), "{}", bad.html);
 }
 
+/// Saving a card through Stripe's setup page comes back to the dashboard's payment methods (not
+/// to a JSON route), where the saved card is listed.
+async fn a_card_saved_at_stripe_comes_back_to_the_payment_methods_page(setup: Setup) {
+    let (t, fake) = crate::payments::stripe_buyer_on(setup).await;
+    let fake_base = t.app.cfg.payments.stripe.as_ref().unwrap().api_base.clone();
+    add_member(&t, &t.org, OWNER, Role::Owner).await;
+    let cookie = sign_in_form(&t, OWNER).await;
+    let p = get_page(&t, "/payment-methods", Some(&cookie)).await;
+    let started = post_form(
+        &t,
+        "/payment-methods",
+        Some(&cookie),
+        &[("csrf_token", &csrf_of(&p.html))],
+    )
+    .await;
+    assert_eq!(started.status, 303, "{}", started.html);
+    let hosted = started.headers[LOCATION].to_str().unwrap();
+    assert!(
+        hosted.starts_with("https://checkout.fake/cs_test"),
+        "{hosted}"
+    );
+    let methods = t.app.db.payment_methods(&t.org).await.unwrap();
+    let session_id = methods[0].setup_ref.clone().unwrap();
+    let session = fake.session(&session_id).unwrap();
+    let back = session["success_url"].as_str().unwrap();
+    assert_eq!(back, format!("{}/payment-methods?done=added", t.address));
+    let pay = crate::payments::fake_pay(&t, &fake_base, &session_id, "4242424242424242").await;
+    assert!(pay["payment_method"].is_string(), "{pay}");
+    // Stripe sends the browser to the success URL: the dashboard's page, with the new card.
+    let path = back.strip_prefix(&t.address).unwrap();
+    let returned = get_page(&t, path, Some(&cookie)).await;
+    assert_eq!(returned.status, 200, "{}", returned.html);
+    assert!(
+        returned.html.contains("data-testid=\"card-added\""),
+        "{}",
+        returned.html
+    );
+    assert!(
+        returned.html.contains("data-testid=\"last4\">4242<"),
+        "{}",
+        returned.html
+    );
+    let active = t
+        .app
+        .db
+        .payment_method(&methods[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(active.status.as_str(), "active");
+}
+
 crate::on_both_databases!(
+    a_card_saved_at_stripe_comes_back_to_the_payment_methods_page,
     the_usage_page_shows_spend_by_day_model_and_key_with_csv,
     a_bad_usage_range_is_shown_beside_its_field,
     payment_methods_are_added_through_the_sandbox_and_removed,

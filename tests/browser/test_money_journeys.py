@@ -161,7 +161,7 @@ def test_the_money_pages_fit_a_phone(demo: dict[str, Any]) -> None:
     phone = Browser(PHONE)
     try:
         sign_in(phone, demo)
-        for path in ("/usage", "/auto-reload", "/payment-methods"):
+        for path in ("/usage", "/cache", "/auto-reload", "/payment-methods", "/statement", "/invoices"):
             phone.open(demo["base_url"] + path)
             phone.find("main h1")
             assert_fits(phone, path)

@@ -102,10 +102,7 @@ pub async fn statement(
     caller.require(Action::ManageBilling)?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let (period, csv) = parse_query(query.as_deref().unwrap_or(""), accept, app.clock.now())?;
-    let s = app
-        .db
-        .statement(&caller.org, period.starting_at, period.ending_at)
-        .await?;
+    let s = read(&app, &caller, period).await?;
     if csv {
         let mut resp = to_csv(&s).into_response();
         resp.headers_mut().insert(
@@ -115,6 +112,16 @@ pub async fn statement(
         return Ok(resp);
     }
     Ok(Json(to_json(&caller.org, &s)).into_response())
+}
+
+/// The statement of the caller's organization for `period`: what the route answers, and what
+/// the dashboard's statement page shows (owner, admin and billing).
+pub async fn read(app: &App, caller: &OrgCaller, period: Period) -> Result<Statement, ApiError> {
+    caller.require(Action::ManageBilling)?;
+    Ok(app
+        .db
+        .statement(&caller.org, period.starting_at, period.ending_at)
+        .await?)
 }
 
 /// The statement as the route's JSON.

@@ -11,6 +11,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use creditgate_core::accounts::{Action, Role};
 use creditgate_core::ledger::LedgerStore;
+use creditgate_core::payments::credit_line::BillingMode;
 
 use crate::caller::{cookie, OrgCaller, SESSION_COOKIE};
 use crate::error::ApiError;
@@ -46,6 +47,9 @@ pub struct Chrome {
     pub can_keys: bool,
     pub can_billing: bool,
     pub can_members: bool,
+    /// The organization has invoices or is on a credit line: the nav links Invoices (for the
+    /// roles that may read them).
+    pub has_invoices: bool,
     /// The nav entry of the page shown.
     pub here: &'static str,
     pub unit: String,
@@ -104,6 +108,8 @@ async fn chrome(app: &App, caller: &OrgCaller) -> Result<Chrome, ApiError> {
         });
     }
     let role: Role = caller.role;
+    let can_billing = role.may(Action::ManageBilling);
+    let has_invoices = can_billing && invoiced(app, caller).await?;
     Ok(Chrome {
         csrf: session.csrf_token,
         user_name: user.name.clone(),
@@ -112,9 +118,19 @@ async fn chrome(app: &App, caller: &OrgCaller) -> Result<Chrome, ApiError> {
         role: role.as_str().to_owned(),
         orgs,
         can_keys: role.may(Action::ManageKeys),
-        can_billing: role.may(Action::ManageBilling),
+        can_billing,
         can_members: role.may(Action::ManageMembers),
+        has_invoices,
         here: "",
         unit: app.cfg.credit_unit.name.clone(),
     })
+}
+
+/// Whether the organization is on a credit line or has ever been invoiced.
+async fn invoiced(app: &App, caller: &OrgCaller) -> Result<bool, ApiError> {
+    let line = app.db.credit_line(&caller.org).await?;
+    if line.is_some_and(|l| l.mode == BillingMode::Invoiced) {
+        return Ok(true);
+    }
+    Ok(!app.db.invoices(&caller.org).await?.is_empty())
 }

@@ -28,7 +28,7 @@ on_both_databases!(
     a_french_invoice_carries_the_configured_tax,
 );
 
-const BILLING_EMAIL: &str = "billing@invoiced.example";
+pub(crate) const BILLING_EMAIL: &str = "billing@invoiced.example";
 
 fn at(text: &str) -> Timestamp {
     Timestamp::parse_rfc3339(text).expect("a UTC time")
@@ -329,7 +329,7 @@ async fn an_overdue_invoice_suspends_the_line_until_it_is_paid(setup: Setup) {
 
 /// An invoiced organization with January's invoice drafted; returns the app, the invoice's id
 /// and credits, and the organization admin key.
-async fn with_january_invoice(
+pub(crate) async fn with_january_invoice(
     setup: Setup,
 ) -> (Arc<TestApp>, ManualClock, String, NanoCredits, String) {
     let (t, clock, key) = invoiced(setup, "2026-01-20T10:00:00Z", "").await;

@@ -13,6 +13,7 @@ mod concurrency;
 mod console;
 mod credit_lines;
 mod dashboard;
+mod dashboard_billing;
 mod dashboard_money;
 mod dashboard_notify;
 mod dashboard_people;

@@ -1,7 +1,9 @@
 //! Ledger throughput: hold+settle pairs per second, on SQLite and (when
 //! `CREDITGATE_TEST_POSTGRES_URL` is set) on Postgres, for one hot organization and for many,
 //! with concurrent tasks. Each case runs for a bounded time (`CREDITGATE_BENCH_SECONDS`, default
-//! 3) and the results are printed as a table.
+//! 3) and the results are printed as a table. On Postgres the 64-task cases with usage records
+//! also run as two replicas: two stores, each with its own connection pool as two gateway
+//! processes would have, sharing one database, the tasks split between them.
 //!
 //! `cargo bench -p creditgate-storage`
 
@@ -36,6 +38,8 @@ struct Case {
     orgs: usize,
     tasks: usize,
     settle: SettleKind,
+    /// Stores (each its own pool, like a replica) sharing the database; the tasks alternate.
+    replicas: usize,
 }
 
 /// What each settle carries.
@@ -72,6 +76,16 @@ fn cases(backend: &'static str) -> Vec<Case> {
                 orgs,
                 tasks,
                 settle,
+                replicas: 1,
+            });
+        }
+        if backend == "postgres" && tasks == TASKS {
+            out.push(Case {
+                backend,
+                orgs,
+                tasks,
+                settle: SettleKind::Record,
+                replicas: 2,
             });
         }
     }
@@ -102,7 +116,7 @@ fn main() {
             let db = Database::connect(&url, Arc::new(SystemClock))
                 .await
                 .expect("sqlite");
-            let measured = run_case(&db, i, &case, duration).await;
+            let measured = run_case(std::slice::from_ref(&db), i, &case, duration).await;
             let report = db.verify().await.expect("verify");
             assert!(report.is_clean(), "{:?}", report.problems);
             rows.push((case, measured));
@@ -116,14 +130,19 @@ fn main() {
                 admin_exec(&admin, &format!("CREATE DATABASE {name}")).await;
                 let url = with_database(&admin, &name);
                 {
-                    let db = Database::connect(&url, Arc::new(SystemClock))
-                        .await
-                        .expect("postgres");
+                    let mut replicas = Vec::new();
+                    for _ in 0..2 {
+                        let db = Database::connect(&url, Arc::new(SystemClock))
+                            .await
+                            .expect("postgres");
+                        replicas.push(db);
+                    }
                     for (i, case) in cases("postgres").into_iter().enumerate() {
-                        let measured = run_case(&db, 100 + i, &case, duration).await;
+                        let dbs = &replicas[..case.replicas];
+                        let measured = run_case(dbs, 100 + i, &case, duration).await;
                         rows.push((case, measured));
                     }
-                    let report = db.verify().await.expect("verify");
+                    let report = replicas[0].verify().await.expect("verify");
                     assert!(report.is_clean(), "{:?}", report.problems);
                 }
                 admin_exec(&admin, &format!("DROP DATABASE {name} WITH (FORCE)")).await;
@@ -139,8 +158,8 @@ fn main() {
             cores()
         );
         println!(
-            "{:<10} {:>5} {:>6} {:>7} {:>10} {:>12} {:>10}",
-            "backend", "orgs", "tasks", "settle", "pairs", "pairs/s", "vs memo"
+            "{:<10} {:>5} {:>6} {:>8} {:>7} {:>10} {:>12} {:>10}",
+            "backend", "orgs", "tasks", "replicas", "settle", "pairs", "pairs/s", "vs memo"
         );
         let rate = |m: &Measured| m.pairs as f64 / m.elapsed.as_secs_f64();
         for (case, m) in &rows {
@@ -151,15 +170,29 @@ fn main() {
                     && c.tasks == case.tasks
                     && c.settle == SettleKind::Memo
             });
+            // Two replicas are compared with one replica's run of the same shape instead.
+            let one = rows.iter().find(|(c, _)| {
+                c.backend == case.backend
+                    && c.orgs == case.orgs
+                    && c.tasks == case.tasks
+                    && c.settle == case.settle
+                    && c.replicas == 1
+            });
+            let (base, base_name) = if case.replicas > 1 {
+                (one, "x 1 replica")
+            } else {
+                (memo, "")
+            };
             println!(
-                "{:<10} {:>5} {:>6} {:>7} {:>10} {:>12.0} {:>10.3}",
+                "{:<10} {:>5} {:>6} {:>8} {:>7} {:>10} {:>12.0} {:>10.3} {base_name}",
                 case.backend,
                 case.orgs,
                 case.tasks,
+                case.replicas,
                 case.settle.name(),
                 m.pairs,
                 rate(m),
-                memo.map_or(f64::NAN, |(_, mm)| rate(m) / rate(mm))
+                base.map_or(f64::NAN, |(_, b)| rate(m) / rate(b))
             );
         }
     });
@@ -170,8 +203,9 @@ fn cores() -> usize {
 }
 
 /// Creates and funds the case's organizations, then runs `tasks` loops of hold+settle, task
-/// `t` on organization `t % orgs`, for `duration`.
-async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration) -> Measured {
+/// `t` on organization `t % orgs` through store `t % dbs.len()`, for `duration`.
+async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Duration) -> Measured {
+    let db = &dbs[0];
     let orgs: Vec<OrganizationId> = (0..case.orgs)
         .map(|o| OrganizationId::parse(&format!("bench-{case_no}-org-{o}")).unwrap())
         .collect();
@@ -198,7 +232,7 @@ async fn run_case(db: &Database, case_no: usize, case: &Case, duration: Duration
     let started = Instant::now();
     let mut tasks = Vec::new();
     for t in 0..case.tasks {
-        let db = db.clone();
+        let db = dbs[t % dbs.len()].clone();
         let org = orgs[t % orgs.len()].clone();
         let stop = stop.clone();
         let pairs = pairs.clone();

@@ -14,6 +14,7 @@ use creditgate_core::pricing::{ModelPrice, RequestScan, ScanError, MAX_MODEL_NAM
 use serde_json::{json, Value};
 
 use crate::auth::ApiKeyCaller;
+use crate::config::MAX_UPSTREAM_JSON_BYTES;
 use crate::error::ApiError;
 use crate::messages::read_body;
 use crate::App;
@@ -142,12 +143,17 @@ async fn count_tokens_inner(
         .map_err(|e| ApiError::upstream_unreachable(e.to_string()).with_detail(e.detail()))?;
     let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
     let content_type = resp.headers().get("content-type").cloned();
-    let body = resp.bytes().await.map_err(|e| {
+    let body = resp.bytes(MAX_UPSTREAM_JSON_BYTES).await.map_err(|e| {
         ApiError::upstream_unreachable(format!(
             "The upstream response failed: {}.",
             crate::upstream::failure(&e)
         ))
         .with_detail(e.to_string())
+    })?;
+    let body = body.ok_or_else(|| {
+        ApiError::upstream_unreachable(format!(
+            "The upstream response failed: response larger than {MAX_UPSTREAM_JSON_BYTES} bytes."
+        ))
     })?;
     let mut out = (status, body).into_response();
     if let Some(ct) =

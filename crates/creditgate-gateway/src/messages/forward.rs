@@ -10,10 +10,11 @@ use super::Admitted;
 use crate::config::MAX_UPSTREAM_JSON_BYTES;
 use crate::error::ApiError;
 use crate::metrics::UpstreamWait;
+use crate::upstream::UpstreamResponse;
 
 impl Admitted {
     /// A complete (non-streaming) response, or any upstream error response.
-    pub(super) async fn json(self, resp: reqwest::Response) -> Response {
+    pub(super) async fn json(self, resp: UpstreamResponse) -> Response {
         let status = resp.status();
         let mut out_headers = HeaderMap::new();
         copy_response_headers(resp.headers(), &mut out_headers);
@@ -106,7 +107,7 @@ pub(super) fn header_value(s: &str) -> HeaderValue {
 
 /// Response headers passed back from the upstream; its `request-id` is kept as
 /// `x-upstream-request-id` (ours replaces it).
-pub(super) fn copy_response_headers(from: &reqwest::header::HeaderMap, to: &mut HeaderMap) {
+pub(super) fn copy_response_headers(from: &HeaderMap, to: &mut HeaderMap) {
     for (name, value) in from {
         let n = name.as_str();
         if n == "content-type"
@@ -131,19 +132,16 @@ pub(super) fn copy_response_headers(from: &reqwest::header::HeaderMap, to: &mut 
 
 /// The whole upstream body, or a reason safe to show the client (the details are logged).
 async fn read_limited(
-    mut resp: reqwest::Response,
+    resp: UpstreamResponse,
     limit: usize,
     request_id: &str,
 ) -> Result<Bytes, String> {
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|err| {
-        tracing::warn!(request_id, error = %err, "upstream response broke");
-        crate::upstream::failure(&err).to_owned()
-    })? {
-        if buf.len() + chunk.len() > limit {
-            return Err(format!("response larger than {limit} bytes"));
+    match resp.bytes(limit).await {
+        Ok(Some(body)) => Ok(body),
+        Ok(None) => Err(format!("response larger than {limit} bytes")),
+        Err(err) => {
+            tracing::warn!(request_id, error = %err, "upstream response broke");
+            Err(crate::upstream::failure(&err).to_owned())
         }
-        buf.extend_from_slice(&chunk);
     }
-    Ok(Bytes::from(buf))
 }

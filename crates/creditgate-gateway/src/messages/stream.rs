@@ -22,6 +22,7 @@ use crate::config::STREAM_BUFFER_CHUNKS;
 use crate::error::ApiError;
 use crate::metrics::UpstreamWait;
 use crate::sse::{SseScanner, UsageTally};
+use crate::upstream::UpstreamResponse;
 
 /// How a stream's pump loop ended.
 enum Ending {
@@ -46,7 +47,7 @@ struct Pumping {
 
 impl Admitted {
     /// A stream: bytes pass through as whole events while usage is read and the hold grows.
-    pub(super) async fn stream(self, resp: reqwest::Response) -> Response {
+    pub(super) async fn stream(self, resp: UpstreamResponse) -> Response {
         let waited = UpstreamWait(self.upstream_sent.elapsed());
         let mut out_headers = HeaderMap::new();
         copy_response_headers(resp.headers(), &mut out_headers);
@@ -64,7 +65,7 @@ impl Admitted {
     }
 
     /// Runs in its own task: relays the stream until it ends, then settles it exactly once.
-    async fn pump(mut self, mut resp: reqwest::Response, tx: mpsc::Sender<Bytes>) {
+    async fn pump(mut self, mut resp: UpstreamResponse, tx: mpsc::Sender<Bytes>) {
         let mut run = Pumping {
             scanner: SseScanner::default(),
             tally: UsageTally::default(),
@@ -117,7 +118,7 @@ impl Admitted {
     /// The next upstream chunk, or how the stream ended.
     async fn next_chunk(
         &self,
-        resp: &mut reqwest::Response,
+        resp: &mut UpstreamResponse,
         drain_deadline: Option<Instant>,
     ) -> Result<Bytes, Ending> {
         let read = async {

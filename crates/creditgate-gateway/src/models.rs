@@ -141,7 +141,7 @@ async fn count_tokens_inner(
         .send(Method::POST, path, headers, bytes)
         .await
         .map_err(|e| ApiError::upstream_unreachable(e.to_string()).with_detail(e.detail()))?;
-    let status = StatusCode::from_u16(resp.status().as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
+    let status = resp.status();
     let content_type = resp.headers().get("content-type").cloned();
     let body = resp.bytes(MAX_UPSTREAM_JSON_BYTES).await.map_err(|e| {
         ApiError::upstream_unreachable(format!(

@@ -368,6 +368,31 @@ where
     }
 }
 
+/// One attempt's request: the forwarded headers and the upstream key.
+fn request(
+    method: &Method,
+    uri: &Uri,
+    client_headers: &HeaderMap,
+    body: &Bytes,
+    key: Option<&String>,
+) -> Result<Request<Full<Bytes>>, TransportError> {
+    let mut req = Request::new(Full::new(body.clone()));
+    *req.method_mut() = method.clone();
+    *req.uri_mut() = uri.clone();
+    let headers = req.headers_mut();
+    for name in FORWARDED_HEADERS {
+        for value in client_headers.get_all(name) {
+            headers.append(name, value.clone());
+        }
+    }
+    if let Some(key) = key {
+        let key =
+            HeaderValue::from_str(key).map_err(|e| TransportError::new(Failure::Request, &e))?;
+        headers.insert("x-api-key", key);
+    }
+    Ok(req)
+}
+
 impl Upstream {
     pub fn new(
         base_url: &str,
@@ -401,31 +426,16 @@ impl Upstream {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last_err: Option<TransportError> = None;
         for attempt in 0..attempts {
-            let mut req = Request::new(Full::new(body.clone()));
-            *req.method_mut() = method.clone();
-            *req.uri_mut() = uri.clone();
-            let headers = req.headers_mut();
-            for name in FORWARDED_HEADERS {
-                for value in client_headers.get_all(name) {
-                    headers.append(name, value.clone());
-                }
-            }
-            if let Some(key) = self.keys.get((start + attempt) % attempts) {
-                match HeaderValue::from_str(key) {
-                    Ok(key) => headers.insert("x-api-key", key),
-                    Err(err) => {
-                        return Err(UpstreamError::from_transport(TransportError::new(
-                            Failure::Request,
-                            &err,
-                        )))
-                    }
-                };
-            }
+            let key = self.keys.get((start + attempt) % attempts);
+            let req = request(&method, &uri, client_headers, &body, key)
+                .map_err(UpstreamError::from_transport)?;
             // As before, the idle timeout also bounds the wait for the response's head
             // (connecting included).
             let sent = tokio::time::timeout(self.idle_timeout, self.client.request(req)).await;
             match sent {
-                Ok(Ok(resp)) if attempt + 1 < attempts && worth_failover(resp.status().as_u16()) => {
+                Ok(Ok(resp))
+                    if attempt + 1 < attempts && worth_failover(resp.status().as_u16()) =>
+                {
                     tracing::warn!(
                         status = resp.status().as_u16(),
                         "upstream refused; failing over"

@@ -1,6 +1,6 @@
 //! Forwarding a complete (non-streaming) answer, or any upstream error, back to the client.
 
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
@@ -49,8 +49,7 @@ impl Admitted {
                 .await
         };
         self.cost_headers(&mut out_headers, &settled);
-        let code = StatusCode::from_u16(status.as_u16()).unwrap_or(StatusCode::BAD_GATEWAY);
-        let mut resp = (code, out_headers, body).into_response();
+        let mut resp = (status, out_headers, body).into_response();
         resp.extensions_mut().insert(waited);
         resp
     }

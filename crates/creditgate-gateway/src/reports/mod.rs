@@ -293,17 +293,44 @@ async fn json_page(
     q: &ReportQuery,
     now: Timestamp,
 ) -> Result<Value, ApiError> {
+    json_pages(app, scope, q, now, &[&q.group_by])
+        .await?
+        .pop()
+        .ok_or_else(|| ApiError::internal("a report built no page"))
+}
+
+/// The route's JSON for each grouping in `groupings` (each replacing the query's `group_by`),
+/// from one read of the window's rollups.
+async fn json_pages(
+    app: &App,
+    scope: &Scope,
+    q: &ReportQuery,
+    now: Timestamp,
+    groupings: &[&[Dimension]],
+) -> Result<Vec<Value>, ApiError> {
     let from = page_start(app, scope, q)?;
-    let page = build(&app.db, scope, q, from, q.limit, now).await?;
+    let pages = build_each(&app.db, scope, q, from, q.limit, now, groupings).await?;
     let secret = page_secret(app);
-    let next_page = page.next.map(|n| page_token(&secret, &q.binding(scope), n));
-    page_json(
-        q,
-        &page,
-        &app.cfg.credit_unit,
-        *scope == Scope::Operator,
-        next_page,
-    )
+    groupings
+        .iter()
+        .zip(&pages)
+        .map(|(dims, page)| {
+            let grouped = ReportQuery {
+                group_by: dims.to_vec(),
+                ..q.clone()
+            };
+            let next_page = page
+                .next
+                .map(|n| page_token(&secret, &grouped.binding(scope), n));
+            page_json(
+                &grouped,
+                page,
+                &app.cfg.credit_unit,
+                *scope == Scope::Operator,
+                next_page,
+            )
+        })
+        .collect()
 }
 
 /// An organization's report as the JSON its route answers for `query` (the dashboard's usage
@@ -333,28 +360,14 @@ pub async fn org_json_each(
     caller.require(Action::Read)?;
     let now = app.clock.now();
     let q = ReportQuery::parse(kind, query, None, false, now)?;
-    let scope = Scope::Organization(caller.org.clone());
-    let from = page_start(app, &scope, &q)?;
-    let pages = build_each(&app.db, &scope, &q, from, q.limit, now, groupings).await?;
-    let secret = page_secret(app);
-    let mut out = Vec::with_capacity(pages.len());
-    for (dims, page) in groupings.iter().zip(&pages) {
-        let grouped = ReportQuery {
-            group_by: dims.to_vec(),
-            ..q.clone()
-        };
-        let next_page = page
-            .next
-            .map(|n| page_token(&secret, &grouped.binding(&scope), n));
-        out.push(page_json(
-            &grouped,
-            page,
-            &app.cfg.credit_unit,
-            false,
-            next_page,
-        )?);
-    }
-    Ok(out)
+    json_pages(
+        app,
+        &Scope::Organization(caller.org.clone()),
+        &q,
+        now,
+        groupings,
+    )
+    .await
 }
 
 async fn org_report(

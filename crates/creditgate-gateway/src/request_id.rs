@@ -17,9 +17,13 @@ use crate::error::ApiError;
 pub struct RequestId(TransferId);
 
 impl RequestId {
-    /// A fresh id: `req_cg_` + 24 random hex characters.
+    /// A fresh id: `req_cg_`, the time in milliseconds, 80 random bits
+    /// ([`TransferId::for_request`]), so later requests sort later.
     pub fn new() -> Self {
-        Self(TransferId::for_request(rand::random()))
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        Self(TransferId::for_request(millis, rand::random()))
     }
 
     pub fn as_str(&self) -> &str {
@@ -74,5 +78,14 @@ mod tests {
         assert!(TransferId::parse(id.as_str()).is_ok());
         assert!(id.transfer_id().child("grow:12").is_ok());
         assert_ne!(id, RequestId::new());
+    }
+
+    #[test]
+    fn later_request_ids_sort_later() {
+        let first = RequestId::new();
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let second = RequestId::new();
+        assert!(first.as_str() < second.as_str(), "{first:?} {second:?}");
+        assert_eq!(first.as_str().len(), "req_cg_".len() + 32);
     }
 }

@@ -5,6 +5,10 @@
 //! also run as two replicas: two stores, each with its own connection pool as two gateway
 //! processes would have, sharing one database, the tasks split between them.
 //!
+//! Holds are named as the gateway names requests (`TransferId::for_request`: the time first,
+//! then random bits); on SQLite the 64-task cases with usage records run a second time with
+//! wholly random ids, as the gateway made them before, to show what the ids' order is worth.
+//!
 //! `cargo bench -p creditgate-storage`
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +44,43 @@ struct Case {
     settle: SettleKind,
     /// Stores (each its own pool, like a replica) sharing the database; the tasks alternate.
     replicas: usize,
+    /// How the holds are named.
+    ids: Ids,
+}
+
+/// How the benchmark names its holds (and so where their rows land in each table's b-tree).
+#[derive(Clone, Copy, PartialEq)]
+enum Ids {
+    /// As the gateway names requests now: time first, then random bits.
+    Ordered,
+    /// 96 random bits, as the gateway named requests before.
+    Random,
+}
+
+impl Ids {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Ordered => "ordered",
+            Self::Random => "random",
+        }
+    }
+
+    fn hold(self) -> TransferId {
+        match self {
+            Self::Ordered => {
+                let millis = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .expect("clock after 1970")
+                    .as_millis();
+                TransferId::for_request(millis as u64, rand::random())
+            }
+            Self::Random => TransferId::parse(&format!(
+                "req_cg_{}",
+                hex::encode(rand::random::<[u8; 12]>())
+            ))
+            .unwrap(),
+        }
+    }
 }
 
 /// What each settle carries.
@@ -77,6 +118,17 @@ fn cases(backend: &'static str) -> Vec<Case> {
                 tasks,
                 settle,
                 replicas: 1,
+                ids: Ids::Ordered,
+            });
+        }
+        if backend == "sqlite" && tasks == TASKS {
+            out.push(Case {
+                backend,
+                orgs,
+                tasks,
+                settle: SettleKind::Record,
+                replicas: 1,
+                ids: Ids::Random,
             });
         }
         if backend == "postgres" && tasks == TASKS {
@@ -86,6 +138,7 @@ fn cases(backend: &'static str) -> Vec<Case> {
                 tasks,
                 settle: SettleKind::Record,
                 replicas: 2,
+                ids: Ids::Ordered,
             });
         }
     }
@@ -158,8 +211,8 @@ fn main() {
             cores()
         );
         println!(
-            "{:<10} {:>5} {:>6} {:>8} {:>7} {:>10} {:>12} {:>10}",
-            "backend", "orgs", "tasks", "replicas", "settle", "pairs", "pairs/s", "vs memo"
+            "{:<10} {:>5} {:>6} {:>8} {:>7} {:>8} {:>10} {:>12} {:>10}",
+            "backend", "orgs", "tasks", "replicas", "settle", "ids", "pairs", "pairs/s", "vs memo"
         );
         let rate = |m: &Measured| m.pairs as f64 / m.elapsed.as_secs_f64();
         for (case, m) in &rows {
@@ -169,6 +222,7 @@ fn main() {
                     && c.orgs == case.orgs
                     && c.tasks == case.tasks
                     && c.settle == SettleKind::Memo
+                    && c.ids == Ids::Ordered
             });
             // Two replicas are compared with one replica's run of the same shape instead.
             let one = rows.iter().find(|(c, _)| {
@@ -177,19 +231,23 @@ fn main() {
                     && c.tasks == case.tasks
                     && c.settle == case.settle
                     && c.replicas == 1
+                    && c.ids == Ids::Ordered
             });
             let (base, base_name) = if case.replicas > 1 {
                 (one, "x 1 replica")
+            } else if case.ids != Ids::Ordered {
+                (one, "x ordered ids")
             } else {
                 (memo, "")
             };
             println!(
-                "{:<10} {:>5} {:>6} {:>8} {:>7} {:>10} {:>12.0} {:>10.3} {base_name}",
+                "{:<10} {:>5} {:>6} {:>8} {:>7} {:>8} {:>10} {:>12.0} {:>10.3} {base_name}",
                 case.backend,
                 case.orgs,
                 case.tasks,
                 case.replicas,
                 case.settle.name(),
+                case.ids.name(),
                 m.pairs,
                 rate(m),
                 base.map_or(f64::NAN, |(_, b)| rate(m) / rate(b))
@@ -237,10 +295,10 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
         let stop = stop.clone();
         let pairs = pairs.clone();
         let kind = case.settle;
+        let ids = case.ids;
         tasks.push(tokio::spawn(async move {
-            let mut n = 0u64;
             while !stop.load(Ordering::Relaxed) {
-                let hold = TransferId::parse(&format!("c{case_no}-t{t}-{n}")).unwrap();
+                let hold = ids.hold();
                 db.reserve(HoldRequest {
                     transfer_id: hold.clone(),
                     org: org.clone(),
@@ -253,7 +311,7 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
                 .await
                 .expect("hold");
                 db.settle(SettleRequest {
-                    transfer_id: TransferId::parse(&format!("c{case_no}-t{t}-{n}-s")).unwrap(),
+                    transfer_id: hold.child("settle").unwrap(),
                     memo: (kind == SettleKind::Memo).then(|| receipt_memo(&hold)),
                     hold,
                     amount: NanoCredits::from_nanos(CHARGE),
@@ -262,7 +320,6 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
                 .await
                 .expect("settle");
                 pairs.fetch_add(1, Ordering::Relaxed);
-                n += 1;
             }
         }));
     }

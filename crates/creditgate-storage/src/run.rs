@@ -14,9 +14,7 @@ impl Database {
         match self {
             Database::Sqlite(s) => {
                 s.write(move |conn, _| {
-                    let mut st = conn
-                        .prepare_cached(&sqlite_sql(sql))
-                        .map_err(sqlite_error)?;
+                    let mut st = conn.prepare_cached(sqlite_sql(sql)).map_err(sqlite_error)?;
                     let n = st
                         .execute(rusqlite::params_from_iter(params.iter()))
                         .map_err(sqlite_error)?;
@@ -44,9 +42,7 @@ impl Database {
         match self {
             Database::Sqlite(s) => {
                 s.read(move |conn, _| {
-                    let mut st = conn
-                        .prepare_cached(&sqlite_sql(sql))
-                        .map_err(sqlite_error)?;
+                    let mut st = conn.prepare_cached(sqlite_sql(sql)).map_err(sqlite_error)?;
                     let mut rows = st
                         .query(rusqlite::params_from_iter(params.iter()))
                         .map_err(sqlite_error)?;
@@ -123,7 +119,7 @@ impl Database {
                 s.write(move |conn, _| {
                     for (i, step) in steps.iter().enumerate() {
                         let mut st = conn
-                            .prepare_cached(&sqlite_sql(step.sql))
+                            .prepare_cached(sqlite_sql(step.sql))
                             .map_err(sqlite_error)?;
                         let n = st
                             .execute(rusqlite::params_from_iter(step.params.iter()))

@@ -143,11 +143,33 @@ pub(crate) trait TxStatements {
     /// A write whose result nothing waits for: Postgres sends it with the next statement (one
     /// round trip for several), SQLite runs it at once. An error surfaces by the commit.
     fn defer(&mut self, sql: &'static str, params: Vec<Param>) -> LedgerResult<()>;
+    /// A deferred upsert that adds integers to a row: the first `key` parameters name the row,
+    /// the rest are added to it. Additions to one row commute, so a backend may add up those of
+    /// several operations and write the row once before their transaction commits (the SQLite
+    /// writer does, per commit group: `sqlite::sums`); by default it is a [`Self::defer`].
+    fn defer_sum(&mut self, sql: &'static str, key: usize, params: Vec<Param>) -> LedgerResult<()> {
+        let _ = key;
+        self.defer(sql, params)
+    }
 }
 
-/// A `$n` statement in SQLite's spelling (`?n`).
-pub(crate) fn sqlite_sql(sql: &str) -> String {
-    sql.replace('$', "?")
+/// A `$n` statement in SQLite's spelling (`?n`). Each statement is converted once and the
+/// conversion kept for the life of the process (the statements are `'static` and a few
+/// hundred), so running one costs no copy of its text.
+pub(crate) fn sqlite_sql(sql: &'static str) -> &'static str {
+    type Converted = std::collections::HashMap<(usize, usize), &'static str>;
+    static CONVERTED: std::sync::OnceLock<std::sync::Mutex<Converted>> = std::sync::OnceLock::new();
+    if !sql.contains('$') {
+        return sql;
+    }
+    let key = (sql.as_ptr() as usize, sql.len());
+    let mut converted = CONVERTED
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    converted
+        .entry(key)
+        .or_insert_with(|| Box::leak(sql.replace('$', "?").into_boxed_str()))
 }
 
 /// The statements whose text differs between the backends.
@@ -179,4 +201,19 @@ pub(crate) fn sqlite_error(e: rusqlite::Error) -> LedgerError {
         return LedgerError::Money(MoneyError::Overflow);
     }
     LedgerError::Unavailable(format!("sqlite: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sqlite_sql;
+
+    #[test]
+    fn sqlite_spelling_is_converted_once() {
+        const SQL: &str = "UPDATE t SET a = $2 WHERE id = $1";
+        let first = sqlite_sql(SQL);
+        assert_eq!(first, "UPDATE t SET a = ?2 WHERE id = ?1");
+        // The second call hands out the same conversion, not a new copy.
+        assert!(std::ptr::eq(first, sqlite_sql(SQL)));
+        assert!(std::ptr::eq(sqlite_sql("SELECT 1"), "SELECT 1"));
+    }
 }

@@ -111,8 +111,10 @@ pub(crate) fn usage_params(
     Ok(p)
 }
 
-/// Adds one usage record to its minute, hour and day rollup rows (`$1` the settlement time,
-/// `$2..$8` the row's key, `$9..$30` the amounts), creating them if needed.
+/// Adds usage records to their minute, hour and day rollup rows (`$1` the start of the minute
+/// they were settled in, `$2..$8` the row's key, `$9..$30` the amounts, `$31` the number of
+/// requests), creating them if needed. The amounts of several records with the same key may be
+/// added up first ([`ROLLUP_KEY_PARAMS`]).
 pub(crate) const ADD_TO_ROLLUPS: &str = "INSERT INTO usage_rollups (width, bucket, org, key_id, model, service_tier, context_window, inference_geo, speed, requests,
     input_tokens, cache_write_5m_tokens, cache_write_1h_tokens, cache_read_tokens, output_tokens, web_search_requests, web_fetch_requests, credits_input, credits_cache_write_5m, credits_cache_write_1h, credits_cache_read, credits_output, credits_web_search, credits_web_fetch, list_input, list_cache_write_5m, list_cache_write_1h, list_cache_read, list_output, list_web_search, list_web_fetch, cache_savings)
  SELECT w.width,
@@ -124,7 +126,7 @@ pub(crate) const ADD_TO_ROLLUPS: &str = "INSERT INTO usage_rollups (width, bucke
         CAST($6 AS TEXT),
         CAST($7 AS TEXT),
         CAST($8 AS TEXT),
-        1,
+        CAST($31 AS BIGINT),
         CAST($9 AS BIGINT),
         CAST($10 AS BIGINT),
         CAST($11 AS BIGINT),
@@ -150,7 +152,7 @@ pub(crate) const ADD_TO_ROLLUPS: &str = "INSERT INTO usage_rollups (width, bucke
  FROM (SELECT CAST(60000 AS BIGINT) AS width UNION ALL SELECT 3600000 UNION ALL SELECT 86400000) w
  WHERE true
  ON CONFLICT (org, width, bucket, key_id, model, service_tier, context_window, inference_geo, speed)
- DO UPDATE SET requests = usage_rollups.requests + 1,
+ DO UPDATE SET requests = usage_rollups.requests + excluded.requests,
     input_tokens = usage_rollups.input_tokens + excluded.input_tokens,
     cache_write_5m_tokens = usage_rollups.cache_write_5m_tokens + excluded.cache_write_5m_tokens,
     cache_write_1h_tokens = usage_rollups.cache_write_1h_tokens + excluded.cache_write_1h_tokens,
@@ -174,7 +176,11 @@ pub(crate) const ADD_TO_ROLLUPS: &str = "INSERT INTO usage_rollups (width, bucke
     list_web_fetch = usage_rollups.list_web_fetch + excluded.list_web_fetch,
     cache_savings = usage_rollups.cache_savings + excluded.cache_savings";
 
-/// The parameters of [`ADD_TO_ROLLUPS`].
+/// How many of [`ADD_TO_ROLLUPS`]'s parameters name the rows (the minute and the key); the
+/// others are integers added to them.
+pub(crate) const ROLLUP_KEY_PARAMS: usize = 8;
+
+/// The parameters of [`ADD_TO_ROLLUPS`] for one record.
 pub(crate) fn rollup_params(
     org: &OrganizationId,
     at: Timestamp,
@@ -182,8 +188,9 @@ pub(crate) fn rollup_params(
 ) -> LedgerResult<Vec<Param>> {
     let t = rec.tokens.unwrap_or_default();
     let text = |v: &Option<String>| Param::Text(v.clone().unwrap_or_default());
+    let minute = at.millis() - at.millis().rem_euclid(60_000);
     let mut p = vec![
-        Param::Int(at.millis()),
+        Param::Int(minute),
         Param::Text(org.to_string()),
         Param::Text(
             rec.key_id
@@ -211,6 +218,7 @@ pub(crate) fn rollup_params(
     p.extend(rec.credits.each().map(|(_, v)| Param::Int(v.nanos())));
     p.extend(rec.list.each().map(|(_, v)| Param::Int(v.pico())));
     p.push(Param::Int(rec.cache_savings.nanos()));
+    p.push(Param::Int(1));
     Ok(p)
 }
 
@@ -410,7 +418,7 @@ pub(crate) fn backfill_sqlite(conn: &rusqlite::Connection) -> LedgerResult<u64> 
         .collect::<Result<Vec<OldCharge>, _>>()
         .map_err(sqlite_error)?;
     let mut insert = conn
-        .prepare(&crate::statement::sqlite_sql(INSERT_USAGE))
+        .prepare(crate::statement::sqlite_sql(INSERT_USAGE))
         .map_err(sqlite_error)?;
     for charge in &old {
         let params = backfill_params(charge)?;

@@ -4,9 +4,9 @@
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    account, available, entry_hash, plan_draws, request_digest, AdjustRequest, Adjusted,
-    ClawbackRequest, ClawedBack, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted, Hold,
-    HoldRequest, HoldResolution, LedgerError, LedgerResult, Lot, LotCategory, LotSource,
+    account, available, entry_hash, plan_draws, request_digest, spendable_total, AdjustRequest,
+    Adjusted, ClawbackRequest, ClawedBack, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted,
+    Hold, HoldRequest, HoldResolution, LedgerError, LedgerResult, Lot, LotCategory, LotSource,
     Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
     SpendLimit, GENESIS_HASH, MAX_HOLD_TIMEOUT_MS, MAX_MEMO_LEN, MAX_SCOPE_LEN,
 };
@@ -208,14 +208,15 @@ fn check_settle(req: &SettleRequest) -> LedgerResult<()> {
     }
 }
 
-/// What the organization could spend after this operation (`None` if it is in debt).
+/// What the organization could spend after this operation (`None` if it is in debt), given
+/// what its lots still hold at `now` (`spendable`).
 async fn available_now<J: Journal>(
     j: &mut J,
     org: &OrganizationId,
     state: &OrgState,
+    spendable: NanoCredits,
     now: Timestamp,
 ) -> LedgerResult<Option<NanoCredits>> {
-    let spendable = j.spendable_total(org, now).await?;
     let (still_held, _) = j.held(org, now).await?;
     Ok(available(spendable, state.debt, still_held).ok())
 }
@@ -236,6 +237,10 @@ pub(crate) async fn settle<J: Journal>(
         end_hold(j, &req.hold, HoldResolution::Settled, &req.transfer_id, now).await?;
     let lots = j.spendable_lots(&org, now).await?;
     let (draws, debt) = plan_draws(&lots, req.amount, now)?;
+    // The lots were read with the spendable filter at `now`: what they hold after the draws is
+    // the spendable total, without asking the database again.
+    let spendable = spendable_total(&lots, now)?
+        .checked_sub(NanoCredits::checked_sum(draws.iter().map(|d| d.amount))?)?;
     let mut chain = Chain::new(&org, &req.transfer_id, &mut state, now);
     chain.post_draws(j, &lots, &draws, account::REVENUE).await?;
     chain
@@ -271,7 +276,7 @@ pub(crate) async fn settle<J: Journal>(
         debt,
         draws,
         late,
-        available: available_now(j, &org, &state, now).await?,
+        available: available_now(j, &org, &state, spendable, now).await?,
     };
     record(
         j,

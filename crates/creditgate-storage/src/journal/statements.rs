@@ -423,7 +423,7 @@ impl<J: TxStatements> Journal for J {
         let params = usage::usage_params(request, org, at, record)?;
         self.defer(usage::INSERT_USAGE, params)?;
         let params = usage::rollup_params(org, at, record)?;
-        self.defer(usage::ADD_TO_ROLLUPS, params)
+        self.defer_sum(usage::ADD_TO_ROLLUPS, usage::ROLLUP_KEY_PARAMS, params)
     }
 
     async fn scope_spend(

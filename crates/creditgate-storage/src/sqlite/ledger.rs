@@ -107,7 +107,7 @@ impl TxStatements for SqliteJournal<'_> {
         params: &[Param],
     ) -> impl Future<Output = LedgerResult<u64>> + Send {
         now(|| {
-            let mut st = self.conn.prepare_cached(&sqlite_sql(sql))?;
+            let mut st = self.conn.prepare_cached(sqlite_sql(sql))?;
             st.execute(rusqlite::params_from_iter(params.iter()))
                 .map(|n| n as u64)
         })
@@ -120,11 +120,18 @@ impl TxStatements for SqliteJournal<'_> {
         map: impl FnMut(&dyn Columns) -> LedgerResult<T> + Send,
     ) -> impl Future<Output = LedgerResult<Vec<T>>> + Send {
         let params = rusqlite::params_from_iter(params.iter());
-        now_checked(|| query_all(self.conn, &sqlite_sql(sql), params, map))
+        now_checked(|| query_all(self.conn, sqlite_sql(sql), params, map))
     }
 
     fn defer(&mut self, sql: &'static str, params: Vec<Param>) -> LedgerResult<()> {
         run_ready(self.exec(sql, &params))?.map(|_| ())
+    }
+
+    fn defer_sum(&mut self, sql: &'static str, key: usize, params: Vec<Param>) -> LedgerResult<()> {
+        match super::sums::add(sql, key, params.clone()) {
+            Some(added) => added,
+            None => self.defer(sql, params),
+        }
     }
 }
 

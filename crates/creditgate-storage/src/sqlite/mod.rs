@@ -10,6 +10,7 @@
 //! migrations in [`MIGRATIONS`].
 
 pub(crate) mod ledger;
+mod sums;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -416,21 +417,33 @@ fn run_group(
     clock: &dyn Clock,
 ) -> LedgerResult<()> {
     exec_cached(conn, "BEGIN IMMEDIATE")?;
-    for job in group.iter_mut() {
-        let step = exec_cached(conn, "SAVEPOINT op").and_then(|()| {
-            if !job.run(conn, clock.now()) {
-                exec_cached(conn, "ROLLBACK TO op")?;
-            }
-            exec_cached(conn, "RELEASE op")
-        });
-        if let Err(e) = step {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e);
-        }
-    }
-    if let Err(e) = exec_cached(conn, "COMMIT") {
+    sums::begin_group();
+    let ran = run_ops(conn, group, clock)
+        .and_then(|()| sums::write_group(conn))
+        .and_then(|()| exec_cached(conn, "COMMIT"));
+    if let Err(e) = ran {
+        sums::drop_group();
         let _ = conn.execute_batch("ROLLBACK");
         return Err(e);
+    }
+    Ok(())
+}
+
+/// Runs each operation of a group in its own savepoint: one that fails rolls back alone, its
+/// summed upserts dropped with it.
+fn run_ops(
+    conn: &Connection,
+    group: &mut [Box<dyn WriteJob>],
+    clock: &dyn Clock,
+) -> LedgerResult<()> {
+    for job in group.iter_mut() {
+        exec_cached(conn, "SAVEPOINT op")?;
+        let succeeded = job.run(conn, clock.now());
+        if !succeeded {
+            exec_cached(conn, "ROLLBACK TO op")?;
+        }
+        exec_cached(conn, "RELEASE op")?;
+        sums::end_op(succeeded)?;
     }
     Ok(())
 }

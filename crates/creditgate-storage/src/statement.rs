@@ -177,6 +177,9 @@ pub(crate) struct Dialect {
     /// Reads an organization's state (`$1` = org), locking its row until the transaction ends
     /// where the backend has row locks.
     pub lock_org: &'static str,
+    /// [`Self::lock_org`] for the organization of a hold (`$1` = hold id), found in the same
+    /// statement (a hold's organization never changes), with the organization's id last.
+    pub lock_hold_org: &'static str,
     /// Charges of a scope and the scopes below it since `$2` plus its holds active at `$3`
     /// (`$1` = scope), as one `BIGINT`.
     pub scope_spend: &'static str,

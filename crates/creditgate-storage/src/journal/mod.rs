@@ -303,11 +303,12 @@ pub(crate) trait Journal {
         org: &OrganizationId,
         now: Timestamp,
     ) -> impl Future<Output = LedgerResult<(NanoCredits, u64)>>;
-    /// The organization a hold belongs to (immutable, so readable before locking).
-    fn hold_org(
+    /// [`Self::lock_org`] for the organization a hold belongs to, in one statement: the
+    /// organization and its state, or `None` for an unknown hold.
+    fn lock_hold_org(
         &mut self,
-        id: &TransferId,
-    ) -> impl Future<Output = LedgerResult<Option<OrganizationId>>>;
+        hold: &TransferId,
+    ) -> impl Future<Output = LedgerResult<Option<(OrganizationId, OrgState)>>>;
     fn hold(&mut self, id: &TransferId) -> impl Future<Output = LedgerResult<Option<HoldRow>>>;
     /// Inserts a new hold and its cache row.
     fn insert_hold(&mut self, hold: &Hold) -> impl Future<Output = LedgerResult<()>>;

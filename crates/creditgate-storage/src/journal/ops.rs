@@ -150,8 +150,7 @@ pub(crate) async fn extend_hold<J: Journal>(
     check_non_negative("hold extension", req.amount)?;
     check_timeout(req.timeout_ms)?;
     let digest = request_digest(kind::EXTEND_HOLD, &req);
-    let org = hold_org(j, &req.hold).await?;
-    let state = lock(j, &org).await?;
+    let (org, state) = lock_hold(j, &req.hold).await?;
     if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
         return Ok(done);
     }
@@ -228,8 +227,7 @@ pub(crate) async fn settle<J: Journal>(
 ) -> LedgerResult<Settlement> {
     check_settle(&req)?;
     let digest = request_digest(kind::SETTLE, &req);
-    let org = hold_org(j, &req.hold).await?;
-    let mut state = lock(j, &org).await?;
+    let (org, mut state) = lock_hold(j, &req.hold).await?;
     if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
         return Ok(done);
     }
@@ -298,8 +296,7 @@ pub(crate) async fn release<J: Journal>(
     req: ReleaseRequest,
 ) -> LedgerResult<Released> {
     let digest = request_digest(kind::RELEASE, &req);
-    let org = hold_org(j, &req.hold).await?;
-    lock(j, &org).await?;
+    let (org, _) = lock_hold(j, &req.hold).await?;
     if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
         return Ok(done);
     }
@@ -336,10 +333,10 @@ pub(crate) async fn expire_hold<J: Journal>(
     now: Timestamp,
     id: &TransferId,
 ) -> LedgerResult<bool> {
-    let Some(org) = j.hold_org(id).await? else {
+    // Locks the hold's organization, as every money operation does first.
+    if j.lock_hold_org(id).await?.is_none() {
         return Ok(false);
-    };
-    lock(j, &org).await?;
+    }
     let Some(row) = j.hold(id).await? else {
         return Ok(false);
     };
@@ -632,8 +629,12 @@ async fn lock<J: Journal>(j: &mut J, org: &OrganizationId) -> LedgerResult<OrgSt
         .ok_or_else(|| LedgerError::UnknownOrganization(org.clone()))
 }
 
-async fn hold_org<J: Journal>(j: &mut J, hold: &TransferId) -> LedgerResult<OrganizationId> {
-    j.hold_org(hold)
+/// The organization of a hold that must exist, and its state, locked.
+async fn lock_hold<J: Journal>(
+    j: &mut J,
+    hold: &TransferId,
+) -> LedgerResult<(OrganizationId, OrgState)> {
+    j.lock_hold_org(hold)
         .await?
         .ok_or_else(|| LedgerError::UnknownHold(hold.clone()))
 }

@@ -293,10 +293,14 @@ impl<J: TxStatements> Journal for J {
         .await
     }
 
-    async fn hold_org(&mut self, id: &TransferId) -> LedgerResult<Option<OrganizationId>> {
-        let sql = "SELECT org FROM holds WHERE id = $1";
-        first(self, sql, &[text(id.as_str())], |row| {
-            stored_id(OrganizationId::parse, &row.text(0)?)
+    async fn lock_hold_org(
+        &mut self,
+        hold: &TransferId,
+    ) -> LedgerResult<Option<(OrganizationId, OrgState)>> {
+        let sql = Self::DIALECT.lock_hold_org;
+        first(self, sql, &[text(hold.as_str())], |row| {
+            let org = stored_id(OrganizationId::parse, &row.text(4)?)?;
+            Ok((org, rows::org_state(row)?))
         })
         .await
     }

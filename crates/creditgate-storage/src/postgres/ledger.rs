@@ -115,6 +115,11 @@ const DIALECT: Dialect = Dialect {
         credit_line!(),
         " FROM org_state WHERE org = $1 FOR UPDATE"
     ),
+    lock_hold_org: concat!(
+        "SELECT debt, last_seq, last_hash, ",
+        credit_line!(),
+        ", org FROM org_state WHERE org = (SELECT org FROM holds WHERE id = $1) FOR UPDATE"
+    ),
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

@@ -75,6 +75,11 @@ const DIALECT: Dialect = Dialect {
         credit_line!(),
         " FROM org_state WHERE org = $1"
     ),
+    lock_hold_org: concat!(
+        "SELECT debt, last_seq, last_hash, ",
+        credit_line!(),
+        ", org FROM org_state WHERE org = (SELECT org FROM holds WHERE id = $1)"
+    ),
     scope_spend: concat!(
         "SELECT CAST((SELECT COALESCE(SUM(charged), 0) FROM charges WHERE ",
         scope_match!(),

@@ -1,6 +1,8 @@
 //! Forwarding a complete (non-streaming) answer, or any upstream error, back to the client.
 
-use axum::http::{HeaderMap, HeaderValue};
+use axum::body::Body;
+use axum::http::header::CONTENT_TYPE;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
@@ -16,7 +18,7 @@ impl Admitted {
     /// A complete (non-streaming) response, or any upstream error response.
     pub(super) async fn json(self, resp: UpstreamResponse) -> Response {
         let status = resp.status();
-        let mut out_headers = HeaderMap::new();
+        let mut out_headers = HeaderMap::with_capacity(ANSWER_HEADERS);
         copy_response_headers(resp.headers(), &mut out_headers);
         let body = match self
             .unless_cut(read_limited(
@@ -49,7 +51,7 @@ impl Admitted {
                 .await
         };
         self.cost_headers(&mut out_headers, &settled);
-        let mut resp = (status, out_headers, body).into_response();
+        let mut resp = answer(status, out_headers, body);
         resp.extensions_mut().insert(waited);
         resp
     }
@@ -59,13 +61,18 @@ impl Admitted {
     /// request, the output from the answer's content) and the receipt says `estimated`; the
     /// charge is then capped at the hold. Output is never free for lack of a usage object.
     fn observed_usage(&self, body: &[u8]) -> (ReceiptStatus, Value, &'static str) {
+        let stated = |u: &Value, field: &str| u.get(field).is_some_and(|v| !v.is_null());
+        let complete = |u: &Value| stated(u, "input_tokens") && stated(u, "output_tokens");
+        // The usual answer states both counts: its usage object is all that is built of it.
+        if let Some(usage) = usage_object(body).filter(complete) {
+            return (ReceiptStatus::Settled, usage, "");
+        }
         let answer: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
         let mut usage = match answer.get("usage") {
             Some(u @ Value::Object(_)) => u.clone(),
             _ => Value::Object(Default::default()),
         };
-        let stated = |u: &Value, field: &str| u.get(field).is_some_and(|v| !v.is_null());
-        if stated(&usage, "input_tokens") && stated(&usage, "output_tokens") {
+        if complete(&usage) {
             return (ReceiptStatus::Settled, usage, "");
         }
         if !stated(&usage, "input_tokens") {
@@ -83,6 +90,26 @@ impl Admitted {
     }
 }
 
+/// An answer's `usage` field alone; its other fields are checked as JSON but not built.
+#[derive(serde::Deserialize)]
+struct UsageOnly {
+    #[serde(default)]
+    usage: Option<Value>,
+}
+
+/// The answer's `usage` object, when the answer is a JSON object that has it once (what a whole
+/// parse of the answer would find there); `None` for anything else, which the whole parse
+/// then reads.
+fn usage_object(body: &[u8]) -> Option<Value> {
+    // A struct may also be read from an array; an answer that is not an object has no usage.
+    if body.trim_ascii_start().first() != Some(&b'{') {
+        return None;
+    }
+    // A repeated `usage` is an error here (the whole parse keeps the last one).
+    let answer: UsageOnly = serde_json::from_slice(body).ok()?;
+    answer.usage.filter(Value::is_object)
+}
+
 /// Estimated output tokens of an answer's content blocks: text, thinking, tool inputs.
 fn content_tokens(content: &Value) -> u64 {
     let Some(blocks) = content.as_array() else {
@@ -98,6 +125,25 @@ fn content_tokens(content: &Value) -> u64 {
             _ => 0,
         })
         .sum()
+}
+
+/// Room for the headers of an answer (the upstream's kept ones, ours, a key's rate limits), so
+/// the map is not grown header by header.
+pub(super) const ANSWER_HEADERS: usize = 24;
+
+/// The answer `(status, headers, body).into_response()` makes (a body without a
+/// `content-type` is `application/octet-stream`), with the map moved in rather than copied.
+fn answer(status: StatusCode, mut headers: HeaderMap, body: Bytes) -> Response {
+    if !headers.contains_key(CONTENT_TYPE) {
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/octet-stream"),
+        );
+    }
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = status;
+    *resp.headers_mut() = headers;
+    resp
 }
 
 pub(super) fn header_value(s: &str) -> HeaderValue {

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::admission::refusal;
-use super::forward::{copy_response_headers, header_value};
+use super::forward::{copy_response_headers, header_value, ANSWER_HEADERS};
 use super::hold::ProgressiveHold;
 use super::Admitted;
 use crate::config::STREAM_BUFFER_CHUNKS;
@@ -49,7 +49,7 @@ impl Admitted {
     /// A stream: bytes pass through as whole events while usage is read and the hold grows.
     pub(super) async fn stream(self, resp: UpstreamResponse) -> Response {
         let waited = UpstreamWait(self.upstream_sent.elapsed());
-        let mut out_headers = HeaderMap::new();
+        let mut out_headers = HeaderMap::with_capacity(ANSWER_HEADERS);
         copy_response_headers(resp.headers(), &mut out_headers);
         out_headers.insert("request-id", header_value(self.request_id.as_str()));
         let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER_CHUNKS);

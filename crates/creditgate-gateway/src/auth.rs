@@ -50,6 +50,25 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             .map(|(v, _)| v.clone())
     }
 
+    /// The cached value; or, when there is none (or it expired), `None` for one caller, which
+    /// is to refresh it: `pending` is cached meanwhile (for one TTL, until the caller puts the
+    /// value it read), so the callers after it see `pending` instead of all refreshing at once.
+    pub fn get_or_claim(&self, key: &K, pending: V) -> Option<V>
+    where
+        K: Clone,
+    {
+        let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((v, at)) = entries.get(key) {
+            if at.elapsed() < self.ttl {
+                return Some(v.clone());
+            }
+        } else if entries.len() >= CACHE_CAPACITY {
+            entries.clear();
+        }
+        entries.insert(key.clone(), (pending, Instant::now()));
+        None
+    }
+
     pub fn put(&self, key: K, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
         if entries.len() >= CACHE_CAPACITY {
@@ -126,6 +145,34 @@ async fn authenticate(
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn one_caller_per_ttl_is_sent_to_refresh() {
+        let cache = TtlCache::new(Duration::from_secs(60));
+        assert_eq!(
+            cache.get_or_claim(&"org", 0),
+            None,
+            "absent: this caller refreshes"
+        );
+        assert_eq!(
+            cache.get_or_claim(&"org", 0),
+            Some(0),
+            "the others see the pending value"
+        );
+        cache.put("org", 7);
+        assert_eq!(
+            cache.get_or_claim(&"org", 0),
+            Some(7),
+            "the value read replaces it"
+        );
+        let expired = TtlCache::new(Duration::ZERO);
+        expired.put("org", 7);
+        assert_eq!(
+            expired.get_or_claim(&"org", 0),
+            None,
+            "expired: refreshed again"
+        );
+    }
 
     #[test]
     fn header_precedence_and_bad_headers() {

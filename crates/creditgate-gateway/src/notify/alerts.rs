@@ -28,11 +28,12 @@ const EXPIRY_INTERVAL: Duration = Duration::from_secs(60);
 /// How long the replica that took the expiry scan keeps it.
 const EXPIRY_LEASE_MS: i64 = 50_000;
 
-/// The organization's low-balance thresholds, highest first (cached per replica).
-async fn thresholds(app: &App, org: &OrganizationId) -> Result<Arc<Vec<NanoCredits>>, ApiError> {
-    if let Some(t) = app.notify.thresholds.get(org) {
-        return Ok(t);
-    }
+/// The organization's low-balance thresholds, highest first, read from the database (and
+/// cached per replica).
+async fn read_thresholds(
+    app: &App,
+    org: &OrganizationId,
+) -> Result<Arc<Vec<NanoCredits>>, ApiError> {
     let t = Arc::new(app.db.alert_settings(org).await?.thresholds);
     app.notify.thresholds.put(org.clone(), t.clone());
     Ok(t)
@@ -45,9 +46,12 @@ pub(crate) fn remember(app: &App, org: &OrganizationId, thresholds: Vec<NanoCred
 }
 
 /// Called after every settlement with the available credit it left: when it is below a
-/// threshold not yet announced, a task announces it. Never waits.
+/// threshold not yet announced, a task announces it. Never waits, and decides from memory: the
+/// thresholds are read by one settlement's task per TTL (the settlements meanwhile see none,
+/// and the first one after that task sees a crossing it missed).
 pub fn after_settlement(app: &Arc<App>, org: &OrganizationId, available: NanoCredits) {
-    if let Some(t) = app.notify.thresholds.get(org) {
+    let known = app.notify.thresholds.get_or_claim(org, Arc::default());
+    if let Some(t) = &known {
         let crossed = t.iter().filter(|t| available < **t).count();
         if crossed == 0 || app.notify.quiet.get(&format!("low:{org}")) == Some(crossed) {
             return;
@@ -55,18 +59,23 @@ pub fn after_settlement(app: &Arc<App>, org: &OrganizationId, available: NanoCre
     }
     let org = org.clone();
     spawn(app, move |app| async move {
-        if let Err(e) = low_balance(&app, &org, available).await {
+        if let Err(e) = low_balance(&app, &org, known, available).await {
             tracing::warn!(org = %org, error = %e.message, "low-balance alert failed");
         }
     });
 }
 
+/// Announces the thresholds `available` is below (`known`, or read when the cache had none).
 async fn low_balance(
     app: &App,
     org: &OrganizationId,
+    known: Option<Arc<Vec<NanoCredits>>>,
     available: NanoCredits,
 ) -> Result<(), ApiError> {
-    let t = thresholds(app, org).await?;
+    let t = match known {
+        Some(t) => t,
+        None => read_thresholds(app, org).await?,
+    };
     let crossed: Vec<NanoCredits> = t.iter().copied().filter(|t| available < *t).collect();
     let now = app.clock.now();
     for threshold in &crossed {

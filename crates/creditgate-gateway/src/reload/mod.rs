@@ -76,9 +76,11 @@ impl Drop for Running {
 }
 
 /// Called after every settlement with the available credit it left: starts a reload task when
-/// it is below the threshold (or when the threshold is not cached). Never waits.
+/// it is below the threshold, or when the threshold is not cached (one settlement per TTL
+/// starts that task, which reads the settings and reloads if due; the settlements meanwhile
+/// leave it to it). Never waits.
 pub fn after_settlement(app: &Arc<App>, org: &OrganizationId, available: NanoCredits) {
-    match app.reloads.thresholds.get(org) {
+    match app.reloads.thresholds.get_or_claim(org, None) {
         Some(None) => return,
         Some(Some(threshold)) if available >= threshold => return,
         _ => {}

@@ -114,6 +114,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
+/// mimalloc instead of the C library's allocator: a request allocates and frees hundreds of
+/// small objects across the runtime's threads, and glibc's `malloc`/`free` (with its
+/// consolidation of freed chunks) took about an eighth of the worker threads' CPU in a profile
+/// of the metered path (`docs/benchmarks.md`, 2026-11-27).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()

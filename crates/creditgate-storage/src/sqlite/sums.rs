@@ -5,7 +5,9 @@
 //! operations of one group mostly add to the same rows, so the group writes each row once
 //! instead of once per operation. An operation's additions join the group's only when the
 //! operation succeeded (its savepoint was kept), and they are written inside the same
-//! transaction, so they commit or roll back with the usage records they describe.
+//! transaction, so they commit or roll back with the usage records they describe. If writing a
+//! row fails (a sum past `i64`, which no real usage reaches), the whole group rolls back and every
+//! operation in it gets that error, as when the group's `COMMIT` fails.
 //!
 //! [`TxStatements::defer_sum`]: crate::statement::TxStatements::defer_sum
 

@@ -116,7 +116,9 @@ async fn keep_alive(app: Arc<App>, hold: TransferId) {
             timeout_ms: app.cfg.hold_timeout_ms,
             limits: Vec::new(),
         };
-        match app.db.extend_hold(req).await {
+        // Boxed: the database call's future exists only while it runs, not in every resting
+        // keep-alive task (one per live request).
+        match Box::pin(app.db.extend_hold(req)).await {
             Ok(_) => {}
             Err(LedgerError::HoldResolved { .. }) => return,
             Err(err) => {

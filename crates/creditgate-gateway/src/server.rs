@@ -25,7 +25,9 @@ use tower_service::Service;
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(50);
 /// Most bytes a connection buffers on its own, reading a request or writing a response (hyper's
 /// default is about 400 KiB): what a slow client has not taken yet stays upstream, not here.
-const CONNECTION_BUFFER_BYTES: usize = 64 * 1024;
+/// 32 KiB holds any request head a client sends (the headers of the SDKs and Claude Code are a
+/// few KiB) and two of a stream's reads from the upstream ([`crate::upstream::UPSTREAM_READ_BUFFER_MAX`]).
+const CONNECTION_BUFFER_BYTES: usize = 32 * 1024;
 
 /// What bounds each client connection.
 #[derive(Debug, Clone, Copy)]

@@ -36,6 +36,16 @@ impl SseScanner {
     /// upstream is far ahead of arrives in chunks of hundreds of KiB, thousands of events, and
     /// parsing them all at once held megabytes per slow reader (`docs/benchmarks.md`).
     pub fn push(&mut self, chunk: &[u8]) -> Result<(), EventTooLarge> {
+        // The events handed out are gone by now, so the space before the unfinished event is
+        // reused in place; failing that, a buffer just large enough replaces it. (`BytesMut`'s own
+        // growth doubles its capacity and counts the consumed prefix: with slow readers that was
+        // twice the largest chunk per stream, `docs/benchmarks.md`.)
+        if self.buf.capacity() - self.buf.len() < chunk.len() && !self.buf.try_reclaim(chunk.len())
+        {
+            let mut fresh = BytesMut::with_capacity(self.buf.len() + chunk.len());
+            fresh.extend_from_slice(&self.buf);
+            self.buf = fresh;
+        }
         self.buf.extend_from_slice(chunk);
         if self.buf.len() > MAX_EVENT_BYTES && find_event_end(&self.buf).is_none() {
             return Err(EventTooLarge);
@@ -277,6 +287,34 @@ mod tests {
             assert!(tally.saw_message_stop);
             assert_eq!(tally.model.as_deref(), Some("claude-sonnet-4-5-20250929"));
         }
+    }
+
+    /// A long stream pushed a read at a time (reads cut events anywhere), each read's events
+    /// taken before the next, as the pump does: the buffer never grows past one read and the
+    /// unfinished event carried over, however long the stream.
+    #[test]
+    fn the_buffer_stays_the_size_of_one_read() {
+        let read = crate::upstream::UPSTREAM_READ_BUFFER_MAX;
+        let stream = TRANSCRIPT.repeat(400);
+        let longest_event = TRANSCRIPT
+            .split_inclusive("\n\n")
+            .map(str::len)
+            .max()
+            .unwrap();
+        let mut scanner = SseScanner::default();
+        let (mut largest, mut forwarded) = (0, 0);
+        for piece in stream.as_bytes().chunks(read) {
+            scanner.push(piece).unwrap();
+            largest = largest.max(scanner.buf.capacity());
+            while let Some(ev) = scanner.next_event() {
+                forwarded += ev.raw.len();
+            }
+        }
+        assert_eq!(forwarded, stream.len());
+        assert!(
+            largest <= read + longest_event,
+            "the buffer grew to {largest} bytes for reads of {read}"
+        );
     }
 
     #[test]

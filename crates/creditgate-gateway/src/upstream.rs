@@ -104,11 +104,12 @@ fn worth_failover(status: u16) -> bool {
 
 /// The most hyper buffers of one upstream connection's response. hyper's default (about 400 KiB)
 /// fills whenever the upstream is ahead of a slow client, and with a thousand such streams that is
-/// the gateway's memory (`docs/benchmarks.md`). 64 KiB still holds any response head the upstream
-/// sends, is eight of hyper's 8 KiB first reads (its minimum for this cap), and is the same bound
-/// the gateway keeps on its own client connections, so a slow reader costs about the same on
-/// both sides.
-pub const UPSTREAM_READ_BUFFER_MAX: usize = 64 * 1024;
+/// the gateway's memory (`docs/benchmarks.md`). 8 KiB is hyper's smallest allowed cap and twice
+/// nginx's default `proxy_buffer_size` (one page), so it holds any response head the upstream
+/// sends (Anthropic's are under 2 KiB); every piece of a stream is at most this long, so each
+/// buffer the pump keeps for a slow client (the scanner's copy, the batch, the chunks waiting for
+/// the client) is bounded by it too.
+pub const UPSTREAM_READ_BUFFER_MAX: usize = 8 * 1024;
 
 /// Idle keep-alive connections kept per upstream host.
 const UPSTREAM_IDLE_PER_HOST: usize = 256;

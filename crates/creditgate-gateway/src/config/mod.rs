@@ -38,8 +38,8 @@ pub const DEFAULT_UPSTREAM_CONNECT_TIMEOUT_MS: u64 = 10_000;
 /// Longest silence tolerated on an upstream response before it is treated as lost.
 pub const DEFAULT_UPSTREAM_IDLE_TIMEOUT_MS: u64 = 10 * 60 * 1000;
 /// Chunks buffered between the upstream reader and a client; a slow client stalls the reader
-/// (and through TCP, the upstream) instead of growing memory. A chunk is what one read of the
-/// upstream returned, up to about 400 KiB when the upstream is far ahead, so this stays small
+/// (and through TCP, the upstream) instead of growing memory. A chunk is the events of one read
+/// of the upstream, at most [`crate::upstream::UPSTREAM_READ_BUFFER_MAX`] bytes
 /// (`docs/benchmarks.md`, memory under slow readers).
 pub const STREAM_BUFFER_CHUNKS: usize = 2;
 /// How often the background sweeper expires stale holds and expired lots.

@@ -89,21 +89,19 @@ impl Admitted {
                 .request_id
                 .child(&format!("grow:{}", hold.grown))
                 .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
-            let grown = self
-                .app
-                .db
-                .extend_hold(ExtendHoldRequest {
-                    transfer_id,
-                    hold: self.request_id.clone(),
-                    amount: extra,
-                    timeout_ms: self.app.cfg.hold_timeout_ms,
-                    // The key's spend caps bind every slice, not only the first.
-                    limits: self
-                        .key
-                        .limits
-                        .spend_limits(&self.key.scope(), self.app.clock.now()),
-                })
-                .await?;
+            let req = ExtendHoldRequest {
+                transfer_id,
+                hold: self.request_id.clone(),
+                amount: extra,
+                timeout_ms: self.app.cfg.hold_timeout_ms,
+                // The key's spend caps bind every slice, not only the first.
+                limits: self
+                    .key
+                    .limits
+                    .spend_limits(&self.key.scope(), self.app.clock.now()),
+            };
+            // Boxed, as every database call of the pump: a stream's resting task stays small.
+            let grown = Box::pin(self.app.db.extend_hold(req)).await?;
             hold.held = grown.amount;
         }
         hold.covered = target;

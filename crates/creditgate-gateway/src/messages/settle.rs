@@ -109,15 +109,16 @@ impl Admitted {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let attempt_result =
-                tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, self.app.db.settle(req.clone()))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(LedgerError::Unavailable(format!(
-                            "no answer within {} s",
-                            SETTLE_ATTEMPT_TIMEOUT.as_secs()
-                        )))
-                    });
+            // Boxed, as every database call of the pump: a stream's resting task stays small.
+            let settling = Box::pin(self.app.db.settle(req.clone()));
+            let attempt_result = tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, settling)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LedgerError::Unavailable(format!(
+                        "no answer within {} s",
+                        SETTLE_ATTEMPT_TIMEOUT.as_secs()
+                    )))
+                });
             match attempt_result {
                 Ok(s) => return Posted::Ledger(s),
                 Err(LedgerError::Unavailable(e))
@@ -144,7 +145,7 @@ impl Admitted {
             org: self.key.org.clone(),
             at: self.app.clock.now().millis(),
         };
-        match self.app.spool.append(spooled).await {
+        match Box::pin(self.app.spool.append(spooled)).await {
             Ok(()) => Posted::Spooled,
             Err(err) => {
                 tracing::error!(request_id = %self.request_id, error = %err, "the settlement could not be spooled; the hold will expire");

@@ -89,11 +89,20 @@ const DIALECT: Dialect = Dialect {
     ),
 };
 
-/// Runs one shared ledger operation as a write on the writer thread.
+/// Runs one shared ledger operation as a write on the writer thread (`unsynced`: with
+/// [`SqliteStore::write_unsynced`]).
 macro_rules! write_op {
     ($store:expr, |$j:ident, $now:ident| $op:expr) => {
         $store
             .write(move |conn, $now| {
+                let $j = &mut SqliteJournal::new(conn);
+                run_ready($op)?
+            })
+            .await
+    };
+    (unsynced $store:expr, |$j:ident, $now:ident| $op:expr) => {
+        $store
+            .write_unsynced(move |conn, $now| {
                 let $j = &mut SqliteJournal::new(conn);
                 run_ready($op)?
             })
@@ -178,12 +187,15 @@ impl LedgerStore for SqliteStore {
         write_op!(self, |j, now| ops::grant(j, now, req))
     }
 
+    // A hold and its growth are not synced on their own: lost only with this process (a power
+    // loss), when the request they cover is lost too; the settlement that ends them is synced,
+    // and with it every hold before it in the WAL (`docs/ledger.md`).
     async fn reserve(&self, req: HoldRequest) -> LedgerResult<Hold> {
-        write_op!(self, |j, now| ops::reserve(j, now, req))
+        write_op!(unsynced self, |j, now| ops::reserve(j, now, req))
     }
 
     async fn extend_hold(&self, req: ExtendHoldRequest) -> LedgerResult<Hold> {
-        write_op!(self, |j, now| ops::extend_hold(j, now, req))
+        write_op!(unsynced self, |j, now| ops::extend_hold(j, now, req))
     }
 
     async fn settle(&self, req: SettleRequest) -> LedgerResult<Settlement> {

@@ -199,8 +199,31 @@ impl SqliteStore {
 
     /// Runs `f` on the writer thread inside a transaction (its own savepoint), with the clock's
     /// "now" taken when it starts. An `Err` from `f` rolls back what it wrote; an `Ok` is
-    /// returned once the transaction committed. `f` must not block on anything but SQLite.
+    /// returned once the transaction committed and was synced to disk. `f` must not block on
+    /// anything but SQLite.
     pub(crate) async fn write<T, F>(&self, f: F) -> LedgerResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
+    {
+        self.enqueue(f, true).await
+    }
+
+    /// [`Self::write`] for a write that may commit without its own sync of the WAL: one whose
+    /// loss matters only while this process lives. It survives the process's crash (the WAL is in
+    /// the OS's cache); only a power loss or an OS crash, which end this process too, can lose
+    /// it, and then with nothing that depends on it, because the WAL is one file written in order
+    /// and the next synced commit syncs everything before it. A hold is such a write: a request
+    /// is forwarded only by the process that placed its hold, and its settlement is synced.
+    pub(crate) async fn write_unsynced<T, F>(&self, f: F) -> LedgerResult<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
+    {
+        self.enqueue(f, false).await
+    }
+
+    async fn enqueue<T, F>(&self, f: F, synced: bool) -> LedgerResult<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
@@ -210,6 +233,7 @@ impl SqliteStore {
             f: Some(f),
             result: None,
             done,
+            synced,
         });
         self.inner
             .jobs
@@ -257,7 +281,8 @@ impl SqliteStore {
 
 /// Opens a connection with the settings every connection uses. `synchronous = FULL` syncs the
 /// WAL at every commit, so a committed settlement or grant survives a power loss (`NORMAL` may
-/// lose the last commits); the writer commits in groups, which spreads that fsync over them.
+/// lose the last commits); the writer commits in groups, which spreads that fsync over them, and
+/// skips it for a group of holds alone ([`SqliteStore::write_unsynced`]).
 fn open_connection(path: &Path, reader: bool) -> LedgerResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -347,12 +372,15 @@ trait WriteJob: Send {
     fn run(&mut self, conn: &Connection, now: Timestamp) -> bool;
     /// Delivers the result once the group's transaction has ended (`Err`: it did not commit).
     fn finish(self: Box<Self>, committed: LedgerResult<()>);
+    /// Whether its commit must be synced to disk before it is answered.
+    fn synced(&self) -> bool;
 }
 
 struct Job<F, T> {
     f: Option<F>,
     result: Option<LedgerResult<T>>,
     done: oneshot::Sender<LedgerResult<T>>,
+    synced: bool,
 }
 
 impl<F, T> WriteJob for Job<F, T>
@@ -385,17 +413,24 @@ where
         // The caller may have gone away; the outcome is in the database either way.
         let _ = self.done.send(out);
     }
+
+    fn synced(&self) -> bool {
+        self.synced
+    }
 }
 
 /// The writer thread: takes every queued operation (up to [`MAX_WRITE_GROUP`]) and commits them
 /// in one transaction, one savepoint each. Grouping is what makes SQLite's per-commit cost
-/// shared between concurrent requests.
+/// shared between concurrent requests. A group syncs its commit (`synchronous = FULL`) unless
+/// every operation in it was queued with [`SqliteStore::write_unsynced`] (`NORMAL`).
 fn writer_loop(
     conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
     clock: Arc<dyn Clock>,
 ) {
     let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_WRITE_GROUP);
+    // What the connection was opened with.
+    let mut syncing = true;
     while let Some(first) = queue.blocking_recv() {
         group.push(first);
         while group.len() < MAX_WRITE_GROUP {
@@ -404,11 +439,24 @@ fn writer_loop(
                 Err(_) => break,
             }
         }
-        let committed = run_group(&conn, &mut group, clock.as_ref());
+        let sync = group.iter().any(|job| job.synced());
+        let committed = set_sync(&conn, &mut syncing, sync)
+            .and_then(|()| run_group(&conn, &mut group, clock.as_ref()));
         for job in group.drain(..) {
             job.finish(committed.clone());
         }
     }
+}
+
+/// Makes the next commit synced or not; a group that must be synced fails if it cannot be.
+fn set_sync(conn: &Connection, syncing: &mut bool, sync: bool) -> LedgerResult<()> {
+    if *syncing != sync {
+        let level = if sync { "FULL" } else { "NORMAL" };
+        conn.pragma_update(None, "synchronous", level)
+            .map_err(sqlite_error)?;
+        *syncing = sync;
+    }
+    Ok(())
 }
 
 fn run_group(
@@ -462,22 +510,36 @@ mod tests {
     use super::*;
     use creditgate_core::clock::ManualClock;
 
-    /// The writer (every commit goes through it) syncs at each commit: `synchronous = FULL` (2).
+    /// `synchronous` as an operation of the writer sees it.
+    async fn sync_level(store: &SqliteStore, synced: bool) -> i64 {
+        let read = |conn: &Connection, _| {
+            conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+                .map_err(sqlite_error)
+        };
+        if synced {
+            store.write(read).await.unwrap()
+        } else {
+            store.write_unsynced(read).await.unwrap()
+        }
+    }
+
+    /// The writer (every commit goes through it) syncs each commit, `synchronous = FULL` (2),
+    /// unless the whole group was queued unsynced (`NORMAL`, 1); the next synced write syncs
+    /// again.
     #[tokio::test]
-    async fn the_writer_commits_with_synchronous_full() {
+    async fn the_writer_syncs_every_commit_but_an_unsynced_group() {
         let dir =
             std::env::temp_dir().join(format!("creditgate-sync-{:016x}", rand::random::<u64>()));
         std::fs::create_dir_all(&dir).unwrap();
         let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
         let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
-        let level: i64 = store
-            .write(|conn, _| {
-                conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
-                    .map_err(sqlite_error)
-            })
-            .await
-            .unwrap();
-        assert_eq!(level, 2, "synchronous must be FULL");
+        assert_eq!(
+            sync_level(&store, true).await,
+            2,
+            "synchronous must be FULL"
+        );
+        assert_eq!(sync_level(&store, false).await, 1, "an unsynced group");
+        assert_eq!(sync_level(&store, true).await, 2, "FULL again");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
     }

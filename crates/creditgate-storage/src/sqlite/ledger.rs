@@ -142,9 +142,9 @@ impl TxStatements for SqliteJournal<'_> {
     }
 
     fn defer_sum(&mut self, sql: &'static str, key: usize, params: Vec<Param>) -> LedgerResult<()> {
-        match super::sums::add(sql, key, params.clone()) {
-            Some(added) => added,
-            None => self.defer(sql, params),
+        match super::sums::add(sql, key, params) {
+            Ok(added) => added,
+            Err(params) => self.defer(sql, params),
         }
     }
 }

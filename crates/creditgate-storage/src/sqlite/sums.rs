@@ -121,17 +121,19 @@ thread_local! {
 }
 
 /// Adds `params` (the first `key` name the row, the rest are integers to add) to the running
-/// operation's sums. `None` when no group is being run on this thread: the caller runs the
-/// statement itself.
+/// operation's sums. `Err` hands `params` back when no group is being run on this thread: the
+/// caller runs the statement itself.
 pub(crate) fn add(
     sql: &'static str,
     key: usize,
     mut params: Vec<Param>,
-) -> Option<LedgerResult<()>> {
+) -> Result<LedgerResult<()>, Vec<Param>> {
     GROUP.with_borrow_mut(|group| {
-        let group = group.as_mut()?;
+        let Some(group) = group.as_mut() else {
+            return Err(params);
+        };
         if key > params.len() {
-            return Some(Err(LedgerError::Corrupt(format!(
+            return Ok(Err(LedgerError::Corrupt(format!(
                 "a summed upsert's key of {key} parameters has only {}",
                 params.len()
             ))));
@@ -146,7 +148,7 @@ pub(crate) fn add(
                 ))),
             })
             .collect();
-        Some(values.and_then(|values| group.op.add(sql, params, values)))
+        Ok(values.and_then(|values| group.op.add(sql, params, values)))
     })
 }
 
@@ -209,7 +211,7 @@ mod tests {
         .ok()
     }
 
-    fn add_one(k: &str, n: i64, m: i64) -> Option<LedgerResult<()>> {
+    fn add_one(k: &str, n: i64, m: i64) -> Result<LedgerResult<()>, Vec<Param>> {
         add(
             ADD,
             1,
@@ -235,7 +237,7 @@ mod tests {
         assert_eq!(row(&conn, "b"), Some((2, 20)));
         assert_eq!(row(&conn, "c"), None);
         // Outside a group the caller runs the statement itself.
-        assert!(add_one("a", 1, 1).is_none());
+        assert!(add_one("a", 1, 1).is_err());
     }
 
     #[test]

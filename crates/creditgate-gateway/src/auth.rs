@@ -62,20 +62,27 @@ impl<K: std::hash::Hash + Eq, V: Clone> TtlCache<K, V> {
             if at.elapsed() < self.ttl {
                 return Some(v.clone());
             }
-        } else if entries.len() >= CACHE_CAPACITY {
-            entries.clear();
         }
-        entries.insert(key.clone(), (pending, Instant::now()));
+        insert_bounded(&mut entries, key.clone(), pending);
         None
     }
 
     pub fn put(&self, key: K, value: V) {
         let mut entries = self.entries.lock().unwrap_or_else(|e| e.into_inner());
-        if entries.len() >= CACHE_CAPACITY {
-            entries.clear();
-        }
-        entries.insert(key, (value, Instant::now()));
+        insert_bounded(&mut entries, key, value);
     }
+}
+
+/// Inserts a fresh entry, clearing the map first when it is full and `key` is new.
+fn insert_bounded<K: std::hash::Hash + Eq, V>(
+    entries: &mut HashMap<K, (V, Instant)>,
+    key: K,
+    value: V,
+) {
+    if entries.len() >= CACHE_CAPACITY && !entries.contains_key(&key) {
+        entries.clear();
+    }
+    entries.insert(key, (value, Instant::now()));
 }
 
 /// Key lookups by the hash of the secret.

@@ -40,8 +40,7 @@ impl SseScanner {
         // reused in place; failing that, a buffer just large enough replaces it. (`BytesMut`'s own
         // growth doubles its capacity and counts the consumed prefix: with slow readers that was
         // twice the largest chunk per stream, `docs/benchmarks.md`.)
-        if self.buf.capacity() - self.buf.len() < chunk.len() && !self.buf.try_reclaim(chunk.len())
-        {
+        if !self.buf.try_reclaim(chunk.len()) {
             let mut fresh = BytesMut::with_capacity(self.buf.len() + chunk.len());
             fresh.extend_from_slice(&self.buf);
             self.buf = fresh;

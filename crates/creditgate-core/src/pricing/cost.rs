@@ -3,8 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::book::{ModelPrice, PriceBook};
-use super::wire_usage::{Usage, UsageFlag};
+use super::book::{ModelPrice, Modifiers, PriceBook, Rates};
+use super::wire_usage::{CacheWrites, Usage, UsageFlag};
 use super::{PricingConfig, PricingError};
 use crate::money::{div_ceil_i128, pow10, Decimal, MoneyError, NanoCredits, CREDIT_DECIMALS};
 
@@ -202,9 +202,57 @@ fn price(
 ) -> Result<Cost, PricingError> {
     cfg.validate()?;
     let row = book.resolve(model)?;
-    let mut flags = Vec::new();
-
     let writes = usage.cache_writes();
+    let (flags, fast) = usage_flags(usage, &writes, row, opts);
+    let selected = row.select_rates(fast, usage.prompt_tokens(), usage_at);
+    let us_geo = usage.inference_geo.as_deref() == Some("us") && row.us_geo_multiplier_applies();
+    let modifiers = AppliedModifiers {
+        batch: opts.batch,
+        fast: selected.fast,
+        us_geo,
+        long_context: selected.long_context,
+    };
+    let token_factor = token_factor(book, row, opts.batch, us_geo)?;
+    let specs = line_specs(usage, &writes, &selected.rates, book.modifiers());
+    let mut lines = priced_lines(specs, token_factor, cfg)?;
+
+    let charged: Vec<Decimal> = lines.iter().map(|l| l.charged_usd).collect();
+    let exact = NanoFractions::of(&charged, cfg.credit_unit.usd)?;
+    let (total, shares) = exact.round_up_and_share()?;
+    for (line, share) in lines.iter_mut().zip(shares) {
+        line.credits = share;
+    }
+    if let Some(thinking) = usage.thinking_tokens {
+        if let Some(out) = lines
+            .iter_mut()
+            .find(|l| l.category == LineCategory::Output)
+        {
+            out.thinking = Some(thinking_share(out, thinking, false));
+        }
+    }
+    let list_usd = sum(lines.iter().map(|l| l.list_usd))?;
+    let charged_usd = sum(lines.iter().map(|l| l.charged_usd))?;
+    Ok(Cost {
+        total,
+        list_usd,
+        charged_usd,
+        lines,
+        price_version: book.version().to_owned(),
+        model: row.id().to_owned(),
+        modifiers,
+        flags,
+    })
+}
+
+/// What the usage reports that the price cannot take as it is (each becomes a flag on the cost),
+/// and whether it asks for fast mode.
+fn usage_flags(
+    usage: &Usage,
+    writes: &CacheWrites,
+    row: &ModelPrice,
+    opts: &CostOptions,
+) -> (Vec<UsageFlag>, bool) {
+    let mut flags = Vec::new();
     if writes.mismatch {
         flags.push(UsageFlag::CacheSplitMismatch {
             aggregate: usage.cache_creation_input_tokens,
@@ -238,17 +286,17 @@ fn price(
             });
         }
     }
+    (flags, fast)
+}
 
-    let selected = row.select_rates(fast, usage.prompt_tokens(), usage_at);
-    let us_geo = usage.inference_geo.as_deref() == Some("us") && row.us_geo_multiplier_applies();
-    let modifiers = AppliedModifiers {
-        batch: opts.batch,
-        fast: selected.fast,
-        us_geo,
-        long_context: selected.long_context,
-    };
-    let token_factor = token_factor(book, row, opts.batch, us_geo)?;
-    let r = &selected.rates;
+/// Each cost line's category, quantity and USD rate: the five token lines always, a server
+/// tool's fee line when the tool was used.
+fn line_specs(
+    usage: &Usage,
+    writes: &CacheWrites,
+    r: &Rates,
+    fees: &Modifiers,
+) -> Vec<(LineCategory, u64, Decimal)> {
     let mut specs = vec![
         (LineCategory::Input, usage.input_tokens, r.input),
         (
@@ -268,7 +316,6 @@ fn price(
         ),
         (LineCategory::Output, usage.output_tokens, r.output),
     ];
-    let fees = book.modifiers();
     if usage.web_search_requests > 0 {
         specs.push((
             LineCategory::WebSearch,
@@ -283,7 +330,16 @@ fn price(
             fees.web_fetch_usd_per_request,
         ));
     }
+    specs
+}
 
+/// Each line's list price in USD and what is charged for it (times the multiplier); its credits
+/// are shared out afterwards, from the exact total.
+fn priced_lines(
+    specs: Vec<(LineCategory, u64, Decimal)>,
+    token_factor: Decimal,
+    cfg: &PricingConfig,
+) -> Result<Vec<CostLine>, PricingError> {
     let mut lines = Vec::with_capacity(specs.len());
     for (category, quantity, rate) in specs {
         let list_usd = if category.is_tokens() {
@@ -302,33 +358,7 @@ fn price(
             thinking: None,
         });
     }
-
-    let charged: Vec<Decimal> = lines.iter().map(|l| l.charged_usd).collect();
-    let exact = NanoFractions::of(&charged, cfg.credit_unit.usd)?;
-    let (total, shares) = exact.round_up_and_share()?;
-    for (line, share) in lines.iter_mut().zip(shares) {
-        line.credits = share;
-    }
-    if let Some(thinking) = usage.thinking_tokens {
-        if let Some(out) = lines
-            .iter_mut()
-            .find(|l| l.category == LineCategory::Output)
-        {
-            out.thinking = Some(thinking_share(out, thinking, false));
-        }
-    }
-    let list_usd = sum(lines.iter().map(|l| l.list_usd))?;
-    let charged_usd = sum(lines.iter().map(|l| l.charged_usd))?;
-    Ok(Cost {
-        total,
-        list_usd,
-        charged_usd,
-        lines,
-        price_version: book.version().to_owned(),
-        model: row.id().to_owned(),
-        modifiers,
-        flags,
-    })
+    Ok(lines)
 }
 
 /// The product of the batch and geo multipliers that apply.

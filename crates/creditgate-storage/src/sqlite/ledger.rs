@@ -89,20 +89,20 @@ const DIALECT: Dialect = Dialect {
     ),
 };
 
-/// Runs one shared ledger operation as a write on the writer thread (`unsynced`: with
-/// [`SqliteStore::write_unsynced`]).
+/// Runs one shared ledger operation as a write on the writer thread (`rerunnable <synced>`:
+/// with [`SqliteStore::write_rerunnable`], for an operation that clones what it consumes).
 macro_rules! write_op {
-    ($store:expr, |$j:ident, $now:ident| $op:expr) => {
+    (rerunnable $synced:literal, $store:expr, |$j:ident, $now:ident| $op:expr) => {
         $store
-            .write(move |conn, $now| {
+            .write_rerunnable($synced, move |conn, $now| {
                 let $j = &mut SqliteJournal::new(conn);
                 run_ready($op)?
             })
             .await
     };
-    (unsynced $store:expr, |$j:ident, $now:ident| $op:expr) => {
+    ($store:expr, |$j:ident, $now:ident| $op:expr) => {
         $store
-            .write_unsynced(move |conn, $now| {
+            .write(move |conn, $now| {
                 let $j = &mut SqliteJournal::new(conn);
                 run_ready($op)?
             })
@@ -187,23 +187,24 @@ impl LedgerStore for SqliteStore {
         write_op!(self, |j, now| ops::grant(j, now, req))
     }
 
-    // A hold and its growth are not synced on their own: lost only with this process (a power
-    // loss), when the request they cover is lost too; the settlement that ends them is synced,
-    // and with it every hold before it in the WAL (`docs/ledger.md`).
+    // The request path's operations: rerunnable, so they run without a savepoint of their own
+    // (`docs/ledger.md`). A hold and its growth are not synced on their own: lost only with this
+    // process (a power loss), when the request they cover is lost too; the settlement that ends
+    // them is synced, and with it every hold before it in the WAL.
     async fn reserve(&self, req: HoldRequest) -> LedgerResult<Hold> {
-        write_op!(unsynced self, |j, now| ops::reserve(j, now, req))
+        write_op!(rerunnable false, self, |j, now| ops::reserve(j, now, req.clone()))
     }
 
     async fn extend_hold(&self, req: ExtendHoldRequest) -> LedgerResult<Hold> {
-        write_op!(unsynced self, |j, now| ops::extend_hold(j, now, req))
+        write_op!(rerunnable false, self, |j, now| ops::extend_hold(j, now, req.clone()))
     }
 
     async fn settle(&self, req: SettleRequest) -> LedgerResult<Settlement> {
-        write_op!(self, |j, now| ops::settle(j, now, req))
+        write_op!(rerunnable true, self, |j, now| ops::settle(j, now, req.clone()))
     }
 
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
-        write_op!(self, |j, now| ops::release(j, now, req))
+        write_op!(rerunnable true, self, |j, now| ops::release(j, now, req.clone()))
     }
 
     async fn expire_holds(&self) -> LedgerResult<Vec<TransferId>> {

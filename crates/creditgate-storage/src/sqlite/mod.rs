@@ -209,18 +209,25 @@ impl SqliteStore {
         self.enqueue(f, true).await
     }
 
-    /// [`Self::write`] for a write that may commit without its own sync of the WAL: one whose
+    /// [`Self::write`] for an operation that may run more than once: if another operation of its
+    /// group fails after writing, the group's transaction is rolled back and every operation
+    /// runs again, each in its own savepoint. Such an operation needs no savepoint of its own in
+    /// the first run, which saves SQLite copying every page it touches into the savepoint's
+    /// journal. `f` must depend only on the database and the time it is given: a run that was
+    /// rolled back leaves nothing behind.
+    ///
+    /// Unless `synced`, the write may commit without its own sync of the WAL: for a write whose
     /// loss matters only while this process lives. It survives the process's crash (the WAL is in
     /// the OS's cache); only a power loss or an OS crash, which end this process too, can lose
     /// it, and then with nothing that depends on it, because the WAL is one file written in order
     /// and the next synced commit syncs everything before it. A hold is such a write: a request
     /// is forwarded only by the process that placed its hold, and its settlement is synced.
-    pub(crate) async fn write_unsynced<T, F>(&self, f: F) -> LedgerResult<T>
+    pub(crate) async fn write_rerunnable<T, F>(&self, synced: bool, f: F) -> LedgerResult<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
+        F: FnMut(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
     {
-        self.enqueue(f, false).await
+        self.send(Job::new(f, synced, true)).await
     }
 
     async fn enqueue<T, F>(&self, f: F, synced: bool) -> LedgerResult<T>
@@ -228,13 +235,25 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
     {
-        let (done, result) = oneshot::channel();
-        let job = Box::new(Job {
-            f: Some(f),
-            result: None,
-            done,
-            synced,
-        });
+        let mut f = Some(f);
+        // Runs once: a job that is not rerunnable is never run again.
+        let once = move |conn: &Connection, now| match f.take() {
+            Some(f) => f(conn, now),
+            None => Err(LedgerError::Corrupt(
+                "a ledger operation was run twice".to_owned(),
+            )),
+        };
+        self.send(Job::new(once, synced, false)).await
+    }
+
+    async fn send<T, F>(
+        &self,
+        (job, result): (Box<Job<F, T>>, oneshot::Receiver<LedgerResult<T>>),
+    ) -> LedgerResult<T>
+    where
+        T: Send + 'static,
+        F: FnMut(&Connection, Timestamp) -> LedgerResult<T> + Send + 'static,
+    {
         self.inner
             .jobs
             .send(job)
@@ -282,7 +301,7 @@ impl SqliteStore {
 /// Opens a connection with the settings every connection uses. `synchronous = FULL` syncs the
 /// WAL at every commit, so a committed settlement or grant survives a power loss (`NORMAL` may
 /// lose the last commits); the writer commits in groups, which spreads that fsync over them, and
-/// skips it for a group of holds alone ([`SqliteStore::write_unsynced`]).
+/// skips it for a group of holds alone ([`SqliteStore::write_rerunnable`]).
 fn open_connection(path: &Path, reader: bool) -> LedgerResult<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
         | OpenFlags::SQLITE_OPEN_CREATE
@@ -374,24 +393,45 @@ trait WriteJob: Send {
     fn finish(self: Box<Self>, committed: LedgerResult<()>);
     /// Whether its commit must be synced to disk before it is answered.
     fn synced(&self) -> bool;
+    /// Whether it may run again after a run that was rolled back
+    /// ([`SqliteStore::write_rerunnable`]).
+    fn rerunnable(&self) -> bool;
 }
 
 struct Job<F, T> {
-    f: Option<F>,
+    f: F,
     result: Option<LedgerResult<T>>,
     done: oneshot::Sender<LedgerResult<T>>,
     synced: bool,
+    rerunnable: bool,
+}
+
+impl<F, T> Job<F, T> {
+    /// The job, and where its result will arrive.
+    fn new(
+        f: F,
+        synced: bool,
+        rerunnable: bool,
+    ) -> (Box<Self>, oneshot::Receiver<LedgerResult<T>>) {
+        let (done, result) = oneshot::channel();
+        let job = Box::new(Job {
+            f,
+            result: None,
+            done,
+            synced,
+            rerunnable,
+        });
+        (job, result)
+    }
 }
 
 impl<F, T> WriteJob for Job<F, T>
 where
     T: Send,
-    F: FnOnce(&Connection, Timestamp) -> LedgerResult<T> + Send,
+    F: FnMut(&Connection, Timestamp) -> LedgerResult<T> + Send,
 {
     fn run(&mut self, conn: &Connection, now: Timestamp) -> bool {
-        let Some(f) = self.f.take() else {
-            return false;
-        };
+        let f = &mut self.f;
         let result = catch_unwind(AssertUnwindSafe(|| f(conn, now))).unwrap_or_else(|_| {
             Err(LedgerError::Corrupt(
                 "a ledger operation panicked".to_owned(),
@@ -417,12 +457,16 @@ where
     fn synced(&self) -> bool {
         self.synced
     }
+
+    fn rerunnable(&self) -> bool {
+        self.rerunnable
+    }
 }
 
 /// The writer thread: takes every queued operation (up to [`MAX_WRITE_GROUP`]) and commits them
 /// in one transaction, one savepoint each. Grouping is what makes SQLite's per-commit cost
 /// shared between concurrent requests. A group syncs its commit (`synchronous = FULL`) unless
-/// every operation in it was queued with [`SqliteStore::write_unsynced`] (`NORMAL`).
+/// every operation in it was queued unsynced ([`SqliteStore::write_rerunnable`]; `NORMAL`).
 fn writer_loop(
     conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
@@ -459,27 +503,74 @@ fn set_sync(conn: &Connection, syncing: &mut bool, sync: bool) -> LedgerResult<(
     Ok(())
 }
 
+/// Commits a group in one transaction. Rerunnable operations run first, without savepoints;
+/// if one of them fails after it wrote, nothing else can undo its writes, so the transaction is
+/// rolled back and the whole group runs again, each operation in its own savepoint. The
+/// operations of a group were queued by concurrent callers, none waiting for another, so any
+/// order among them is one they could have had.
 fn run_group(
     conn: &Connection,
     group: &mut [Box<dyn WriteJob>],
     clock: &dyn Clock,
 ) -> LedgerResult<()> {
-    exec_cached(conn, "BEGIN IMMEDIATE")?;
-    sums::begin_group();
-    let ran = run_ops(conn, group, clock)
-        .and_then(|()| sums::write_group(conn))
-        .and_then(|()| exec_cached(conn, "COMMIT"));
-    if let Err(e) = ran {
-        sums::drop_group();
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(e);
+    group.sort_by_key(|job| !job.rerunnable());
+    let unguarded = group.iter().take_while(|job| job.rerunnable()).count();
+    let first = in_transaction(conn, |conn| {
+        let (rerunnable, others) = group.split_at_mut(unguarded);
+        if !run_unguarded(conn, rerunnable, clock)? {
+            return Ok(false);
+        }
+        run_guarded(conn, others, clock)?;
+        Ok(true)
+    })?;
+    if !first {
+        in_transaction(conn, |conn| run_guarded(conn, group, clock).map(|()| true))?;
     }
     Ok(())
 }
 
-/// Runs each operation of a group in its own savepoint: one that fails rolls back alone, its
-/// summed upserts dropped with it.
-fn run_ops(
+/// Runs `f` in a write transaction with the group's summed upserts, committing if it returns
+/// `true` and rolling back if it returns `false` or fails.
+fn in_transaction(
+    conn: &Connection,
+    f: impl FnOnce(&Connection) -> LedgerResult<bool>,
+) -> LedgerResult<bool> {
+    exec_cached(conn, "BEGIN IMMEDIATE")?;
+    sums::begin_group();
+    let ran = f(conn).and_then(|commit| {
+        if commit {
+            sums::write_group(conn).and_then(|()| exec_cached(conn, "COMMIT"))?;
+        }
+        Ok(commit)
+    });
+    if !matches!(ran, Ok(true)) {
+        sums::drop_group();
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    ran
+}
+
+/// Runs operations without savepoints; `false` (stop, roll back) as soon as one fails after
+/// changing a row. One that fails without changing any row left nothing to undo.
+fn run_unguarded(
+    conn: &Connection,
+    group: &mut [Box<dyn WriteJob>],
+    clock: &dyn Clock,
+) -> LedgerResult<bool> {
+    for job in group.iter_mut() {
+        let before = conn.total_changes();
+        let succeeded = job.run(conn, clock.now());
+        if !succeeded && conn.total_changes() != before {
+            return Ok(false);
+        }
+        sums::end_op(succeeded)?;
+    }
+    Ok(true)
+}
+
+/// Runs each operation in its own savepoint: one that fails rolls back alone, its summed
+/// upserts dropped with it.
+fn run_guarded(
     conn: &Connection,
     group: &mut [Box<dyn WriteJob>],
     clock: &dyn Clock,
@@ -519,7 +610,7 @@ mod tests {
         if synced {
             store.write(read).await.unwrap()
         } else {
-            store.write_unsynced(read).await.unwrap()
+            store.write_rerunnable(false, read).await.unwrap()
         }
     }
 
@@ -542,5 +633,138 @@ mod tests {
         assert_eq!(sync_level(&store, true).await, 2, "FULL again");
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// How one queued write of [`a_group`] behaves.
+    #[derive(Clone, Copy)]
+    enum Step {
+        /// Inserts its row and succeeds.
+        Writes,
+        /// Inserts its row, then fails.
+        WritesThenFails,
+        /// Fails before writing anything.
+        Fails,
+    }
+
+    /// Queues `steps` while the writer is held busy, so they commit as one group; each inserts
+    /// its index into `t` (rerunnable ones through [`SqliteStore::write_rerunnable`]). Returns
+    /// which succeeded, how often each ran, and the rows committed.
+    async fn a_group(steps: &[(Step, bool)]) -> (Vec<bool>, Vec<usize>, Vec<i64>) {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let dir =
+            std::env::temp_dir().join(format!("creditgate-group-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
+        store
+            .write(|conn, _| {
+                conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+                    .map_err(sqlite_error)
+            })
+            .await
+            .unwrap();
+        // The writer waits in this job until every step is queued behind it.
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let busy = tokio::spawn({
+            let store = store.clone();
+            async move {
+                store
+                    .write(move |_, _| {
+                        let _ = wait.recv();
+                        Ok(())
+                    })
+                    .await
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let runs: Vec<Arc<AtomicUsize>> = steps.iter().map(|_| Arc::default()).collect();
+        let mut queued = Vec::new();
+        for (i, &(step, rerunnable)) in steps.iter().enumerate() {
+            let ran = runs[i].clone();
+            let op = move |conn: &Connection, _| {
+                ran.fetch_add(1, Ordering::SeqCst);
+                if !matches!(step, Step::Fails) {
+                    conn.execute("INSERT INTO t (n) VALUES (?1)", [i as i64])
+                        .map_err(sqlite_error)?;
+                }
+                match step {
+                    Step::Writes => Ok(()),
+                    _ => Err(LedgerError::InvalidRequest(format!("step {i} fails"))),
+                }
+            };
+            let store = store.clone();
+            queued.push(tokio::spawn(async move {
+                if rerunnable {
+                    store.write_rerunnable(true, op).await
+                } else {
+                    store.write(op).await
+                }
+            }));
+            // Each is in the queue before the next is sent.
+            tokio::task::yield_now().await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        release.send(()).unwrap();
+        busy.await.unwrap().unwrap();
+        let mut succeeded = Vec::new();
+        for q in queued {
+            succeeded.push(q.await.unwrap().is_ok());
+        }
+        let rows = store
+            .read(|conn, _| {
+                let mut st = conn
+                    .prepare("SELECT n FROM t ORDER BY n")
+                    .map_err(sqlite_error)?;
+                let rows = st
+                    .query_map([], |r| r.get(0))
+                    .map_err(sqlite_error)?
+                    .collect::<Result<Vec<i64>, _>>()
+                    .map_err(sqlite_error)?;
+                Ok(rows)
+            })
+            .await
+            .unwrap();
+        let runs = runs.iter().map(|r| r.load(Ordering::SeqCst)).collect();
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        (succeeded, runs, rows)
+    }
+
+    /// A rerunnable operation that fails after writing rolls back alone: the group runs again,
+    /// every operation in its own savepoint, and the others commit once, as if it had not run.
+    #[tokio::test]
+    async fn a_rerunnable_write_that_fails_after_writing_rolls_back_alone() {
+        let (succeeded, runs, rows) = a_group(&[
+            (Step::Writes, true),
+            (Step::WritesThenFails, true),
+            (Step::Writes, true),
+            (Step::Writes, false),
+            (Step::WritesThenFails, false),
+        ])
+        .await;
+        assert_eq!(succeeded, [true, false, true, true, false]);
+        assert_eq!(
+            rows,
+            [0, 2, 3],
+            "the failed writes are rolled back, the others kept"
+        );
+        // The rerunnable ones ran again after the rollback; the others ran once, after them.
+        assert_eq!(runs, [2, 2, 1, 1, 1]);
+    }
+
+    /// A rerunnable operation that fails before writing leaves nothing to undo: the group is
+    /// not run again.
+    #[tokio::test]
+    async fn a_rerunnable_write_that_fails_before_writing_is_not_run_again() {
+        let (succeeded, runs, rows) = a_group(&[
+            (Step::Writes, true),
+            (Step::Fails, true),
+            (Step::Writes, true),
+            (Step::WritesThenFails, false),
+        ])
+        .await;
+        assert_eq!(succeeded, [true, false, true, false]);
+        assert_eq!(rows, [0, 2]);
+        assert_eq!(runs, [1, 1, 1, 1]);
     }
 }

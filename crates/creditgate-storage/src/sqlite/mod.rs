@@ -14,6 +14,7 @@ mod sums;
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -119,6 +120,14 @@ pub const MMAP_BYTES: i64 = 256 * 1024 * 1024;
 /// load, and the writer's checkpoint stalled every commit behind it (gateway p99 at moderate load
 /// 15–22 ms; at 100 ms, 7 ms).
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+/// WAL size (pages) past which the background checkpoint asks the writer to let the WAL start
+/// over. Under a steady stream of commits a background pass never catches up with the writer,
+/// and the WAL is written from its beginning again only once every frame in it was copied back.
+/// So after a pass that found the WAL this long, the writer, between two groups, copies back
+/// the few frames written during that pass (a short checkpoint: the rest is done) and its next
+/// transaction starts the WAL over. Without it the WAL only started over at the writer's own
+/// threshold below, 80 MB on, after a checkpoint of everything written since the last pass.
+pub const RESTART_WAL_PAGES: i64 = 4_000;
 /// WAL size (pages) at which the writer checkpoints by itself, in case the background thread
 /// falls behind. (2,000 pages gave shorter stalls at saturation but cost the ledger ~15% of its
 /// peak rate; the frequent background checkpoint above is the better cure.)
@@ -166,15 +175,17 @@ impl SqliteStore {
         .map_err(|e| LedgerError::Unavailable(format!("opening the database failed: {e}")))??;
         let (jobs, queue) = mpsc::channel(WRITE_QUEUE_LEN);
         let writer_clock = clock.clone();
+        let restart = Arc::new(AtomicBool::new(false));
+        let writer_restart = restart.clone();
         std::thread::Builder::new()
             .name("creditgate-sqlite-writer".to_owned())
-            .spawn(move || writer_loop(conn, queue, writer_clock))
+            .spawn(move || writer_loop(conn, queue, writer_clock, &writer_restart))
             .map_err(|e| LedgerError::Unavailable(format!("cannot start the writer: {e}")))?;
         let (checkpoints, stop) = std::sync::mpsc::channel();
         let checkpoint_conn = open_connection(&path, false)?;
         std::thread::Builder::new()
             .name("creditgate-sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop))
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop, &restart))
             .map_err(|e| LedgerError::Unavailable(format!("cannot start checkpoints: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -374,14 +385,18 @@ fn migrate(conn: &mut Connection) -> LedgerResult<()> {
 }
 
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_INTERVAL`] without
-/// blocking the writer (`PASSIVE`), until the store is dropped.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>) {
+/// blocking the writer (`PASSIVE`), until the store is dropped; asks the writer to let the WAL
+/// start over (`restart`) after a pass that found it [`RESTART_WAL_PAGES`] long.
+fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>, restart: &AtomicBool) {
     while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
         stop.recv_timeout(CHECKPOINT_INTERVAL)
     {
         // A busy or failed checkpoint is retried at the next tick; the writer's own
-        // checkpoint is the backstop.
-        let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+        // checkpoint is the backstop. The second column is the WAL's length in frames.
+        let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
+        if frames.is_ok_and(|frames| frames >= RESTART_WAL_PAGES) {
+            restart.store(true, Ordering::Relaxed);
+        }
     }
 }
 
@@ -471,6 +486,7 @@ fn writer_loop(
     conn: Connection,
     mut queue: mpsc::Receiver<Box<dyn WriteJob>>,
     clock: Arc<dyn Clock>,
+    restart: &AtomicBool,
 ) {
     let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_WRITE_GROUP);
     // What the connection was opened with.
@@ -482,6 +498,12 @@ fn writer_loop(
                 Ok(job) => group.push(job),
                 Err(_) => break,
             }
+        }
+        if restart.swap(false, Ordering::Relaxed) {
+            // Outside the group's transaction: copies back what the background pass left, so
+            // the next transaction writes the WAL from its beginning ([`RESTART_WAL_PAGES`]).
+            // Busy (another checkpoint runs) or failed: the background asks again.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
         }
         let sync = group.iter().any(|job| job.synced());
         let committed = set_sync(&conn, &mut syncing, sync)
@@ -766,5 +788,60 @@ mod tests {
         assert_eq!(succeeded, [true, false, true, false]);
         assert_eq!(rows, [0, 2]);
         assert_eq!(runs, [1, 1, 1, 1]);
+    }
+
+    /// Under a steady stream of commits the WAL starts over long before the writer's own
+    /// checkpoint threshold ([`RESTART_WAL_PAGES`]): without the writer's short checkpoint the
+    /// background pass never catches up and the WAL file grows to [`WRITER_CHECKPOINT_PAGES`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_a_steady_stream_of_commits() {
+        let dir =
+            std::env::temp_dir().join(format!("creditgate-wal-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
+        const ROWS: i64 = 256;
+        store
+            .write(|conn, _| {
+                conn.execute_batch(
+                    "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+                     INSERT INTO t (id, b) SELECT i, zeroblob(12000) FROM n;",
+                )
+                .map_err(sqlite_error)
+            })
+            .await
+            .unwrap();
+        // Each update rewrites a row's three overflow pages and more: three times the writer's
+        // threshold in frames, from four writers that keep the queue full.
+        let frames_wanted = 3 * WRITER_CHECKPOINT_PAGES;
+        let mut writers = Vec::new();
+        for w in 0..4 {
+            let store = store.clone();
+            writers.push(tokio::spawn(async move {
+                for n in 0..frames_wanted / 4 / 4 {
+                    let id = (n * 4 + w) % ROWS + 1;
+                    store
+                        .write_rerunnable(false, move |conn, _| {
+                            conn.execute("UPDATE t SET b = randomblob(12000) WHERE id = ?1", [id])
+                                .map_err(sqlite_error)
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        for w in writers {
+            w.await.unwrap();
+        }
+        // The WAL file is never truncated: its size is the most it ever held.
+        let wal = std::fs::metadata(dir.join("l.db-wal")).unwrap().len();
+        let pages = i64::try_from(wal).unwrap() / 4096;
+        drop(store);
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            pages < WRITER_CHECKPOINT_PAGES * 3 / 4,
+            "the WAL reached {pages} pages: it did not start over"
+        );
     }
 }

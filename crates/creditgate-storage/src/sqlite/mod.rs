@@ -132,6 +132,28 @@ pub const RESTART_WAL_PAGES: i64 = 4_000;
 /// falls behind. (2,000 pages gave shorter stalls at saturation but cost the ledger ~15% of its
 /// peak rate; the frequent background checkpoint above is the better cure.)
 pub const WRITER_CHECKPOINT_PAGES: i64 = 20_000;
+/// When the WAL is copied back into the database file: [`Checkpoints::default`] is the
+/// constants above; tests shrink them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Checkpoints {
+    /// [`CHECKPOINT_INTERVAL`].
+    interval: Duration,
+    /// [`RESTART_WAL_PAGES`].
+    restart_pages: i64,
+    /// [`WRITER_CHECKPOINT_PAGES`].
+    writer_pages: i64,
+}
+
+impl Default for Checkpoints {
+    fn default() -> Self {
+        Self {
+            interval: CHECKPOINT_INTERVAL,
+            restart_pages: RESTART_WAL_PAGES,
+            writer_pages: WRITER_CHECKPOINT_PAGES,
+        }
+    }
+}
+
 /// Prepared statements each connection keeps compiled.
 const STATEMENT_CACHE: usize = 128;
 
@@ -162,12 +184,21 @@ impl SqliteStore {
     /// Opens (creating if needed) the database file, applies pending migrations and starts the
     /// writer thread.
     pub async fn open(path: impl AsRef<Path>, clock: Arc<dyn Clock>) -> LedgerResult<Self> {
+        Self::open_with(path, clock, Checkpoints::default()).await
+    }
+
+    /// [`Self::open`] with its own checkpoint settings.
+    pub(crate) async fn open_with(
+        path: impl AsRef<Path>,
+        clock: Arc<dyn Clock>,
+        policy: Checkpoints,
+    ) -> LedgerResult<Self> {
         let path = path.as_ref().to_path_buf();
         let open_path = path.clone();
         let conn = tokio::task::spawn_blocking(move || -> LedgerResult<Connection> {
             let mut conn = open_connection(&open_path, false)?;
             migrate(&mut conn)?;
-            conn.pragma_update(None, "wal_autocheckpoint", WRITER_CHECKPOINT_PAGES)
+            conn.pragma_update(None, "wal_autocheckpoint", policy.writer_pages)
                 .map_err(sqlite_error)?;
             Ok(conn)
         })
@@ -185,7 +216,7 @@ impl SqliteStore {
         let checkpoint_conn = open_connection(&path, false)?;
         std::thread::Builder::new()
             .name("creditgate-sqlite-checkpoint".to_owned())
-            .spawn(move || checkpoint_loop(checkpoint_conn, stop, &restart))
+            .spawn(move || checkpoint_loop(checkpoint_conn, stop, &restart, policy))
             .map_err(|e| LedgerError::Unavailable(format!("cannot start checkpoints: {e}")))?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -387,14 +418,17 @@ fn migrate(conn: &mut Connection) -> LedgerResult<()> {
 /// Copies committed WAL frames into the database file every [`CHECKPOINT_INTERVAL`] without
 /// blocking the writer (`PASSIVE`), until the store is dropped; asks the writer to let the WAL
 /// start over (`restart`) after a pass that found it [`RESTART_WAL_PAGES`] long.
-fn checkpoint_loop(conn: Connection, stop: std::sync::mpsc::Receiver<()>, restart: &AtomicBool) {
-    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-        stop.recv_timeout(CHECKPOINT_INTERVAL)
-    {
+fn checkpoint_loop(
+    conn: Connection,
+    stop: std::sync::mpsc::Receiver<()>,
+    restart: &AtomicBool,
+    policy: Checkpoints,
+) {
+    while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = stop.recv_timeout(policy.interval) {
         // A busy or failed checkpoint is retried at the next tick; the writer's own
         // checkpoint is the backstop. The second column is the WAL's length in frames.
         let frames = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| r.get::<_, i64>(1));
-        if frames.is_ok_and(|frames| frames >= RESTART_WAL_PAGES) {
+        if frames.is_ok_and(|frames| frames >= policy.restart_pages) {
             restart.store(true, Ordering::Relaxed);
         }
     }
@@ -623,6 +657,23 @@ mod tests {
     use super::*;
     use creditgate_core::clock::ManualClock;
 
+    /// A store on a new database file in a new temporary directory (removed by the caller).
+    async fn temp_store(name: &str) -> (SqliteStore, std::path::PathBuf) {
+        temp_store_with(name, Checkpoints::default()).await
+    }
+
+    /// [`temp_store`] with its own checkpoint settings.
+    async fn temp_store_with(name: &str, policy: Checkpoints) -> (SqliteStore, std::path::PathBuf) {
+        let dir =
+            std::env::temp_dir().join(format!("creditgate-{name}-{:016x}", rand::random::<u64>()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
+        let store = SqliteStore::open_with(dir.join("l.db"), clock, policy)
+            .await
+            .unwrap();
+        (store, dir)
+    }
+
     /// `synchronous` as an operation of the writer sees it.
     async fn sync_level(store: &SqliteStore, synced: bool) -> i64 {
         let read = |conn: &Connection, _| {
@@ -641,11 +692,7 @@ mod tests {
     /// again.
     #[tokio::test]
     async fn the_writer_syncs_every_commit_but_an_unsynced_group() {
-        let dir =
-            std::env::temp_dir().join(format!("creditgate-sync-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
+        let (store, dir) = temp_store("sync").await;
         assert_eq!(
             sync_level(&store, true).await,
             2,
@@ -673,11 +720,7 @@ mod tests {
     /// which succeeded, how often each ran, and the rows committed.
     async fn a_group(steps: &[(Step, bool)]) -> (Vec<bool>, Vec<usize>, Vec<i64>) {
         use std::sync::atomic::{AtomicUsize, Ordering};
-        let dir =
-            std::env::temp_dir().join(format!("creditgate-group-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
+        let (store, dir) = temp_store("group").await;
         store
             .write(|conn, _| {
                 conn.execute_batch("CREATE TABLE t (n INTEGER PRIMARY KEY)")
@@ -792,56 +835,49 @@ mod tests {
 
     /// Under a steady stream of commits the WAL starts over long before the writer's own
     /// checkpoint threshold ([`RESTART_WAL_PAGES`]): without the writer's short checkpoint the
-    /// background pass never catches up and the WAL file grows to [`WRITER_CHECKPOINT_PAGES`].
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    /// background pass never catches up and the WAL file grows to that threshold. The interval
+    /// and the restart threshold are a tenth of the real ones and the writer's threshold a fifth,
+    /// so the test has room to spare on a busy machine.
+    #[tokio::test]
     async fn the_wal_starts_over_under_a_steady_stream_of_commits() {
-        let dir =
-            std::env::temp_dir().join(format!("creditgate-wal-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let clock = Arc::new(ManualClock::new(Timestamp::from_millis(0)));
-        let store = SqliteStore::open(dir.join("l.db"), clock).await.unwrap();
-        const ROWS: i64 = 256;
+        let checkpoints = Checkpoints {
+            interval: Duration::from_millis(10),
+            restart_pages: 400,
+            writer_pages: 4_000,
+        };
+        let (store, dir) = temp_store_with("wal", checkpoints).await;
         store
             .write(|conn, _| {
                 conn.execute_batch(
                     "CREATE TABLE t (id INTEGER PRIMARY KEY, b BLOB);
-                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 256)
+                     WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 64)
                      INSERT INTO t (id, b) SELECT i, zeroblob(12000) FROM n;",
                 )
                 .map_err(sqlite_error)
             })
             .await
             .unwrap();
-        // Each update rewrites a row's three overflow pages and more: three times the writer's
-        // threshold in frames, from four writers that keep the queue full.
-        let frames_wanted = 3 * WRITER_CHECKPOINT_PAGES;
-        let mut writers = Vec::new();
-        for w in 0..4 {
-            let store = store.clone();
-            writers.push(tokio::spawn(async move {
-                for n in 0..frames_wanted / 4 / 4 {
-                    let id = (n * 4 + w) % ROWS + 1;
-                    store
-                        .write_rerunnable(false, move |conn, _| {
-                            conn.execute("UPDATE t SET b = randomblob(12000) WHERE id = ?1", [id])
-                                .map_err(sqlite_error)
-                        })
-                        .await
-                        .unwrap();
-                }
-            }));
+        // Each update rewrites a row's three overflow pages and its leaf: five times the
+        // writer's threshold in frames, one commit after another, as fast as they go.
+        for n in 0..5 * checkpoints.writer_pages / 4 {
+            let id = n % 64 + 1;
+            store
+                .write_rerunnable(false, move |conn, _| {
+                    conn.execute("UPDATE t SET b = randomblob(12000) WHERE id = ?1", [id])
+                        .map_err(sqlite_error)
+                })
+                .await
+                .unwrap();
         }
-        for w in writers {
-            w.await.unwrap();
-        }
-        // The WAL file is never truncated: its size is the most it ever held.
+        // The WAL file is never truncated: its size is the most it ever held, a 32-byte header
+        // and frames of a 24-byte header and a 4 KiB page.
         let wal = std::fs::metadata(dir.join("l.db-wal")).unwrap().len();
-        let pages = i64::try_from(wal).unwrap() / 4096;
+        let frames = (i64::try_from(wal).unwrap() - 32) / (24 + 4096);
         drop(store);
         let _ = std::fs::remove_dir_all(&dir);
         assert!(
-            pages < WRITER_CHECKPOINT_PAGES * 3 / 4,
-            "the WAL reached {pages} pages: it did not start over"
+            frames < checkpoints.writer_pages,
+            "the WAL reached {frames} frames: it did not start over"
         );
     }
 }

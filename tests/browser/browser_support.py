@@ -23,6 +23,7 @@ from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException,
     StaleElementReferenceException,
     TimeoutException,
+    WebDriverException,
 )
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
@@ -109,7 +110,16 @@ class Browser:
         )
 
     def text(self) -> str:
-        return self.driver.find_element(By.TAG_NAME, "body").text
+        try:
+            return self.driver.find_element(By.TAG_NAME, "body").text
+        except StaleElementReferenceException:
+            raise
+        except WebDriverException as err:
+            # Chromium reports a body replaced between finding it and reading it (a form's
+            # answer loading) as an inspector error rather than a stale element.
+            if "does not belong to the document" in str(err):
+                raise StaleElementReferenceException(str(err)) from err
+            raise
 
     def wait_for(self, found: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
         """Polls `found` until it answers something truthy. A poll that lands while the page is

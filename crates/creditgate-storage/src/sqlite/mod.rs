@@ -525,7 +525,7 @@ fn writer_loop(
     let mut group: Vec<Box<dyn WriteJob>> = Vec::with_capacity(MAX_WRITE_GROUP);
     // What the connection was opened with.
     let mut syncing = true;
-    while let Some(first) = next_job(&mut queue) {
+    while let Some(first) = queue.blocking_recv() {
         group.push(first);
         while group.len() < MAX_WRITE_GROUP {
             match queue.try_recv() {
@@ -544,29 +544,6 @@ fn writer_loop(
             .and_then(|()| run_group(&conn, &mut group, clock.as_ref()));
         for job in group.drain(..) {
             job.finish(committed.clone());
-        }
-    }
-}
-
-/// How long the writer waits for the next job without parking its thread. Waking a parked
-/// thread is a system call for each caller and a context switch, a third of the tokio workers'
-/// time in a profile under load; a short spin avoids it when jobs follow each other closely
-/// (`docs/benchmarks.md`: 1.09–1.15× the requests at 16 connections), and costs at most this
-/// much CPU each time the queue runs dry.
-const WRITER_SPIN: Duration = Duration::from_micros(30);
-
-/// The next queued job: spins for [`WRITER_SPIN`], then blocks. `None` once every sender is
-/// gone and the queue is empty.
-fn next_job(queue: &mut mpsc::Receiver<Box<dyn WriteJob>>) -> Option<Box<dyn WriteJob>> {
-    let until = std::time::Instant::now() + WRITER_SPIN;
-    loop {
-        match queue.try_recv() {
-            Ok(job) => return Some(job),
-            Err(mpsc::error::TryRecvError::Disconnected) => return None,
-            Err(mpsc::error::TryRecvError::Empty) if std::time::Instant::now() < until => {
-                std::hint::spin_loop();
-            }
-            Err(mpsc::error::TryRecvError::Empty) => return queue.blocking_recv(),
         }
     }
 }
@@ -902,26 +879,5 @@ mod tests {
             frames < checkpoints.writer_pages,
             "the WAL reached {frames} frames: it did not start over"
         );
-    }
-
-    /// The writer takes a job already queued, one queued after it started waiting (past its
-    /// spin: it blocks), and stops once every sender is gone.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_writer_waits_for_the_next_job_and_stops_when_no_one_can_send() {
-        let job = |n: u32| -> Box<dyn WriteJob> {
-            Job::new(move |_: &Connection, _| Ok(n), true, false).0
-        };
-        let (jobs, mut queue) = mpsc::channel(4);
-        jobs.send(job(1)).await.unwrap();
-        let waiting = std::thread::spawn(move || {
-            let first = next_job(&mut queue).is_some();
-            let second = next_job(&mut queue).is_some();
-            let third = next_job(&mut queue).is_none();
-            (first, second, third)
-        });
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        jobs.send(job(2)).await.unwrap();
-        drop(jobs);
-        assert_eq!(waiting.join().unwrap(), (true, true, true));
     }
 }

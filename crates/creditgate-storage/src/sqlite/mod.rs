@@ -513,7 +513,7 @@ where
 }
 
 /// The writer thread: takes every queued operation (up to [`MAX_WRITE_GROUP`]) and commits them
-/// in one transaction, one savepoint each. Grouping is what makes SQLite's per-commit cost
+/// in one transaction ([`run_group`]). Grouping is what makes SQLite's per-commit cost
 /// shared between concurrent requests. A group syncs its commit (`synchronous = FULL`) unless
 /// every operation in it was queued unsynced ([`SqliteStore::write_rerunnable`]; `NORMAL`).
 fn writer_loop(
@@ -570,7 +570,7 @@ fn run_group(
     clock: &dyn Clock,
 ) -> LedgerResult<()> {
     group.sort_by_key(|job| !job.rerunnable());
-    let unguarded = group.iter().take_while(|job| job.rerunnable()).count();
+    let unguarded = group.partition_point(|job| job.rerunnable());
     let first = in_transaction(conn, |conn| {
         let (rerunnable, others) = group.split_at_mut(unguarded);
         if !run_unguarded(conn, rerunnable, clock)? {

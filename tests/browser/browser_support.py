@@ -28,6 +28,7 @@ from selenium.common.exceptions import (  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
+from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = os.environ.get("CREDITGATE_CHROMIUM", "/usr/bin/chromium")
@@ -134,6 +135,14 @@ class Browser:
             raise AssertionError(
                 f"waited {timeout}s for {what}; at {self.driver.current_url}:\n{self.text()[:2000]}"
             ) from None
+
+    def submit(self, action: Callable[[], Any]) -> None:
+        """Runs `action` (a click or a key that submits a form) and waits until the answer has
+        replaced the page, so that what is found next is not the page it left (which may hold
+        the same elements, and goes stale while they are read)."""
+        old = self.driver.find_element(By.TAG_NAME, "html")
+        action()
+        self.wait_for(lambda: staleness_of(old)(self.driver), "the form's answer")
 
     def wait_text(self, text: str, timeout: float = WAIT) -> None:
         self.wait_for(lambda: text in self.text(), f"the text {text!r}", timeout)

@@ -151,7 +151,7 @@ def test_auto_reload_turns_on_with_the_recommended_values(
     box = browser.find("input[name=enabled][type=checkbox]")
     assert box.is_selected()
     box.click()
-    browser.find("form[aria-labelledby=settings] button[type=submit]").click()
+    browser.submit(browser.find("form[aria-labelledby=settings] button[type=submit]").click)
     browser.find("[data-testid=reload-saved]")
     assert browser.find("[data-testid=reload-status]").text == "off"
     assert auto_reload(demo, gw)["status"] == "off"

@@ -37,7 +37,7 @@ def test_the_operator_records_a_manual_payment_and_refunds_its_lot(
     browser: Browser, demo: dict[str, Any], gw: Gateway
 ) -> None:
     operator_sign_in(browser, demo)
-    browser.find("#q").send_keys("Demo" + Keys.ENTER)
+    browser.submit(lambda: browser.find("#q").send_keys("Demo" + Keys.ENTER))
     row = browser.find(f"tr[data-org={demo['organization_id']}]")
     shown = row.find_element("css selector", "[data-testid=available]").text.split()[0]
     assert Decimal(shown.replace(",", "")) == gw.credits().available

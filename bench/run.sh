@@ -30,7 +30,8 @@
 # ("1 16 64"), BENCH_PACED_CONNECTIONS (16), BENCH_THREADS (wrk threads, 2), BENCH_WARMUP
 # (seconds, 2), BENCH_PACED_DELAY_MS (20), BENCH_MODEL (claude-haiku-4-5), BENCH_OUTPUT_TOKENS (64),
 # BENCH_MODES ("json stream"), BENCH_SKIP_BUILD=1 (use the existing release binary), BENCH_BIN
-# (another creditgate binary), BENCH_SKIP_LEDGER=1, BENCH_BASELINE_BIN, BENCH_LITELLM=1.
+# (another creditgate binary), BENCH_SKIP_LEDGER=1, BENCH_BASELINE_BIN, BENCH_LITELLM=1,
+# BENCH_LEASE=true and BENCH_BASELINE_LEASE=true (admit against a credit lease, docs/ledger.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -255,8 +256,10 @@ setup_gateway() { # name binary
 }
 
 start_gateway() { # name binary mode
-  local name=$1 bin=$2 mode=$3
+  local name=$1 bin=$2 mode=$3 lease=${BENCH_LEASE:-false}
+  [ "$name" = baseline ] && lease=${BENCH_BASELINE_LEASE:-false}
   cat >"$WORK/$name-$mode.toml" <<EOF
+credit_lease = $lease
 listen = "$HOST:0"
 database_url = "sqlite://$WORK/$name.db"
 admin_key = "bench-admin-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"

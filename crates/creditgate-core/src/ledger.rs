@@ -235,6 +235,41 @@ pub struct SettleRequest {
     /// without a record is what it was before records existed.)
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Box<crate::usage::UsageRecord>>,
+    /// Set when the request was admitted against a credit lease instead of a hold of its own
+    /// (`docs/ledger.md`, "Credit leases"): the settle then records the request's hold, already
+    /// settled, in the same transaction as its charge. (Absent from the serialized form when
+    /// `None`, so the digest of every other settle is unchanged.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leased: Option<LeasedHold>,
+}
+
+/// What a request admitted against a credit lease held, recorded as its hold when it settles:
+/// the hold's organization, amount (its first slice plus every growth), scope and admission memo,
+/// and when admission placed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeasedHold {
+    pub org: OrganizationId,
+    pub amount: NanoCredits,
+    pub created_at: Timestamp,
+    pub scope: Option<String>,
+    pub memo: Option<String>,
+}
+
+/// Take a credit lease (`docs/ledger.md`, "Credit leases"): one hold, owned by a gateway
+/// replica, that requests are admitted against in its memory. In one transaction the `previous`
+/// lease (if any) is released and a new one placed for as much of `wanted` as available credit
+/// (plus the credit limit) covers, but never less than `needed` (else `Insufficient`, and the
+/// previous lease stays). `needed` is what the replica's requests in flight already hold of the
+/// previous lease plus what the asking request needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRequest {
+    pub transfer_id: TransferId,
+    pub org: OrganizationId,
+    /// The lease this one replaces, and the transfer id of its release.
+    pub previous: Option<(TransferId, TransferId)>,
+    pub needed: NanoCredits,
+    pub wanted: NanoCredits,
+    pub timeout_ms: i64,
 }
 
 /// One lot's share of a charge.
@@ -456,6 +491,8 @@ pub trait LedgerStore: Send + Sync {
     ) -> impl Future<Output = LedgerResult<Hold>> + Send;
     fn settle(&self, req: SettleRequest) -> impl Future<Output = LedgerResult<Settlement>> + Send;
     fn release(&self, req: ReleaseRequest) -> impl Future<Output = LedgerResult<Released>> + Send;
+    /// Replaces a replica's credit lease (see [`LeaseRequest`]); returns the new lease's hold.
+    fn lease(&self, req: LeaseRequest) -> impl Future<Output = LedgerResult<Hold>> + Send;
     /// Expires every hold past its expiry, each exactly once; returns their ids.
     fn expire_holds(&self) -> impl Future<Output = LedgerResult<Vec<TransferId>>> + Send;
     /// Posts the expiry of every lot past its expiry that still has credits; returns what expired.

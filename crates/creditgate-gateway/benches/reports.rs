@@ -340,6 +340,7 @@ async fn settle_one(db: &Database, org: &OrganizationId, id: &str, rec: UsageRec
         amount: NanoCredits::from_nanos(900_000),
         memo: None,
         usage: Some(Box::new(rec)),
+        leased: None,
     })
     .await
     .expect("settle");

@@ -43,7 +43,7 @@ async fn credits_json(app: &App, key: &ApiKeyRecord) -> Result<Value, ApiError> 
 
 /// An organization's credits as `GET /v1/credits` shows them.
 pub async fn credits_of(app: &App, org: &OrganizationId) -> Result<Value, ApiError> {
-    let b = app.db.balance(org).await?;
+    let b = app.balance(org).await?;
     let line = app
         .db
         .credit_line(org)
@@ -199,7 +199,11 @@ async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, 
     if let Some(spooled) = app.spool.pending_for(&id).filter(|s| s.org == key.org) {
         return Ok(pending_receipt(&spooled));
     }
-    let rec = app.db.receipt(&key.org, &id).await?.ok_or_else(not_found)?;
+    let rec = match app.db.receipt(&key.org, &id).await? {
+        Some(rec) => rec,
+        // Admitted against this replica's credit lease and not settled yet.
+        None => app.leases.receipt(&key.org, &id).ok_or_else(not_found)?,
+    };
     Ok(receipt_json(&rec, &app.cfg.credit_unit.name))
 }
 

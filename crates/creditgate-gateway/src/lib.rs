@@ -16,6 +16,7 @@ pub mod error;
 pub mod ids;
 pub mod invoices;
 pub mod jobs;
+pub mod lease;
 pub mod lifecycle;
 pub mod lists;
 pub mod mail;
@@ -77,6 +78,8 @@ pub struct App {
     pub spool: Spool,
     /// Requests in flight, and the shutdown cut.
     pub lifecycle: Lifecycle,
+    /// This replica's credit leases (`docs/ledger.md`, "Credit leases").
+    pub leases: lease::Leases,
     /// Buying credits: the provider settings and the Stripe client.
     pub payments: payments::Payments,
     pub clock: Arc<dyn Clock>,
@@ -144,7 +147,9 @@ impl App {
         let payments =
             payments::Payments::new(cfg.payments.clone()).map_err(StartError::Payments)?;
         let mailer = mail::Mailer::from_config(&cfg.accounts)?;
+        let leases = lease::Leases::new(cfg.credit_lease);
         Ok(Arc::new(Self {
+            leases,
             mailer,
             cfg,
             db,
@@ -165,6 +170,18 @@ impl App {
             notify: notify::Notify::default(),
             operator_sessions: Default::default(),
         }))
+    }
+
+    /// An organization's balance as the ledger has it, with this replica's credit lease counted
+    /// as held only for what its requests in flight hold (`crate::lease`).
+    pub async fn balance(
+        &self,
+        org: &OrganizationId,
+    ) -> creditgate_core::ledger::LedgerResult<creditgate_core::ledger::Balance> {
+        use creditgate_core::ledger::LedgerStore;
+        let mut balance = self.db.balance(org).await?;
+        self.leases.correct(&mut balance);
+        Ok(balance)
     }
 
     /// Whether the organization is suspended (its keys get 403), as seen within the key-cache
@@ -232,6 +249,7 @@ pub async fn serve(
     let deliveries = tokio::spawn(notify::delivery::deliver_forever(app.clone()));
     let expiry = tokio::spawn(notify::alerts::expiry_forever(app.clone()));
     let invoicing = tokio::spawn(invoices::invoices_forever(app.clone()));
+    let leases = tokio::spawn(lease::Leases::tend_forever(app.clone()));
     let (signalled, on_signal) = tokio::sync::oneshot::channel::<()>();
     let limits = server::ConnectionLimits {
         max_connections: app.cfg.max_connections,
@@ -275,6 +293,7 @@ pub async fn serve(
     deliveries.abort();
     expiry.abort();
     invoicing.abort();
+    leases.abort();
     // One last offer of the spool, bounded: what the database cannot take now stays on disk
     // for the next start.
     if app.spool.depth() > 0 {
@@ -284,6 +303,9 @@ pub async fn serve(
             tracing::info!(remaining = done.remaining, "settlement spool at shutdown");
         }
     }
+    // Unused credit goes back at once rather than when the lease expires (bounded: a database
+    // that cannot take it lets the lease expire).
+    let _ = tokio::time::timeout(SHUTDOWN_SPOOL_WAIT, app.leases.return_all(&app)).await;
     result
 }
 

@@ -71,21 +71,33 @@ impl Lifecycle {
 /// One live request: counted until dropped, its hold kept alive until then.
 pub struct Live {
     app: Arc<App>,
-    keep_alive: tokio::task::JoinHandle<()>,
+    keep_alive: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Live {
     /// Starts the life of the request whose hold is `hold`.
     pub fn start(app: Arc<App>, hold: TransferId) -> Self {
         app.lifecycle.live.fetch_add(1, Ordering::SeqCst);
-        let keep_alive = tokio::spawn(keep_alive(app.clone(), hold));
+        let keep_alive = Some(tokio::spawn(keep_alive(app.clone(), hold)));
         Self { app, keep_alive }
+    }
+
+    /// Starts the life of a request admitted against a credit lease: counted only, since the
+    /// lease is kept alive for all its requests (`crate::lease`).
+    pub fn counted(app: Arc<App>) -> Self {
+        app.lifecycle.live.fetch_add(1, Ordering::SeqCst);
+        Self {
+            app,
+            keep_alive: None,
+        }
     }
 }
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.keep_alive.abort();
+        if let Some(task) = &self.keep_alive {
+            task.abort();
+        }
         if self.app.lifecycle.live.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.app.lifecycle.idle.notify_waiters();
         }

@@ -354,6 +354,7 @@ mod tests {
                 amount: NanoCredits::from_nanos(1_000 + i64::from(n)),
                 memo: Some(format!("{{\"n\":{n}}}")),
                 usage: None,
+                leased: None,
             },
             org: OrganizationId::parse("org_a").unwrap(),
             at: i64::from(n),

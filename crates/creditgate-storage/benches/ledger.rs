@@ -316,6 +316,7 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
                     hold,
                     amount: NanoCredits::from_nanos(CHARGE),
                     usage: (kind == SettleKind::Record).then(|| Box::new(record())),
+                    leased: None,
                 })
                 .await
                 .expect("settle");

@@ -36,8 +36,9 @@ use creditgate_core::clock::{Clock, Timestamp};
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{
     AdjustRequest, Adjusted, Balance, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted, Hold,
-    HoldRequest, HoldResolution, LedgerError, LedgerResult, LedgerStore, Organization,
-    RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement, VerifyReport,
+    HoldRequest, HoldResolution, LeaseRequest, LedgerError, LedgerResult, LedgerStore,
+    Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
+    VerifyReport,
 };
 use creditgate_core::money::NanoCredits;
 
@@ -225,6 +226,10 @@ impl LedgerStore for Database {
 
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         delegate!(self, s => s.release(req))
+    }
+
+    async fn lease(&self, req: LeaseRequest) -> LedgerResult<Hold> {
+        delegate!(self, s => s.lease(req))
     }
 
     async fn expire_holds(&self) -> LedgerResult<Vec<TransferId>> {

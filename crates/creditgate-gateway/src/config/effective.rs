@@ -46,9 +46,9 @@ impl Config {
                 self.admin_key.as_deref().map_or(Value::Null, secret),
             ),
             s(
-                "spool_path",
-                "CREDITGATE_SPOOL_PATH",
-                json!(self.spool_path.display().to_string()),
+                "credit_lease",
+                "CREDITGATE_CREDIT_LEASE",
+                json!(self.credit_lease),
             ),
             s(
                 "upstream.base_url",

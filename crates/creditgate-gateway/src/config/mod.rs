@@ -85,6 +85,8 @@ pub struct Config {
     /// The local file where settlements the database cannot take wait (`docs/gateway.md`).
     pub spool_path: PathBuf,
     pub admin_key: Option<String>,
+    /// Admit requests against a credit lease held in memory (`docs/ledger.md`).
+    pub credit_lease: bool,
     pub upstream_base_url: String,
     pub upstream_api_keys: Vec<String>,
     pub upstream_connect_timeout_ms: u64,
@@ -157,6 +159,7 @@ struct RawConfig {
     database_url: Option<String>,
     spool_path: Option<String>,
     admin_key: Option<String>,
+    credit_lease: Option<bool>,
     #[serde(default)]
     upstream: RawUpstream,
     #[serde(default)]
@@ -438,6 +441,7 @@ impl Config {
             database_url: server.database_url,
             spool_path: server.spool_path,
             admin_key: server.admin_key,
+            credit_lease: server.credit_lease,
             upstream_base_url: upstream.base_url,
             upstream_api_keys: upstream.api_keys,
             upstream_connect_timeout_ms: upstream.connect_timeout_ms,

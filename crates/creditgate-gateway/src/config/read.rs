@@ -58,6 +58,7 @@ pub(super) struct Server {
     pub database_url: String,
     pub spool_path: PathBuf,
     pub admin_key: Option<String>,
+    pub credit_lease: bool,
 }
 
 impl Server {
@@ -75,6 +76,13 @@ impl Server {
             .map(PathBuf::from)
             .unwrap_or_else(|| default_spool_path(&database_url));
         let admin_key = src.text("CREDITGATE_ADMIN_KEY", raw.admin_key.take());
+        // Off unless asked for (`docs/ledger.md`, "Credit leases").
+        let credit_lease = match (src.env)("CREDITGATE_CREDIT_LEASE") {
+            Some(v) => v
+                .parse()
+                .map_err(|_| invalid("CREDITGATE_CREDIT_LEASE must be true or false"))?,
+            None => raw.credit_lease.unwrap_or(false),
+        };
         if admin_key.as_ref().is_some_and(|k| k.len() < 32) {
             return Err(invalid(
                 "admin_key must be at least 32 characters; `creditgate secret` prints a fresh \
@@ -86,6 +94,7 @@ impl Server {
             database_url,
             spool_path,
             admin_key,
+            credit_lease,
         })
     }
 }

@@ -14,7 +14,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use creditgate_core::accounts::Action;
 use creditgate_core::clock::Timestamp;
-use creditgate_core::ledger::{Balance, LedgerStore};
+use creditgate_core::ledger::Balance;
 use futures_util::stream;
 use serde_json::json;
 
@@ -79,7 +79,7 @@ async fn next_event(mut w: Watch) -> Option<(Result<Event, Infallible>, Watch)> 
             w.app.db.session(hash, now).await.ok()??;
             w.session_checked = now;
         }
-        let b = w.app.db.balance(&w.viewer.caller.org).await.ok()?;
+        let b = w.app.balance(&w.viewer.caller.org).await.ok()?;
         let seen = (b.available.nanos(), b.held.nanos(), b.posted.nanos());
         if w.last != Some(seen) {
             w.last = Some(seen);

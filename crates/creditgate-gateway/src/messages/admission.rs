@@ -195,39 +195,56 @@ async fn hold_and_run(
     } = req;
     let policy = app.disconnect_policy(&key.org).await?;
     let transfer_id = request_id.transfer_id().clone();
-
-    let hold = app
-        .db
-        .reserve(HoldRequest {
+    // What `GET /v1/requests/{id}` shows of a request in flight, until the settle writes its
+    // usage record.
+    let admission = Admission {
+        model: parsed.model.clone(),
+        key_id: key.id.clone(),
+        stream: parsed.stream,
+    };
+    let limits = key.limits.spend_limits(&key.scope(), app.clock.now());
+    let refused = |e: LedgerError| {
+        // Announced off the request path (`docs/alerts.md`).
+        crate::notify::alerts::refused(&app, &key, &e);
+        let unit = &app.cfg.credit_unit.name;
+        limits::spend_refusal(&key, &e, app.clock.now(), unit)
+            .unwrap_or_else(|| refusal(e, &estimate, parsed.stream, unit))
+    };
+    // A key with spend limits holds per request: its limits count each scope's holds.
+    let (lease, live) = if app.leases.enabled() && limits.is_empty() {
+        let lease = app
+            .leases
+            .admit(&app, &transfer_id, admission, &key.org, amount)
+            .await
+            .map_err(refused)?;
+        (Some(lease), Live::counted(app.clone()))
+    } else {
+        let req = HoldRequest {
             transfer_id: transfer_id.clone(),
             org: key.org.clone(),
             amount,
             timeout_ms: app.cfg.hold_timeout_ms,
             scope: Some(key.scope()),
-            limits: key.limits.spend_limits(&key.scope(), app.clock.now()),
-            // What `GET /v1/requests/{id}` shows of a request in flight, until the settle
-            // writes its usage record.
-            memo: serde_json::to_string(&Admission {
-                model: parsed.model.clone(),
-                key_id: key.id.clone(),
-                stream: parsed.stream,
-            })
-            .ok(),
-        })
-        .await
-        .map_err(|e| {
-            // Announced off the request path (`docs/alerts.md`).
-            crate::notify::alerts::refused(&app, &key, &e);
-            let unit = &app.cfg.credit_unit.name;
-            limits::spend_refusal(&key, &e, app.clock.now(), unit)
-                .unwrap_or_else(|| refusal(e, &estimate, parsed.stream, unit))
-        })?;
+            limits,
+            memo: serde_json::to_string(&admission).ok(),
+        };
+        let hold = match app.db.reserve(req.clone()).await {
+            // The unused part of this replica's lease is the organization's too.
+            Err(LedgerError::Insufficient { .. }) if app.leases.shrink(&app, &key.org).await => {
+                app.db.reserve(req).await
+            }
+            placed => placed,
+        }
+        .map_err(refused)?;
+        (None, Live::start(app.clone(), hold.id.clone()))
+    };
 
     let job = Admitted {
         app: app.clone(),
         key,
         request_id: transfer_id,
-        held: hold.amount,
+        held: amount,
+        lease,
         estimate,
         parsed,
         policy,
@@ -235,7 +252,7 @@ async fn hold_and_run(
         upstream_request_id: std::sync::OnceLock::new(),
         upstream_sent: std::time::Instant::now(),
         rate,
-        _live: Live::start(app.clone(), hold.id.clone()),
+        _live: live,
     };
     Ok(job.run(path, headers, bytes).await)
 }

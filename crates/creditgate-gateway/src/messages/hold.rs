@@ -84,6 +84,13 @@ impl Admitted {
             .checked_add(hold.input_correction)?;
         let extra = need.checked_sub(hold.held)?;
         if extra.is_positive() {
+            if let Some(lease) = &self.lease {
+                let app = &self.app;
+                Box::pin(app.leases.grow(app, &self.request_id, lease, extra)).await?;
+                hold.held = hold.held.checked_add(extra)?;
+                hold.covered = target;
+                return Ok(());
+            }
             hold.grown += 1;
             let transfer_id = self
                 .request_id

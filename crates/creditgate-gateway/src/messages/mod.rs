@@ -81,6 +81,9 @@ struct Admitted {
     key: ApiKeyRecord,
     request_id: TransferId,
     held: NanoCredits,
+    /// The organization's credit lease, when the request was admitted against it instead of a
+    /// hold of its own (`crate::lease`).
+    lease: Option<Arc<crate::lease::OrgLease>>,
     estimate: HoldEstimate,
     parsed: Parsed,
     policy: DisconnectPolicy,

@@ -57,7 +57,7 @@ async fn answer(
     } else {
         parsed.max_tokens
     };
-    let balance = app.db.balance(&key.org).await?;
+    let balance = app.balance(&key.org).await?;
     let (spendable, limited_by) = spendable(app, key, balance.available).await?;
     let unit = &app.cfg.credit_unit.name;
     Ok(json!({

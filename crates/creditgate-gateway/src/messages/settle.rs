@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use creditgate_core::ledger::{LedgerError, LedgerStore, SettleRequest, Settlement};
+use creditgate_core::ledger::{LeasedHold, LedgerError, LedgerStore, SettleRequest, Settlement};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
-use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
+use creditgate_core::usage::{Admission, ReceiptStatus, ReportedUsage};
 
 use super::{Admitted, Settled};
 use crate::spool::Spooled;
@@ -73,20 +73,33 @@ impl Admitted {
             amount: charge.amount,
             memo: None,
             usage: record.map(Box::new),
+            leased: self.leased_hold(),
         };
         let posted = self.post_settlement(req).await;
+        if let Some(lease) = &self.lease {
+            // Spooled counts as charged: the lease keeps that credit until the spool is applied.
+            let charged = match posted {
+                Posted::Lost => NanoCredits::ZERO,
+                _ => charge.amount,
+            };
+            app.leases
+                .settled(&self.request_id, lease, self.held, charged);
+        }
         if !matches!(posted, Posted::Lost) {
             self.app.metrics.charged(&self.parsed.model, charge.amount);
         }
         match posted {
             Posted::Ledger(s) => {
-                if let Some(available) = s.available {
+                let available = s
+                    .available
+                    .map(|a| app.leases.correct_available(&self.key.org, a));
+                if let Some(available) = available {
                     crate::reload::after_settlement(&self.app, &self.key.org, available);
                     crate::notify::alerts::after_settlement(&self.app, &self.key.org, available);
                 }
                 Settled {
                     charged: charge.amount,
-                    available: s.available,
+                    available,
                     status: charge.status,
                 }
             }
@@ -101,6 +114,27 @@ impl Admitted {
                 status: charge.status,
             },
         }
+    }
+
+    /// The request's hold as its settle records it, when it was admitted against a lease.
+    fn leased_hold(&self) -> Option<LeasedHold> {
+        self.lease.as_ref()?;
+        let admission = Admission {
+            model: self.parsed.model.clone(),
+            key_id: self.key.id.clone(),
+            stream: self.parsed.stream,
+        };
+        Some(LeasedHold {
+            org: self.key.org.clone(),
+            amount: self.held,
+            created_at: self
+                .app
+                .leases
+                .admitted_at(&self.request_id)
+                .unwrap_or_else(|| self.app.clock.now()),
+            scope: Some(self.key.scope()),
+            memo: serde_json::to_string(&admission).ok(),
+        })
     }
 
     /// Posts the settlement, retrying while the database is unavailable, then spools it.

@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::OrganizationId;
-use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::{FailureCode, Order, OrderStatus, Quote};
 use creditgate_storage::payments::{ReloadOutcome, ReloadSettings, ReloadStatus};
@@ -151,7 +150,7 @@ async fn attempt(app: &App, s: &ReloadSettings, owner: &str) -> Result<(), ApiEr
         Err(e) => return pause(app, s, owner, "unavailable", &e.message).await,
     };
     if s.pending_key.is_none() {
-        if app.db.balance(&s.org).await?.available >= s.threshold {
+        if app.balance(&s.org).await?.available >= s.threshold {
             app.db.release_auto_reload(&s.org, owner).await?;
             return Ok(());
         }

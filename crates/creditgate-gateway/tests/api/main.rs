@@ -23,6 +23,7 @@ mod estimate;
 mod helpers;
 mod invoices;
 mod key_limits;
+mod lease;
 mod messages;
 mod metrics;
 mod openapi;

@@ -227,6 +227,7 @@ pub async fn settle(db: &Database, org: &OrganizationId, record: UsageRecord) {
         amount: charge,
         memo: None,
         usage: Some(Box::new(record)),
+        leased: None,
     })
     .await
     .unwrap();

@@ -320,6 +320,14 @@ pub(crate) trait Journal {
         amount: NanoCredits,
         at: Timestamp,
     ) -> impl Future<Output = LedgerResult<()>>;
+    /// Inserts a hold that the same transaction settles by `transfer_id` (a request admitted
+    /// against a credit lease): the hold and its resolution, no cache row.
+    fn insert_settled_hold(
+        &mut self,
+        hold: &Hold,
+        transfer_id: &TransferId,
+        at: Timestamp,
+    ) -> impl Future<Output = LedgerResult<()>>;
     /// Records how a hold ended and drops its cache row.
     fn resolve_hold(
         &mut self,

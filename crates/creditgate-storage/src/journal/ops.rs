@@ -6,9 +6,10 @@ use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
     account, available, entry_hash, plan_draws, request_digest, spendable_total, AdjustRequest,
     Adjusted, ClawbackRequest, ClawedBack, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted,
-    Hold, HoldRequest, HoldResolution, LedgerError, LedgerResult, Lot, LotCategory, LotSource,
-    Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
-    SpendLimit, GENESIS_HASH, MAX_HOLD_TIMEOUT_MS, MAX_MEMO_LEN, MAX_SCOPE_LEN,
+    Hold, HoldRequest, HoldResolution, LeaseRequest, LeasedHold, LedgerError, LedgerResult, Lot,
+    LotCategory, LotSource, Organization, RefundRequest, Refunded, ReleaseRequest, Released,
+    SettleRequest, Settlement, SpendLimit, GENESIS_HASH, MAX_HOLD_TIMEOUT_MS, MAX_MEMO_LEN,
+    MAX_SCOPE_LEN,
 };
 use creditgate_core::money::NanoCredits;
 use serde::de::DeserializeOwned;
@@ -28,6 +29,8 @@ pub(crate) mod kind {
     pub const ADJUST: &str = "adjust";
     pub const EXPIRE_LOT: &str = "expire_lot";
     pub const CLAW_BACK: &str = "claw_back";
+    /// Only in digests: a lease's transfer is recorded as a hold.
+    pub const LEASE: &str = "lease";
 }
 
 pub(crate) async fn create_organization<J: Journal>(
@@ -227,12 +230,80 @@ pub(crate) async fn settle<J: Journal>(
 ) -> LedgerResult<Settlement> {
     check_settle(&req)?;
     let digest = request_digest(kind::SETTLE, &req);
-    let (org, mut state) = lock_hold(j, &req.hold).await?;
+    if let Some(leased) = &req.leased {
+        return settle_leased(j, now, &req, leased, &digest).await;
+    }
+    let (org, state) = lock_hold(j, &req.hold).await?;
     if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
         return Ok(done);
     }
     let (row, late) =
         end_hold(j, &req.hold, HoldResolution::Settled, &req.transfer_id, now).await?;
+    charge(j, now, &req, &digest, org, state, &row.hold, late).await
+}
+
+/// The settle of a request admitted against a credit lease: its hold never reached the
+/// database, so it is recorded here, settled, beside its charge. The credit it used was the
+/// lease's, an ordinary hold of the organization, so nothing is admitted again: the charge may
+/// draw what the lease held, as a request's charge draws what its own hold held.
+async fn settle_leased<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: &SettleRequest,
+    leased: &LeasedHold,
+    digest: &str,
+) -> LedgerResult<Settlement> {
+    check_non_negative("hold", leased.amount)?;
+    check_memo("memo", leased.memo.as_deref())?;
+    if let Some(scope) = &leased.scope {
+        check_scope(scope)?;
+    }
+    let state = lock(j, &leased.org).await?;
+    if let Some(done) = replay(j, &req.transfer_id, digest).await? {
+        return Ok(done);
+    }
+    // A request id names one request: a hold already under it is another operation's.
+    if j.transfer(&req.hold).await?.is_some() {
+        return Err(LedgerError::IdempotencyConflict(req.hold.clone()));
+    }
+    let hold = Hold {
+        id: req.hold.clone(),
+        org: leased.org.clone(),
+        amount: leased.amount,
+        created_at: leased.created_at.min(now),
+        expires_at: now.plus_millis(1),
+        scope: leased.scope.clone(),
+    };
+    j.insert_settled_hold(&hold, &req.transfer_id, now).await?;
+    let hold_digest = request_digest(kind::HOLD, leased);
+    record(
+        j,
+        &req.hold,
+        kind::HOLD,
+        &leased.org,
+        &hold_digest,
+        leased.memo.as_deref(),
+        hold.created_at,
+        &hold,
+    )
+    .await?;
+    charge(j, now, req, digest, leased.org.clone(), state, &hold, false).await
+}
+
+/// Posts the charge of a hold that this transaction resolved as settled: draws the lots in draw
+/// order, books what they do not cover as debt, writes the charge and its usage record, and
+/// records the settle transfer.
+#[allow(clippy::too_many_arguments)]
+async fn charge<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: &SettleRequest,
+    digest: &str,
+    org: OrganizationId,
+    mut state: OrgState,
+    hold: &Hold,
+    late: bool,
+) -> LedgerResult<Settlement> {
     let lots = j.spendable_lots(&org, now).await?;
     let (draws, debt) = plan_draws(&lots, req.amount, now)?;
     // The lots were read with the spendable filter at `now`: what they hold after the draws is
@@ -246,13 +317,13 @@ pub(crate) async fn settle<J: Journal>(
         .await?;
     state.debt = state.debt.checked_add(debt)?;
     j.save_org_state(&org, &state).await?;
-    let held = row.hold.amount;
+    let held = hold.amount;
     let overrun = req.amount.checked_sub(held)?.max(NanoCredits::ZERO);
     j.insert_charge(&ChargeRow {
         hold: &req.hold,
         transfer_id: &req.transfer_id,
         org: &org,
-        scope: row.hold.scope.as_deref(),
+        scope: hold.scope.as_deref(),
         held,
         charged: req.amount,
         overrun,
@@ -281,13 +352,124 @@ pub(crate) async fn settle<J: Journal>(
         &req.transfer_id,
         kind::SETTLE,
         &org,
-        &digest,
+        digest,
         None,
         now,
         &result,
     )
     .await?;
     Ok(result)
+}
+
+/// Replaces a replica's credit lease: releases the previous one and places the new one for as
+/// much of `wanted` as the organization has available, never less than `needed`.
+pub(crate) async fn lease<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: LeaseRequest,
+) -> LedgerResult<Hold> {
+    check_non_negative("lease", req.needed)?;
+    check_timeout(req.timeout_ms)?;
+    if req.wanted < req.needed {
+        return Err(LedgerError::InvalidAmount(format!(
+            "a lease wants {} but needs {}",
+            req.wanted, req.needed
+        )));
+    }
+    let digest = request_digest(kind::LEASE, &req);
+    let state = lock(j, &req.org).await?;
+    if let Some(done) = replay(j, &req.transfer_id, &digest).await? {
+        return Ok(done);
+    }
+    if let Some((previous, release_id)) = &req.previous {
+        return_lease(j, now, &req.org, previous, release_id).await?;
+    }
+    let spendable = j.spendable_total(&req.org, now).await?;
+    let (held, _) = j.held(&req.org, now).await?;
+    let available = available(spendable, state.debt, held)?.checked_add(state.credit_limit)?;
+    if available < req.needed {
+        return Err(LedgerError::Insufficient {
+            available,
+            needed: req.needed,
+        });
+    }
+    let hold = Hold {
+        id: req.transfer_id.clone(),
+        org: req.org.clone(),
+        // Never more than half of what would be left beside what is needed: another replica's
+        // lease, or a key with spend limits, still finds credit.
+        amount: req
+            .needed
+            .checked_add(
+                req.wanted
+                    .checked_sub(req.needed)?
+                    .min(NanoCredits::from_nanos(
+                        available.checked_sub(req.needed)?.nanos() / 2,
+                    )),
+            )?,
+        created_at: now,
+        expires_at: now.plus_millis(req.timeout_ms),
+        scope: None,
+    };
+    j.insert_hold(&hold).await?;
+    record(
+        j,
+        &req.transfer_id,
+        kind::HOLD,
+        &req.org,
+        &digest,
+        Some("credit lease"),
+        now,
+        &hold,
+    )
+    .await?;
+    Ok(hold)
+}
+
+/// Releases a lease being replaced, unless it already ended (expired: the sweeper may have
+/// recorded it, or the clock passed it).
+async fn return_lease<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    org: &OrganizationId,
+    lease: &TransferId,
+    release_id: &TransferId,
+) -> LedgerResult<()> {
+    let row = j
+        .hold(lease)
+        .await?
+        .ok_or_else(|| LedgerError::UnknownHold(lease.clone()))?;
+    if &row.hold.org != org {
+        return Err(LedgerError::UnknownHold(lease.clone()));
+    }
+    if row.resolution.is_some() {
+        return Ok(());
+    }
+    let (row, already_expired) =
+        end_hold(j, lease, HoldResolution::Released, release_id, now).await?;
+    let released = Released {
+        hold: lease.clone(),
+        amount: row.hold.amount,
+        already_expired,
+    };
+    let digest = request_digest(
+        kind::RELEASE,
+        &ReleaseRequest {
+            transfer_id: release_id.clone(),
+            hold: lease.clone(),
+        },
+    );
+    record(
+        j,
+        release_id,
+        kind::RELEASE,
+        org,
+        &digest,
+        None,
+        now,
+        &released,
+    )
+    .await
 }
 
 pub(crate) async fn release<J: Journal>(

@@ -373,6 +373,36 @@ impl<J: TxStatements> Journal for J {
         )
     }
 
+    async fn insert_settled_hold(
+        &mut self,
+        hold: &Hold,
+        transfer_id: &TransferId,
+        at: Timestamp,
+    ) -> LedgerResult<()> {
+        self.defer(
+            "INSERT INTO holds (id, org, amount, scope, created_at, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+            vec![
+                text(hold.id.as_str()),
+                text(hold.org.as_str()),
+                Param::Int(hold.amount.nanos()),
+                opt_text(hold.scope.as_deref()),
+                Param::Int(hold.created_at.millis()),
+                Param::Int(hold.expires_at.millis()),
+            ],
+        )?;
+        self.defer(
+            "INSERT INTO hold_resolutions (hold, resolution, transfer_id, at)
+             VALUES ($1, $2, $3, $4)",
+            vec![
+                text(hold.id.as_str()),
+                text(HoldResolution::Settled.as_str()),
+                text(transfer_id.as_str()),
+                Param::Int(at.millis()),
+            ],
+        )
+    }
+
     async fn resolve_hold(
         &mut self,
         hold: &TransferId,

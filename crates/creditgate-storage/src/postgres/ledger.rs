@@ -8,8 +8,9 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{
     AdjustRequest, Adjusted, Balance, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted, Hold,
-    HoldRequest, HoldResolution, LedgerError, LedgerResult, LedgerStore, Organization,
-    RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement, VerifyReport,
+    HoldRequest, HoldResolution, LeaseRequest, LedgerError, LedgerResult, LedgerStore,
+    Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
+    VerifyReport,
 };
 use creditgate_core::money::NanoCredits;
 use deadpool_postgres::Transaction;
@@ -285,6 +286,10 @@ impl LedgerStore for PgStore {
 
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         in_transaction!(self, |j, now| ops::release(j, now, req.clone()))
+    }
+
+    async fn lease(&self, req: LeaseRequest) -> LedgerResult<Hold> {
+        in_transaction!(self, |j, now| ops::lease(j, now, req.clone()))
     }
 
     async fn expire_holds(&self) -> LedgerResult<Vec<TransferId>> {

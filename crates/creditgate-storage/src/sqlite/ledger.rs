@@ -10,8 +10,9 @@ use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{
     AdjustRequest, Adjusted, Balance, Draw, Entry, ExtendHoldRequest, GrantRequest, Granted, Hold,
-    HoldRequest, HoldResolution, LedgerError, LedgerResult, LedgerStore, Organization,
-    RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement, VerifyReport,
+    HoldRequest, HoldResolution, LeaseRequest, LedgerError, LedgerResult, LedgerStore,
+    Organization, RefundRequest, Refunded, ReleaseRequest, Released, SettleRequest, Settlement,
+    VerifyReport,
 };
 use creditgate_core::money::NanoCredits;
 use rusqlite::Connection;
@@ -205,6 +206,10 @@ impl LedgerStore for SqliteStore {
 
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         write_op!(rerunnable true, self, |j, now| ops::release(j, now, req.clone()))
+    }
+
+    async fn lease(&self, req: LeaseRequest) -> LedgerResult<Hold> {
+        write_op!(self, |j, now| ops::lease(j, now, req))
     }
 
     async fn expire_holds(&self) -> LedgerResult<Vec<TransferId>> {

@@ -9,6 +9,7 @@ mod accounts;
 mod contract;
 mod expiry_race;
 mod gateway_tables;
+mod lease;
 mod model;
 mod notify;
 mod payments;

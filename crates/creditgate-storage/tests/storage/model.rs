@@ -670,6 +670,7 @@ fn next_request(rng: &mut StdRng, m: &Model, n: &mut u64) -> Request {
                 }),
                 memo: None,
                 usage: None,
+                leased: None,
             })
         }
         56..=63 if !hold_ids.is_empty() => Request::Release(ReleaseRequest {

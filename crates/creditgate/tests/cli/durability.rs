@@ -16,6 +16,7 @@
 
 use std::time::{Duration, Instant};
 
+use creditgate_core::ids::TransferId;
 use creditgate_core::ledger::LedgerStore;
 use creditgate_core::money::NanoCredits;
 use creditgate_gateway::account::receipt_json;
@@ -733,4 +734,71 @@ async fn chaos_checks(
         lowest >= NanoCredits::ZERO.checked_sub(slice).unwrap(),
         "the balance went to {lowest}, below one slice per cut stream ({cut} cut: -{slice})"
     );
+}
+
+on_both!(killed_holding_a_lease:
+    a_replica_killed_holding_a_credit_lease_leaves_it_to_expire,
+    a_replica_killed_holding_a_credit_lease_leaves_it_to_expire_on_postgres
+);
+/// Credit leases (`docs/ledger.md`): a gateway killed while its lease holds credit, with a
+/// stream admitted against it, leaves the lease to expire like any hold. The charges it
+/// settled are all there; the stream it never settled is not charged; after the restart the
+/// lease is swept within its timeout and the whole balance is available again.
+async fn killed_holding_a_lease(backend: Backend) {
+    let Some(w) = World::on(backend).await else {
+        return;
+    };
+    let config = w.config("hold_timeout_ms = 1000\nsweep_interval_ms = 100");
+    let text = std::fs::read_to_string(&config).unwrap();
+    std::fs::write(&config, format!("credit_lease = true\n{text}")).unwrap();
+    let granted = NanoCredits::from_credits(1_000).unwrap();
+    w.grant(granted).await;
+    let gw = Gateway::start(&config);
+    let client = reqwest::Client::new();
+    let mut charged = NanoCredits::ZERO;
+    for _ in 0..5 {
+        let resp = client
+            .post(gw.url("/v1/messages"))
+            .header("x-api-key", &w.key)
+            .header("anthropic-version", "2023-06-01")
+            .json(&body(64, "output_tokens=8", false))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let told: NanoCredits = resp.headers()["x-creditgate-charged"]
+            .to_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        charged = charged.checked_add(told).unwrap();
+    }
+    let long = body(
+        4_000,
+        "output_tokens=4000 chunk_tokens=2 latency_ms=10",
+        true,
+    );
+    let mut live = Raw::open(&gw, &w.key, &long, Some(4096)).await;
+    live.read_until("content_block_delta").await;
+    let live_id = live.request_id();
+
+    let mut gw = gw;
+    gw.signal("KILL");
+    gw.wait_exit(Duration::from_secs(10));
+    let b = w.db.balance(&w.org).await.unwrap();
+    assert_eq!(b.active_holds, 1, "the lease outlives its replica: {b:?}");
+    assert!(b.held.is_positive(), "{b:?}");
+    assert_eq!(b.posted, granted.checked_sub(charged).unwrap());
+    let unsettled = TransferId::parse(&live_id).unwrap();
+    assert!(
+        w.db.receipt(&w.org, &unsettled).await.unwrap().is_none(),
+        "a request admitted against the lease leaves nothing until it settles"
+    );
+
+    let restarted = Gateway::start(&config);
+    let b = w.quiet(&restarted, Duration::from_secs(30)).await;
+    assert_eq!((b.held, b.available), (NanoCredits::ZERO, b.posted));
+    assert_eq!(b.posted, granted.checked_sub(charged).unwrap());
+    drop(restarted);
+    w.assert_clean().await;
 }

@@ -107,6 +107,7 @@ async fn org_with_usage(db: &Database, clock: &ManualClock, name: &str, charges:
             amount: NanoCredits::from_nanos(2 * nanos),
             memo: None,
             usage: Some(Box::new(record("key_0123456789abcdef", model, *nanos))),
+            leased: None,
         })
         .await
         .unwrap();

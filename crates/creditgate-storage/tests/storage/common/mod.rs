@@ -233,6 +233,7 @@ pub fn settle_req(hold: &str, id: &str, amount: i64) -> SettleRequest {
         amount: nc(amount),
         memo: None,
         usage: None,
+        leased: None,
     }
 }
 

@@ -1,0 +1,498 @@
+//! Credit leases (`docs/ledger.md`, "Credit leases"): this replica holds one hold per
+//! organization, the *lease*, and admits that organization's requests against it in memory,
+//! so a request's admission and growth cost no database write; its settlement records the
+//! request's hold beside the charge (`SettleRequest::leased`).
+//!
+//! The lease's books, per organization: `size` is what the lease hold holds; `reserved` what
+//! the requests admitted against it hold now (their first slices and growth); `consumed` what
+//! requests settled against it were charged since it was taken (drawn from the lots the lease
+//! covers, so no longer available to it). A request fits while
+//! `reserved + consumed + amount ≤ size`. When it does not, the lease is replaced in one
+//! transaction — the old lease released, a new one placed for at least what the requests in
+//! flight hold plus what the asking request needs — so the decision to refuse (402) is taken
+//! against the same available credit as a hold of the request's own would be. The new lease
+//! asks for headroom of [`HEADROOM_REQUESTS`] times the asking request, never more than half of
+//! what would be left (the ledger's rule), so near the end of a balance leases shrink to what
+//! the requests need.
+//!
+//! Keys with spend limits do not use the lease: their limits count active holds per scope, which
+//! only per-request holds carry. A lease idle for [`IDLE_RETURN`] is released; one in use is kept
+//! alive like a request's hold; neither happens while settlements wait in the spool (their
+//! credit stays held, as a spooled request's own hold does). A replica that dies leaves its
+//! lease to expire within [`LEASE_TIMEOUT_MS`].
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use creditgate_core::clock::Timestamp;
+use creditgate_core::ids::{OrganizationId, TransferId};
+use creditgate_core::ledger::{
+    Balance, ExtendHoldRequest, LeaseRequest, LedgerError, LedgerResult, LedgerStore,
+    ReleaseRequest,
+};
+use creditgate_core::money::NanoCredits;
+use creditgate_core::receipt::Receipt;
+use creditgate_core::usage::Admission;
+
+use crate::App;
+
+/// A new lease asks for this many times the asking request beyond what it needs.
+pub const HEADROOM_REQUESTS: i64 = 64;
+/// A lease no request used for this long is released.
+pub const IDLE_RETURN: Duration = Duration::from_secs(2);
+/// A lease's timeout (shorter than a request hold's: a replica that dies returns it sooner).
+pub const LEASE_TIMEOUT_MS: i64 = 60_000;
+/// How often the leases are looked after (idle return, keep-alive).
+const TICK: Duration = Duration::from_millis(500);
+
+/// This replica's credit leases and the requests admitted against them.
+pub struct Leases {
+    enabled: bool,
+    /// This process's part of every lease id, so replicas never share one.
+    replica: String,
+    next: AtomicU64,
+    orgs: Mutex<HashMap<OrganizationId, Arc<OrgLease>>>,
+    /// Requests in flight against a lease, for `GET /v1/requests/{id}`.
+    in_flight: Mutex<HashMap<TransferId, InFlight>>,
+}
+
+/// One organization's lease.
+pub struct OrgLease {
+    org: OrganizationId,
+    books: Mutex<Books>,
+    /// Taken by whoever replaces or returns the lease.
+    turn: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+struct Books {
+    hold: Option<TransferId>,
+    size: NanoCredits,
+    reserved: NanoCredits,
+    consumed: NanoCredits,
+    /// Requests admitted against the lease and not yet settled.
+    live: usize,
+    /// The lease is being replaced or returned: admissions wait for it.
+    busy: bool,
+    last_used: Option<Instant>,
+    kept_alive: Option<Instant>,
+    keep_alives: u64,
+}
+
+#[derive(Clone)]
+struct InFlight {
+    org: OrganizationId,
+    created_at: Timestamp,
+    held: NanoCredits,
+    admission: Admission,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Leases {
+    pub fn new(enabled: bool) -> Self {
+        let random: [u8; 6] = rand::random();
+        Self {
+            enabled,
+            replica: hex::encode(random),
+            next: AtomicU64::new(0),
+            orgs: Mutex::new(HashMap::new()),
+            in_flight: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    fn of(&self, org: &OrganizationId) -> Arc<OrgLease> {
+        lock(&self.orgs)
+            .entry(org.clone())
+            .or_insert_with(|| {
+                Arc::new(OrgLease {
+                    org: org.clone(),
+                    books: Mutex::new(Books::default()),
+                    turn: tokio::sync::Mutex::new(()),
+                })
+            })
+            .clone()
+    }
+
+    fn new_id(&self, org: &OrganizationId) -> LedgerResult<TransferId> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        TransferId::parse(&format!("lease:{}:{}:{n}", self.replica, org.as_str()))
+            .map_err(|e| LedgerError::InvalidRequest(e.to_string()))
+    }
+
+    /// Admits a request for `amount` against its organization's lease, replacing the lease if
+    /// it cannot cover it. `Insufficient` reports what a hold of the request's own would have
+    /// found available.
+    pub async fn admit(
+        &self,
+        app: &App,
+        request: &TransferId,
+        admission: Admission,
+        org: &OrganizationId,
+        amount: NanoCredits,
+    ) -> LedgerResult<Arc<OrgLease>> {
+        let lease = self.of(org);
+        self.take(app, &lease, amount, true).await?;
+        lock(&self.in_flight).insert(
+            request.clone(),
+            InFlight {
+                org: org.clone(),
+                created_at: app.clock.now(),
+                held: amount,
+                admission,
+            },
+        );
+        Ok(lease)
+    }
+
+    /// Grows a request's share of its lease by `amount` (a stream's next slice).
+    pub async fn grow(
+        &self,
+        app: &App,
+        request: &TransferId,
+        lease: &OrgLease,
+        amount: NanoCredits,
+    ) -> LedgerResult<()> {
+        self.take(app, lease, amount, false).await?;
+        if let Some(f) = lock(&self.in_flight).get_mut(request) {
+            f.held = f.held.checked_add(amount)?;
+        }
+        Ok(())
+    }
+
+    /// Ends a request's share of its lease: it held `reserved` and was charged `charged`.
+    pub fn settled(
+        &self,
+        request: &TransferId,
+        lease: &OrgLease,
+        reserved: NanoCredits,
+        charged: NanoCredits,
+    ) {
+        lock(&self.in_flight).remove(request);
+        let mut b = lock(&lease.books);
+        b.reserved = b
+            .reserved
+            .checked_sub(reserved)
+            .unwrap_or(NanoCredits::ZERO)
+            .max(NanoCredits::ZERO);
+        b.consumed = b.consumed.checked_add(charged).unwrap_or(b.size);
+        b.live = b.live.saturating_sub(1);
+        b.last_used = Some(Instant::now());
+    }
+
+    /// When admission was placed, for the request's hold as its settle records it.
+    pub fn admitted_at(&self, request: &TransferId) -> Option<Timestamp> {
+        lock(&self.in_flight).get(request).map(|f| f.created_at)
+    }
+
+    async fn take(
+        &self,
+        app: &App,
+        lease: &OrgLease,
+        amount: NanoCredits,
+        new_request: bool,
+    ) -> LedgerResult<()> {
+        if lease.try_take(amount, new_request)? {
+            return Ok(());
+        }
+        let _turn = lease.turn.lock().await;
+        if lease.try_take(amount, new_request)? {
+            return Ok(());
+        }
+        let (previous, reserved, consumed) = {
+            let mut b = lock(&lease.books);
+            b.busy = true;
+            (b.hold.clone(), b.reserved, b.consumed)
+        };
+        let replaced = self
+            .replace(app, lease, previous, reserved, amount, true)
+            .await;
+        let mut b = lock(&lease.books);
+        b.busy = false;
+        match replaced {
+            Ok(hold) => {
+                b.hold = Some(hold.id);
+                b.size = hold.amount;
+                // Charges settled while the lease was replaced count against the new one.
+                b.consumed = b.consumed.checked_sub(consumed)?.max(NanoCredits::ZERO);
+                b.reserved = b.reserved.checked_add(amount)?;
+                b.kept_alive = Some(Instant::now());
+                if new_request {
+                    b.live += 1;
+                }
+                b.last_used = Some(Instant::now());
+                Ok(())
+            }
+            Err(LedgerError::Insufficient { available, .. }) => Err(LedgerError::Insufficient {
+                // What a hold of the request's own would have found: the requests in flight
+                // hold their part of the lease.
+                available: available.checked_sub(reserved)?,
+                needed: amount,
+            }),
+            Err(err) => Err(err),
+        }
+    }
+
+    async fn replace(
+        &self,
+        app: &App,
+        lease: &OrgLease,
+        previous: Option<TransferId>,
+        reserved: NanoCredits,
+        amount: NanoCredits,
+        headroom: bool,
+    ) -> LedgerResult<creditgate_core::ledger::Hold> {
+        let needed = reserved.checked_add(amount)?;
+        let headroom = if headroom {
+            amount
+                .checked_mul(HEADROOM_REQUESTS)
+                .unwrap_or(NanoCredits::ZERO)
+        } else {
+            NanoCredits::ZERO
+        };
+        let previous = match previous {
+            Some(hold) => {
+                let release = hold
+                    .child("return")
+                    .map_err(|e| LedgerError::InvalidRequest(e.to_string()))?;
+                Some((hold, release))
+            }
+            None => None,
+        };
+        Box::pin(app.db.lease(LeaseRequest {
+            transfer_id: self.new_id(&lease.org)?,
+            org: lease.org.clone(),
+            previous,
+            needed,
+            wanted: needed.checked_add(headroom).unwrap_or(needed),
+            timeout_ms: lease_timeout_ms(app),
+        }))
+        .await
+    }
+
+    /// Shrinks the organization's lease to what its requests in flight hold, so a hold placed
+    /// outside the lease (a key with spend limits) finds the rest; `true` if it freed anything.
+    pub async fn shrink(&self, app: &App, org: &OrganizationId) -> bool {
+        let Some(lease) = lock(&self.orgs).get(org).cloned() else {
+            return false;
+        };
+        let _turn = lease.turn.lock().await;
+        let (previous, reserved, consumed) = {
+            let mut b = lock(&lease.books);
+            if b.hold.is_none() || b.size <= b.reserved || b.busy {
+                return false;
+            }
+            b.busy = true;
+            (b.hold.clone(), b.reserved, b.consumed)
+        };
+        let replaced = self
+            .replace(app, &lease, previous, reserved, NanoCredits::ZERO, false)
+            .await;
+        let mut b = lock(&lease.books);
+        b.busy = false;
+        match replaced {
+            Ok(hold) => {
+                b.hold = Some(hold.id);
+                b.size = hold.amount;
+                b.consumed = b
+                    .consumed
+                    .checked_sub(consumed)
+                    .unwrap_or(NanoCredits::ZERO)
+                    .max(NanoCredits::ZERO);
+                b.kept_alive = Some(Instant::now());
+                true
+            }
+            Err(err) => {
+                tracing::warn!(org = %org, error = %err, "shrinking a credit lease failed");
+                false
+            }
+        }
+    }
+
+    /// Corrects a balance read from the database for this replica's lease: the lease hold counts
+    /// as held only for what its requests in flight hold, as their own holds would.
+    pub fn correct(&self, balance: &mut Balance) {
+        let Some(lease) = lock(&self.orgs).get(&balance.org).cloned() else {
+            return;
+        };
+        let b = lock(&lease.books);
+        if b.hold.is_none() {
+            return;
+        }
+        let unused = b.size.checked_sub(b.reserved).unwrap_or(NanoCredits::ZERO);
+        if let (Ok(held), Ok(available)) = (
+            balance.held.checked_sub(unused),
+            balance.available.checked_add(unused),
+        ) {
+            balance.held = held.max(NanoCredits::ZERO);
+            balance.available = available;
+        }
+    }
+
+    /// Corrects an organization's available credit read from the database, as [`Self::correct`].
+    pub fn correct_available(&self, org: &OrganizationId, available: NanoCredits) -> NanoCredits {
+        let Some(lease) = lock(&self.orgs).get(org).cloned() else {
+            return available;
+        };
+        let b = lock(&lease.books);
+        if b.hold.is_none() {
+            return available;
+        }
+        let unused = b.size.checked_sub(b.reserved).unwrap_or(NanoCredits::ZERO);
+        available.checked_add(unused).unwrap_or(available)
+    }
+
+    /// A request in flight against a lease, as its receipt shows it before it settles.
+    pub fn receipt(&self, org: &OrganizationId, request: &TransferId) -> Option<Receipt> {
+        let f = lock(&self.in_flight).get(request).cloned()?;
+        if &f.org != org {
+            return None;
+        }
+        Some(Receipt {
+            id: request.clone(),
+            org: f.org,
+            admission: Some(f.admission),
+            created_at: f.created_at,
+            held: f.held,
+            resolution: None,
+            charge: None,
+            record: None,
+        })
+    }
+
+    /// Looks after the leases until aborted: returns idle ones, keeps the rest alive.
+    pub async fn tend_forever(app: Arc<App>) {
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tick.tick().await;
+            let leases: Vec<Arc<OrgLease>> = lock(&app.leases.orgs).values().cloned().collect();
+            for lease in leases {
+                app.leases.tend(&app, &lease).await;
+            }
+        }
+    }
+
+    async fn tend(&self, app: &App, lease: &OrgLease) {
+        let keep_every = crate::lifecycle::refresh_period(lease_timeout_ms(app));
+        let (idle, due) = {
+            let b = lock(&lease.books);
+            if b.hold.is_none() || b.busy {
+                return;
+            }
+            let idle = b.live == 0 && b.last_used.is_none_or(|t| t.elapsed() >= IDLE_RETURN);
+            let due = b.kept_alive.is_none_or(|t| t.elapsed() >= keep_every);
+            (idle, due)
+        };
+        // Spooled settlements keep their credit held: neither returned nor left to lapse.
+        if idle && app.spool.depth() == 0 {
+            self.give_back(app, lease).await;
+        } else if due {
+            self.keep_alive(app, lease).await;
+        }
+    }
+
+    /// Releases the lease if no request uses it (at shutdown, or idle).
+    async fn give_back(&self, app: &App, lease: &OrgLease) {
+        let _turn = lease.turn.lock().await;
+        let hold = {
+            let mut b = lock(&lease.books);
+            if b.live > 0 || b.hold.is_none() {
+                return;
+            }
+            b.busy = true;
+            b.hold.clone()
+        };
+        let Some(hold) = hold else { return };
+        let released = match hold.child("return") {
+            Ok(transfer_id) => Box::pin(app.db.release(ReleaseRequest {
+                transfer_id,
+                hold: hold.clone(),
+            }))
+            .await
+            .map(|_| ()),
+            Err(e) => Err(LedgerError::InvalidRequest(e.to_string())),
+        };
+        let mut b = lock(&lease.books);
+        b.busy = false;
+        match released {
+            Ok(()) | Err(LedgerError::HoldResolved { .. }) => {
+                *b = Books::default();
+            }
+            Err(err) => {
+                tracing::warn!(lease = %hold, error = %err, "returning a credit lease failed")
+            }
+        }
+    }
+
+    async fn keep_alive(&self, app: &App, lease: &OrgLease) {
+        let (hold, n) = {
+            let mut b = lock(&lease.books);
+            b.keep_alives += 1;
+            (b.hold.clone(), b.keep_alives)
+        };
+        let Some(hold) = hold else { return };
+        let Ok(transfer_id) = hold.child(&format!("keepalive:{n}")) else {
+            return;
+        };
+        let req = ExtendHoldRequest {
+            transfer_id,
+            hold: hold.clone(),
+            amount: NanoCredits::ZERO,
+            timeout_ms: lease_timeout_ms(app),
+            limits: Vec::new(),
+        };
+        match Box::pin(app.db.extend_hold(req)).await {
+            Ok(_) => lock(&lease.books).kept_alive = Some(Instant::now()),
+            // Expired under us (the database was away longer than the lease): the next
+            // admission that does not fit replaces it; settlements need no lease.
+            Err(err) => {
+                tracing::warn!(lease = %hold, error = %err, "credit lease keep-alive failed")
+            }
+        }
+    }
+
+    /// Returns every lease no request uses (shutdown). Settlements left in the spool keep
+    /// theirs held until it expires.
+    pub async fn return_all(&self, app: &App) {
+        if app.spool.depth() > 0 {
+            return;
+        }
+        let leases: Vec<Arc<OrgLease>> = lock(&self.orgs).values().cloned().collect();
+        for lease in leases {
+            self.give_back(app, &lease).await;
+        }
+    }
+}
+
+impl OrgLease {
+    /// Takes `amount` from the lease in memory if it covers it (`Ok(false)` if not, or while the
+    /// lease is being replaced).
+    fn try_take(&self, amount: NanoCredits, new_request: bool) -> LedgerResult<bool> {
+        let mut b = lock(&self.books);
+        if b.busy || b.hold.is_none() {
+            return Ok(false);
+        }
+        let after = b.reserved.checked_add(b.consumed)?.checked_add(amount)?;
+        if after > b.size {
+            return Ok(false);
+        }
+        b.reserved = b.reserved.checked_add(amount)?;
+        if new_request {
+            b.live += 1;
+        }
+        b.last_used = Some(Instant::now());
+        Ok(true)
+    }
+}
+
+fn lease_timeout_ms(app: &App) -> i64 {
+    app.cfg.hold_timeout_ms.min(LEASE_TIMEOUT_MS)
+}

@@ -257,8 +257,9 @@ pub struct LeasedHold {
 
 /// Take a credit lease (`docs/ledger.md`, "Credit leases"): one hold, owned by a gateway
 /// replica, that requests are admitted against in its memory. In one transaction the `previous`
-/// lease (if any) is released and a new one placed for as much of `wanted` as available credit
-/// (plus the credit limit) covers, but never less than `needed` (else `Insufficient`, and the
+/// lease (if any) is released and a new one placed for as much of `wanted` as available prepaid
+/// credit covers (an invoiced organization's credit line is never leased), at most half of what
+/// would be left beside `needed`, and never less than `needed` (else `Insufficient`, and the
 /// previous lease stays). `needed` is what the replica's requests in flight already hold of the
 /// previous lease plus what the asking request needs.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

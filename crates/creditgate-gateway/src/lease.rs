@@ -46,6 +46,9 @@ pub const IDLE_RETURN: Duration = Duration::from_secs(2);
 pub const LEASE_TIMEOUT_MS: i64 = 60_000;
 /// How often the leases are looked after (idle return, keep-alive).
 const TICK: Duration = Duration::from_millis(500);
+/// After the ledger refused to replace a lease, requests that do not fit it go straight to holds
+/// of their own for this long, without asking again.
+const AFTER_REFUSAL: Duration = Duration::from_secs(1);
 
 /// This replica's credit leases and the requests admitted against them.
 pub struct Leases {
@@ -79,6 +82,11 @@ struct Books {
     last_used: Option<Instant>,
     kept_alive: Option<Instant>,
     keep_alives: u64,
+    /// The lease hold's expiry as last placed or kept alive: past it the ledger no longer counts
+    /// the lease as held.
+    expires_at: Option<Timestamp>,
+    /// When the ledger last refused to replace the lease.
+    refused: Option<Instant>,
 }
 
 #[derive(Clone)]
@@ -200,15 +208,21 @@ impl Leases {
         amount: NanoCredits,
         new_request: bool,
     ) -> LedgerResult<()> {
-        if lease.try_take(amount, new_request)? {
+        if lease.try_take(amount, new_request, app.clock.now())? {
             return Ok(());
         }
         let _turn = lease.turn.lock().await;
-        if lease.try_take(amount, new_request)? {
+        if lease.try_take(amount, new_request, app.clock.now())? {
             return Ok(());
         }
         let (previous, reserved, consumed) = {
             let mut b = lock(&lease.books);
+            if b.refused.is_some_and(|t| t.elapsed() < AFTER_REFUSAL) {
+                return Err(LedgerError::Insufficient {
+                    available: NanoCredits::ZERO,
+                    needed: amount,
+                });
+            }
             b.busy = true;
             (b.hold.clone(), b.reserved, b.consumed)
         };
@@ -221,6 +235,8 @@ impl Leases {
             Ok(hold) => {
                 b.hold = Some(hold.id);
                 b.size = hold.amount;
+                b.expires_at = Some(hold.expires_at);
+                b.refused = None;
                 // Charges settled while the lease was replaced count against the new one.
                 b.consumed = b.consumed.checked_sub(consumed)?.max(NanoCredits::ZERO);
                 b.reserved = b.reserved.checked_add(amount)?;
@@ -231,12 +247,15 @@ impl Leases {
                 b.last_used = Some(Instant::now());
                 Ok(())
             }
-            Err(LedgerError::Insufficient { available, .. }) => Err(LedgerError::Insufficient {
-                // What a hold of the request's own would have found: the requests in flight
-                // hold their part of the lease.
-                available: available.checked_sub(reserved)?,
-                needed: amount,
-            }),
+            Err(LedgerError::Insufficient { available, .. }) => {
+                b.refused = Some(Instant::now());
+                Err(LedgerError::Insufficient {
+                    // What a hold of the request's own would have found: the requests in flight
+                    // hold their part of the lease.
+                    available: available.checked_sub(reserved)?,
+                    needed: amount,
+                })
+            }
             Err(err) => Err(err),
         }
     }
@@ -302,6 +321,7 @@ impl Leases {
             Ok(hold) => {
                 b.hold = Some(hold.id);
                 b.size = hold.amount;
+                b.expires_at = Some(hold.expires_at);
                 b.consumed = b
                     .consumed
                     .checked_sub(consumed)
@@ -317,37 +337,46 @@ impl Leases {
         }
     }
 
-    /// Corrects a balance read from the database for this replica's lease: the lease hold counts
-    /// as held only for what its requests in flight hold, as their own holds would.
-    pub fn correct(&self, balance: &mut Balance) {
-        let Some(lease) = lock(&self.orgs).get(&balance.org).cloned() else {
+    /// What the ledger counts as held of this replica's lease beyond what its requests in flight
+    /// hold (`None` without a live lease), and how many requests in flight it stands for.
+    fn unused(&self, org: &OrganizationId, now: Timestamp) -> Option<(NanoCredits, usize)> {
+        let lease = lock(&self.orgs).get(org).cloned()?;
+        let b = lock(&lease.books);
+        b.hold.as_ref()?;
+        // A lapsed lease is no longer held in the ledger's eyes.
+        if b.expires_at.is_none_or(|e| e <= now) {
+            return None;
+        }
+        Some((b.size.checked_sub(b.reserved).ok()?, b.live))
+    }
+
+    /// Corrects a balance read from the database at `now` for this replica's lease: the lease
+    /// hold counts as held only for what its requests in flight hold, as their own holds would.
+    pub fn correct(&self, balance: &mut Balance, now: Timestamp) {
+        let Some((unused, live)) = self.unused(&balance.org, now) else {
             return;
         };
-        let b = lock(&lease.books);
-        if b.hold.is_none() {
-            return;
-        }
-        let unused = b.size.checked_sub(b.reserved).unwrap_or(NanoCredits::ZERO);
         if let (Ok(held), Ok(available)) = (
             balance.held.checked_sub(unused),
             balance.available.checked_add(unused),
         ) {
             balance.held = held.max(NanoCredits::ZERO);
             balance.available = available;
+            // One hold per request in flight, as without a lease, instead of the lease's.
+            balance.active_holds = (balance.active_holds + live as u64).saturating_sub(1);
         }
     }
 
     /// Corrects an organization's available credit read from the database, as [`Self::correct`].
-    pub fn correct_available(&self, org: &OrganizationId, available: NanoCredits) -> NanoCredits {
-        let Some(lease) = lock(&self.orgs).get(org).cloned() else {
-            return available;
-        };
-        let b = lock(&lease.books);
-        if b.hold.is_none() {
-            return available;
-        }
-        let unused = b.size.checked_sub(b.reserved).unwrap_or(NanoCredits::ZERO);
-        available.checked_add(unused).unwrap_or(available)
+    pub fn correct_available(
+        &self,
+        org: &OrganizationId,
+        available: NanoCredits,
+        now: Timestamp,
+    ) -> NanoCredits {
+        self.unused(org, now)
+            .and_then(|(unused, _)| available.checked_add(unused).ok())
+            .unwrap_or(available)
     }
 
     /// A request in flight against a lease, as its receipt shows it before it settles.
@@ -450,7 +479,11 @@ impl Leases {
             limits: Vec::new(),
         };
         match Box::pin(app.db.extend_hold(req)).await {
-            Ok(_) => lock(&lease.books).kept_alive = Some(Instant::now()),
+            Ok(kept) => {
+                let mut b = lock(&lease.books);
+                b.kept_alive = Some(Instant::now());
+                b.expires_at = Some(kept.expires_at);
+            }
             // Expired under us (the database was away longer than the lease): the next
             // admission that does not fit replaces it; settlements need no lease.
             Err(err) => {
@@ -475,9 +508,15 @@ impl Leases {
 impl OrgLease {
     /// Takes `amount` from the lease in memory if it covers it (`Ok(false)` if not, or while the
     /// lease is being replaced).
-    fn try_take(&self, amount: NanoCredits, new_request: bool) -> LedgerResult<bool> {
+    fn try_take(
+        &self,
+        amount: NanoCredits,
+        new_request: bool,
+        now: Timestamp,
+    ) -> LedgerResult<bool> {
         let mut b = lock(&self.books);
-        if b.busy || b.hold.is_none() {
+        // A lapsed lease (its keep-alive could not reach the ledger) is replaced, not spent.
+        if b.busy || b.hold.is_none() || b.expires_at.is_none_or(|e| e <= now) {
             return Ok(false);
         }
         let after = b.reserved.checked_add(b.consumed)?.checked_add(amount)?;

@@ -180,7 +180,7 @@ impl App {
     ) -> creditgate_core::ledger::LedgerResult<creditgate_core::ledger::Balance> {
         use creditgate_core::ledger::LedgerStore;
         let mut balance = self.db.balance(org).await?;
-        self.leases.correct(&mut balance);
+        self.leases.correct(&mut balance, self.clock.now());
         Ok(balance)
     }
 

@@ -210,13 +210,23 @@ async fn hold_and_run(
         limits::spend_refusal(&key, &e, app.clock.now(), unit)
             .unwrap_or_else(|| refusal(e, &estimate, parsed.stream, unit))
     };
-    // A key with spend limits holds per request: its limits count each scope's holds.
-    let (lease, live) = if app.leases.enabled() && limits.is_empty() {
-        let lease = app
+    // A key with spend limits holds per request: its limits count each scope's holds. A request
+    // the lease cannot cover gets a hold of its own, which decides a refusal exactly as without
+    // a lease (and may spend an invoiced organization's credit line, which is never leased).
+    let leased = if app.leases.enabled() && limits.is_empty() {
+        match app
             .leases
-            .admit(&app, &transfer_id, admission, &key.org, amount)
+            .admit(&app, &transfer_id, admission.clone(), &key.org, amount)
             .await
-            .map_err(refused)?;
+        {
+            Ok(lease) => Some(lease),
+            Err(LedgerError::Insufficient { .. }) => None,
+            Err(err) => return Err(refused(err)),
+        }
+    } else {
+        None
+    };
+    let (lease, live) = if let Some(lease) = leased {
         (Some(lease), Live::counted(app.clone()))
     } else {
         let req = HoldRequest {

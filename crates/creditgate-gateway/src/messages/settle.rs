@@ -90,9 +90,10 @@ impl Admitted {
         }
         match posted {
             Posted::Ledger(s) => {
-                let available = s
-                    .available
-                    .map(|a| app.leases.correct_available(&self.key.org, a));
+                let available = s.available.map(|a| {
+                    app.leases
+                        .correct_available(&self.key.org, a, app.clock.now())
+                });
                 if let Some(available) = available {
                     crate::reload::after_settlement(&self.app, &self.key.org, available);
                     crate::notify::alerts::after_settlement(&self.app, &self.key.org, available);

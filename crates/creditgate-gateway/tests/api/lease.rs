@@ -50,7 +50,12 @@ async fn forty_concurrent_requests_are_charged_exactly_against_a_lease() {
     // flight (none), as holds of their own would.
     let db = t.balance().await;
     assert_eq!(db.posted, before.posted.checked_sub(charged).unwrap());
-    assert_eq!(db.active_holds, 1, "one lease, not a hold per request");
+    assert_eq!(db.active_holds, 0, "shown as no request in flight");
+    let raw = t.app.db.balance(&t.org).await.unwrap();
+    assert_eq!(
+        raw.active_holds, 1,
+        "one lease in the ledger, not a hold per request"
+    );
     let shown = t.get("/v1/credits").await;
     assert_eq!(shown.status, 200, "{}", shown.body);
     let available: NanoCredits = shown.body["available"].as_str().unwrap().parse().unwrap();
@@ -169,8 +174,28 @@ async fn a_lease_that_lapses_under_a_live_stream_still_charges_it() {
     let receipt = t.final_receipt(&id).await;
     assert_eq!(receipt.output_tokens(), 2000, "{}", receipt.0);
     t.assert_settled_once(&id, receipt.charged()).await;
-    // The next request replaces the lapsed lease.
+    // The next request replaces the lapsed lease rather than spending it.
     let next = t.message(&body(64, "output_tokens=5")).await;
     assert_eq!(next.status, 200, "{}", next.body);
+    let (lapsed, _) = t.app.db.hold(&expired[0]).await.unwrap().unwrap();
+    let leases: Vec<_> = t
+        .app
+        .db
+        .entries(&t.org)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.transfer_id.as_str().starts_with("lease:"))
+        .collect();
+    assert!(leases.is_empty(), "a lease moves no money: {leases:?}");
+    let in_db = t.app.db.balance(&t.org).await.unwrap();
+    assert_eq!(in_db.active_holds, 1, "a new lease: {in_db:?}");
+    assert!(lapsed.id.as_str().starts_with("lease:"));
+    let (_, resolution) = t.app.db.hold(&lapsed.id).await.unwrap().unwrap();
+    assert_eq!(
+        resolution,
+        Some(creditgate_core::ledger::HoldResolution::Expired),
+        "the lapsed lease stays expired; a new one took its place"
+    );
     t.assert_ledger_clean().await;
 }

@@ -362,7 +362,8 @@ async fn charge<J: Journal>(
 }
 
 /// Replaces a replica's credit lease: releases the previous one and places the new one for as
-/// much of `wanted` as the organization has available, never less than `needed`.
+/// much of `wanted` as the organization has available (prepaid: its credit line is not leased),
+/// never less than `needed`.
 pub(crate) async fn lease<J: Journal>(
     j: &mut J,
     now: Timestamp,
@@ -384,9 +385,11 @@ pub(crate) async fn lease<J: Journal>(
     if let Some((previous, release_id)) = &req.previous {
         return_lease(j, now, &req.org, previous, release_id).await?;
     }
+    // Prepaid credit only: an invoiced organization's credit line is spent through holds of
+    // their own, which check the line as it stands when each is placed.
     let spendable = j.spendable_total(&req.org, now).await?;
     let (held, _) = j.held(&req.org, now).await?;
-    let available = available(spendable, state.debt, held)?.checked_add(state.credit_limit)?;
+    let available = available(spendable, state.debt, held)?;
     if available < req.needed {
         return Err(LedgerError::Insufficient {
             available,

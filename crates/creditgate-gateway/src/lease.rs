@@ -49,6 +49,9 @@ const TICK: Duration = Duration::from_millis(500);
 /// After the ledger refused to replace a lease, requests that do not fit it go straight to holds
 /// of their own for this long, without asking again.
 const AFTER_REFUSAL: Duration = Duration::from_secs(1);
+/// Longest a lease's replacement may wait for the database (as one settle attempt): a request
+/// must not hang on a ledger that cannot answer.
+const REPLACE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// This replica's credit leases and the requests admitted against them.
 pub struct Leases {
@@ -208,6 +211,14 @@ impl Leases {
         amount: NanoCredits,
         new_request: bool,
     ) -> LedgerResult<()> {
+        // While settlements wait in the spool the ledger is away: no request is admitted against
+        // a lease (its hold of its own fails fast, as without a lease), so fewer settlements pile
+        // up behind an outage.
+        if app.spool.depth() > 0 {
+            return Err(LedgerError::Unavailable(
+                "settlements are waiting in the spool".to_owned(),
+            ));
+        }
         if lease.try_take(amount, new_request, app.clock.now())? {
             return Ok(());
         }
@@ -256,7 +267,18 @@ impl Leases {
                     needed: amount,
                 })
             }
-            Err(err) => Err(err),
+            Err(err) => {
+                if matches!(err, LedgerError::Unavailable(_)) {
+                    // The replacement may have committed after all (see `replace`): forget the
+                    // lease. Whichever holds stand lapse on their own; the next request places a
+                    // new lease for what the requests in flight hold plus its own.
+                    b.hold = None;
+                    b.size = NanoCredits::ZERO;
+                    b.consumed = NanoCredits::ZERO;
+                    b.expires_at = None;
+                }
+                Err(err)
+            }
         }
     }
 
@@ -286,15 +308,25 @@ impl Leases {
             }
             None => None,
         };
-        Box::pin(app.db.lease(LeaseRequest {
+        let replacing = Box::pin(app.db.lease(LeaseRequest {
             transfer_id: self.new_id(&lease.org)?,
             org: lease.org.clone(),
             previous,
             needed,
             wanted: needed.checked_add(headroom).unwrap_or(needed),
             timeout_ms: lease_timeout_ms(app),
-        }))
-        .await
+        }));
+        // A replacement given up may still commit: the lease it placed then lapses unused, and
+        // the previous one, released, no longer holds what the books say — so `take` forgets
+        // the lease and the next request starts a new one.
+        tokio::time::timeout(REPLACE_TIMEOUT, replacing)
+            .await
+            .unwrap_or_else(|_| {
+                Err(LedgerError::Unavailable(format!(
+                    "no answer within {} s",
+                    REPLACE_TIMEOUT.as_secs()
+                )))
+            })
     }
 
     /// Shrinks the organization's lease to what its requests in flight hold, so a hold placed

@@ -213,7 +213,8 @@ async fn hold_and_run(
     // A key with spend limits holds per request: its limits count each scope's holds. A request
     // the lease cannot cover gets a hold of its own, which decides a refusal exactly as without
     // a lease (and may spend an invoiced organization's credit line, which is never leased).
-    let leased = if app.leases.enabled() && limits.is_empty() {
+    // While settlements wait in the spool (the ledger was away), holds of their own.
+    let leased = if app.leases.enabled() && limits.is_empty() && app.spool.depth() == 0 {
         match app
             .leases
             .admit(&app, &transfer_id, admission.clone(), &key.org, amount)

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use creditgate_core::accounts::Role;
-use creditgate_core::ledger::LedgerStore;
 use creditgate_gateway::dashboard::assets::ASSET_VERSION;
 use futures_util::StreamExt;
 use reqwest::header::{CONTENT_TYPE, LOCATION, SET_COOKIE};

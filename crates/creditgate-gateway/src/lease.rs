@@ -56,8 +56,14 @@ const REPLACE_TIMEOUT: Duration = Duration::from_secs(5);
 /// This replica's credit leases and the requests admitted against them.
 pub struct Leases {
     enabled: bool,
-    /// This process's part of every lease id, so replicas never share one.
+    /// The replica's part of every lease id (`lease:<replica>:<start>:…`): kept beside its spool
+    /// file, which only one process uses at a time, so a restarted replica knows which leases
+    /// its predecessor left and returns them once its spool is applied.
     replica: String,
+    /// This process's part: when it started.
+    start: String,
+    /// The predecessor's leases were returned (or there were none).
+    predecessors_returned: std::sync::atomic::AtomicBool,
     next: AtomicU64,
     orgs: Mutex<HashMap<OrganizationId, Arc<OrgLease>>>,
     /// Requests in flight against a lease, for `GET /v1/requests/{id}`.
@@ -105,11 +111,20 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Leases {
-    pub fn new(enabled: bool) -> Self {
-        let random: [u8; 6] = rand::random();
+    /// `spool` is this process's spool file; the replica's id is kept beside it.
+    pub fn new(enabled: bool, spool: &std::path::Path) -> Self {
+        let start = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
         Self {
             enabled,
-            replica: hex::encode(random),
+            replica: if enabled {
+                replica_id(spool)
+            } else {
+                hex::encode(rand::random::<[u8; 6]>())
+            },
+            start: format!("{start:x}"),
+            predecessors_returned: std::sync::atomic::AtomicBool::new(!enabled),
             next: AtomicU64::new(0),
             orgs: Mutex::new(HashMap::new()),
             in_flight: Mutex::new(HashMap::new()),
@@ -135,8 +150,13 @@ impl Leases {
 
     fn new_id(&self, org: &OrganizationId) -> LedgerResult<TransferId> {
         let n = self.next.fetch_add(1, Ordering::Relaxed);
-        TransferId::parse(&format!("lease:{}:{}:{n}", self.replica, org.as_str()))
-            .map_err(|e| LedgerError::InvalidRequest(e.to_string()))
+        TransferId::parse(&format!(
+            "lease:{}:{}:{}:{n}",
+            self.replica,
+            self.start,
+            org.as_str()
+        ))
+        .map_err(|e| LedgerError::InvalidRequest(e.to_string()))
     }
 
     /// Admits a request for `amount` against its organization's lease, replacing the lease if
@@ -429,11 +449,13 @@ impl Leases {
         })
     }
 
-    /// Looks after the leases until aborted: returns idle ones, keeps the rest alive.
+    /// Looks after the leases until aborted: returns the predecessor's once the spool is
+    /// applied, returns idle ones, keeps the rest alive.
     pub async fn tend_forever(app: Arc<App>) {
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;
+            app.leases.return_predecessors(&app).await;
             let leases: Vec<Arc<OrgLease>> = lock(&app.leases.orgs).values().cloned().collect();
             for lease in leases {
                 app.leases.tend(&app, &lease).await;
@@ -524,6 +546,46 @@ impl Leases {
         }
     }
 
+    /// Releases the leases an earlier process of this replica left (killed, or stopped with
+    /// settlements in the spool), once the spool holds nothing: every settlement they covered
+    /// was then applied or will never come.
+    async fn return_predecessors(&self, app: &App) {
+        if self.predecessors_returned.load(Ordering::Relaxed) || app.spool.depth() > 0 {
+            return;
+        }
+        let ours = format!("lease:{}:{}:", self.replica, self.start);
+        let left = match app
+            .db
+            .active_holds_with_prefix(&format!("lease:{}:", self.replica))
+            .await
+        {
+            Ok(left) => left,
+            Err(err) => {
+                tracing::warn!(error = %err, "listing an earlier process's credit leases failed");
+                return;
+            }
+        };
+        for hold in left.into_iter().filter(|h| !h.as_str().starts_with(&ours)) {
+            let Ok(transfer_id) = hold.child("return") else {
+                continue;
+            };
+            let req = ReleaseRequest {
+                transfer_id,
+                hold: hold.clone(),
+            };
+            match Box::pin(app.db.release(req)).await {
+                Ok(_) | Err(LedgerError::HoldResolved { .. }) => {
+                    tracing::info!(lease = %hold, "returned an earlier process's credit lease");
+                }
+                Err(err) => {
+                    tracing::warn!(lease = %hold, error = %err, "returning an earlier process's credit lease failed");
+                    return;
+                }
+            }
+        }
+        self.predecessors_returned.store(true, Ordering::Relaxed);
+    }
+
     /// Returns every lease no request uses (shutdown). Settlements left in the spool keep
     /// theirs held until it expires.
     pub async fn return_all(&self, app: &App) {
@@ -562,6 +624,24 @@ impl OrgLease {
         b.last_used = Some(Instant::now());
         Ok(true)
     }
+}
+
+/// The replica's id, kept in a file beside its spool (made on first use); a random one, with no
+/// return of a predecessor's leases, if that file cannot be kept.
+fn replica_id(spool: &std::path::Path) -> String {
+    let path = std::path::PathBuf::from(format!("{}.lease-id", spool.display()));
+    let valid = |id: &str| id.len() == 12 && id.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Ok(id) = std::fs::read_to_string(&path) {
+        let id = id.trim();
+        if valid(id) {
+            return id.to_owned();
+        }
+    }
+    let id = hex::encode(rand::random::<[u8; 6]>());
+    if let Err(err) = std::fs::write(&path, format!("{id}\n")) {
+        tracing::warn!(path = %path.display(), error = %err, "cannot keep the replica's lease id");
+    }
+    id
 }
 
 fn lease_timeout_ms(app: &App) -> i64 {

@@ -147,7 +147,7 @@ impl App {
         let payments =
             payments::Payments::new(cfg.payments.clone()).map_err(StartError::Payments)?;
         let mailer = mail::Mailer::from_config(&cfg.accounts)?;
-        let leases = lease::Leases::new(cfg.credit_lease);
+        let leases = lease::Leases::new(cfg.credit_lease, &cfg.spool_path);
         Ok(Arc::new(Self {
             leases,
             mailer,

@@ -15,10 +15,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use creditgate_core::clock::SystemClock;
+use creditgate_core::clock::{SystemClock, Timestamp};
 use creditgate_core::ids::{ApiKeyId, LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource, SettleRequest,
+    GrantRequest, HoldRequest, LeasedHold, LedgerStore, LotCategory, LotSource, SettleRequest,
     DEFAULT_HOLD_TIMEOUT_MS,
 };
 use creditgate_core::money::NanoCredits;
@@ -92,16 +92,21 @@ enum SettleKind {
     Memo,
     /// A typed usage record, written with its three rollup rows (what the gateway writes now).
     Record,
+    /// A request admitted against a credit lease: no hold placed, its settle records the hold
+    /// with the charge and the usage record (`docs/ledger.md`, "Credit leases"; the lease's own
+    /// replacement, once per many requests, is not counted).
+    Leased,
 }
 
 impl SettleKind {
-    const ALL: [SettleKind; 3] = [Self::Bare, Self::Memo, Self::Record];
+    const ALL: [SettleKind; 4] = [Self::Bare, Self::Memo, Self::Record, Self::Leased];
 
     fn name(self) -> &'static str {
         match self {
             Self::Bare => "bare",
             Self::Memo => "memo",
             Self::Record => "record",
+            Self::Leased => "leased",
         }
     }
 }
@@ -299,6 +304,13 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let hold = ids.hold();
+                if kind == SettleKind::Leased {
+                    db.settle(leased_settle(&org, hold))
+                        .await
+                        .expect("leased settle");
+                    pairs.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 db.reserve(HoldRequest {
                     transfer_id: hold.clone(),
                     org: org.clone(),
@@ -332,6 +344,28 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
     Measured {
         pairs: pairs.load(Ordering::Relaxed),
         elapsed: started.elapsed(),
+    }
+}
+
+/// The settle of a request admitted against a lease: its hold recorded with its charge.
+fn leased_settle(org: &OrganizationId, hold: TransferId) -> SettleRequest {
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_millis();
+    SettleRequest {
+        transfer_id: hold.child("settle").unwrap(),
+        hold,
+        amount: NanoCredits::from_nanos(CHARGE),
+        memo: None,
+        usage: Some(Box::new(record())),
+        leased: Some(LeasedHold {
+            org: org.clone(),
+            amount: NanoCredits::from_nanos(HOLD),
+            created_at: Timestamp::from_millis(millis as i64),
+            scope: None,
+            memo: None,
+        }),
     }
 }
 

@@ -55,6 +55,32 @@ fn receipt_row(row: &dyn Columns) -> LedgerResult<Receipt> {
 }
 
 impl Database {
+    /// The unresolved holds whose ids start with `prefix` (a gateway replica's credit leases,
+    /// `lease:<replica>:`), in id order.
+    pub async fn active_holds_with_prefix(&self, prefix: &str) -> LedgerResult<Vec<TransferId>> {
+        // A range on the key, the same on both databases: every id that starts with the prefix
+        // sorts at or after it and before the prefix with its last character raised.
+        let mut end = prefix.to_owned();
+        let last = end.pop().ok_or_else(|| {
+            LedgerError::InvalidRequest("a hold prefix must not be empty".to_owned())
+        })?;
+        let raised = char::from_u32(last as u32 + 1).ok_or_else(|| {
+            LedgerError::InvalidRequest(
+                "a hold prefix must end in an ordinary character".to_owned(),
+            )
+        })?;
+        end.push(raised);
+        self.query(
+            "SELECT hold FROM active_holds WHERE hold >= $1 AND hold < $2 ORDER BY hold",
+            vec![Param::Text(prefix.to_owned()), Param::Text(end)],
+            |row| {
+                TransferId::parse(&row.text(0)?)
+                    .map_err(|e| LedgerError::Corrupt(format!("stored hold id: {e}")))
+            },
+        )
+        .await
+    }
+
     /// The receipt of one request of one organization (another organization's id is `None`).
     pub async fn receipt(
         &self,

@@ -264,14 +264,8 @@ impl Leases {
         b.busy = false;
         match replaced {
             Ok(hold) => {
-                b.hold = Some(hold.id);
-                b.size = hold.amount;
-                b.expires_at = Some(hold.expires_at);
-                b.refused = None;
-                // Charges settled while the lease was replaced count against the new one.
-                b.consumed = b.consumed.checked_sub(consumed)?.max(NanoCredits::ZERO);
+                b.placed(hold, consumed);
                 b.reserved = b.reserved.checked_add(amount)?;
-                b.kept_alive = Some(Instant::now());
                 if new_request {
                     b.live += 1;
                 }
@@ -289,13 +283,7 @@ impl Leases {
             }
             Err(err) => {
                 if matches!(err, LedgerError::Unavailable(_)) {
-                    // The replacement may have committed after all (see `replace`): forget the
-                    // lease. Whichever holds stand lapse on their own; the next request places a
-                    // new lease for what the requests in flight hold plus its own.
-                    b.hold = None;
-                    b.size = NanoCredits::ZERO;
-                    b.consumed = NanoCredits::ZERO;
-                    b.expires_at = None;
+                    b.forget();
                 }
                 Err(err)
             }
@@ -371,18 +359,13 @@ impl Leases {
         b.busy = false;
         match replaced {
             Ok(hold) => {
-                b.hold = Some(hold.id);
-                b.size = hold.amount;
-                b.expires_at = Some(hold.expires_at);
-                b.consumed = b
-                    .consumed
-                    .checked_sub(consumed)
-                    .unwrap_or(NanoCredits::ZERO)
-                    .max(NanoCredits::ZERO);
-                b.kept_alive = Some(Instant::now());
+                b.placed(hold, consumed);
                 true
             }
             Err(err) => {
+                if matches!(err, LedgerError::Unavailable(_)) {
+                    b.forget();
+                }
                 tracing::warn!(org = %org, error = %err, "shrinking a credit lease failed");
                 false
             }
@@ -596,6 +579,33 @@ impl Leases {
         for lease in leases {
             self.give_back(app, &lease).await;
         }
+    }
+}
+
+impl Books {
+    /// Records the lease that replaced the previous one, whose books had `consumed` charged
+    /// when the replacement began: charges settled meanwhile count against the new lease.
+    fn placed(&mut self, hold: creditgate_core::ledger::Hold, consumed: NanoCredits) {
+        self.hold = Some(hold.id);
+        self.size = hold.amount;
+        self.expires_at = Some(hold.expires_at);
+        self.refused = None;
+        self.consumed = self
+            .consumed
+            .checked_sub(consumed)
+            .unwrap_or(NanoCredits::ZERO)
+            .max(NanoCredits::ZERO);
+        self.kept_alive = Some(Instant::now());
+    }
+
+    /// Forgets the lease after a replacement the ledger may have committed after all (see
+    /// `Leases::replace`): whichever holds stand lapse on their own, and the next request
+    /// places a new lease for what the requests in flight hold plus its own.
+    fn forget(&mut self) {
+        self.hold = None;
+        self.size = NanoCredits::ZERO;
+        self.consumed = NanoCredits::ZERO;
+        self.expires_at = None;
     }
 }
 

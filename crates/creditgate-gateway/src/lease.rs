@@ -385,6 +385,18 @@ impl Leases {
         Some((b.size.checked_sub(b.reserved).ok()?, b.live))
     }
 
+    /// Shrinks every lease of this replica (`Self::shrink`); `true` if any freed something.
+    /// For the operator's operations the ledger refuses while holds need credit (a lot's
+    /// refund): a lease's headroom is not a request's need.
+    pub async fn shrink_all(&self, app: &App) -> bool {
+        let orgs: Vec<OrganizationId> = lock(&self.orgs).keys().cloned().collect();
+        let mut freed = false;
+        for org in orgs {
+            freed |= self.shrink(app, &org).await;
+        }
+        freed
+    }
+
     /// Corrects a balance read from the database at `now` for this replica's lease: the lease
     /// hold counts as held only for what its requests in flight hold, as their own holds would.
     pub fn correct(&self, balance: &mut Balance, now: Timestamp) {

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use creditgate_core::accounts::Actor;
 use creditgate_core::ids::{InvoiceId, OrderId, OrganizationId};
-use creditgate_core::ledger::LedgerStore;
+use creditgate_core::ledger::{LedgerError, LedgerStore};
 use creditgate_core::money::NanoCredits;
 use creditgate_core::payments::tax::TaxTable;
 use creditgate_core::payments::{
@@ -369,7 +369,13 @@ impl Payments {
         id: &OrderId,
         actor: &Actor,
     ) -> Result<(Order, i64), ApiError> {
-        let (order, refunded, cents) = app.db.refund_order(id, actor).await?;
+        let (order, refunded, cents) = match app.db.refund_order(id, actor).await {
+            // Refused while holds need the lot's credits: a credit lease's headroom does not.
+            Err(LedgerError::Insufficient { .. }) if app.leases.shrink_all(app).await => {
+                app.db.refund_order(id, actor).await
+            }
+            done => done,
+        }?;
         tracing::info!(order = %id, credits = %refunded.amount, cents, "order refunded");
         let cause = format!("refund:{id}");
         announce_clawback(app, "refund.created", &order, refunded.amount, &cause).await;
@@ -386,7 +392,12 @@ impl Payments {
         credits: NanoCredits,
         actor: &Actor,
     ) -> Result<(Order, i64), ApiError> {
-        let (order, refunded, cents) = app.db.refund_order_credits(id, credits, actor).await?;
+        let (order, refunded, cents) = match app.db.refund_order_credits(id, credits, actor).await {
+            Err(LedgerError::Insufficient { .. }) if app.leases.shrink_all(app).await => {
+                app.db.refund_order_credits(id, credits, actor).await
+            }
+            done => done,
+        }?;
         tracing::info!(order = %id, credits = %refunded.amount, cents, "order partly refunded");
         let key = app
             .db

@@ -20,6 +20,7 @@ crate::on_both_databases!(
     the_operator_manages_plans_and_records_manual_payments,
     operator_refunds_over_http_are_exact_once_and_audited,
     custom_amounts_outside_the_bounds_or_not_whole_are_refused,
+    a_refund_is_not_blocked_by_a_credit_leases_headroom,
 );
 
 async fn shop(base: Setup) -> TestApp {
@@ -600,4 +601,33 @@ async fn custom_amounts_outside_the_bounds_or_not_whole_are_refused(setup: Setup
     assert_eq!(ok.body["order"]["amount_cents"], 1201);
     assert_eq!(ok.body["order"]["credits"], "2501");
     assert_eq!(ok.body["order"]["plan_id"], Value::Null);
+}
+
+/// Credit leases (`docs/ledger.md`): a lot's refund is refused while holds need its credits, and
+/// a lease holds headroom beyond what its requests need: the operator's refund shrinks this
+/// replica's leases to what their requests hold and tries once more.
+async fn a_refund_is_not_blocked_by_a_credit_leases_headroom(setup: Setup) {
+    let t = shop(Setup {
+        credit_lease: true,
+        ..setup
+    })
+    .await;
+    let order = their_credited_order(&t, &t.org.clone()).await;
+    let r = t
+        .message(&crate::helpers::body(64, "output_tokens=5"))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let in_db = t.app.db.balance(&t.org).await.unwrap();
+    assert!(
+        in_db.held.is_positive(),
+        "the lease holds headroom: {in_db:?}"
+    );
+    let path = format!("/admin/v1/orders/{order}/refund");
+    let refunded = as_(&t, &Cred::Operator, Method::POST, &path, Some(json!({}))).await;
+    assert_eq!(refunded.status, 200, "{}", refunded.body);
+    // The whole unspent remainder came back (a few credits were spent: partly refunded).
+    assert_eq!(refunded.body["order"]["status"], "partially_refunded");
+    let b = t.balance().await;
+    assert_eq!((b.posted, b.held), (NanoCredits::ZERO, NanoCredits::ZERO));
+    t.assert_ledger_clean().await;
 }

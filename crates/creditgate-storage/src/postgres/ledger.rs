@@ -141,12 +141,21 @@ macro_rules! in_transaction {
         let mut attempt = 1;
         loop {
             let mut client = $store.client().await?;
-            let tx = client
+            let tx = match client
                 .build_transaction()
                 .isolation_level(IsolationLevel::ReadCommitted)
                 .start()
                 .await
-                .map_err(pg_error)?;
+            {
+                Ok(tx) => tx,
+                // A connection the server closed while it sat in the pool (a restart, a
+                // terminated backend): nothing ran, so another connection is tried.
+                Err(e) if $crate::postgres::connection_lost(&e) && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(pg_error(e)),
+            };
             let $now = $store.clock().now();
             let journal = &mut PgJournal::new(&tx);
             let result = {
@@ -222,25 +231,36 @@ fn refs(params: &[Param]) -> Vec<&(dyn ToSql + Sync)> {
 /// Runs one shared read in a read-only repeatable-read transaction (a consistent snapshot).
 macro_rules! in_snapshot {
     ($store:expr, |$j:ident, $now:ident| $op:expr) => {{
-        let mut client = $store.client().await?;
-        let tx = client
-            .build_transaction()
-            .isolation_level(IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await
-            .map_err(pg_error)?;
-        let $now = $store.clock().now();
-        let result = {
-            let $j = &mut PgJournal::new(&tx);
-            $op.await
-        };
-        match result {
-            Ok(value) => {
-                tx.commit().await.map_err(pg_error)?;
-                Ok(value)
-            }
-            Err(e) => Err(e),
+        let mut attempt = 1;
+        loop {
+            let mut client = $store.client().await?;
+            let tx = match client
+                .build_transaction()
+                .isolation_level(IsolationLevel::RepeatableRead)
+                .read_only(true)
+                .start()
+                .await
+            {
+                Ok(tx) => tx,
+                // As in `in_transaction`: a connection closed while idle is replaced.
+                Err(e) if $crate::postgres::connection_lost(&e) && attempt < MAX_ATTEMPTS => {
+                    attempt += 1;
+                    continue;
+                }
+                Err(e) => return Err(pg_error(e)),
+            };
+            let $now = $store.clock().now();
+            let result = {
+                let $j = &mut PgJournal::new(&tx);
+                $op.await
+            };
+            break match result {
+                Ok(value) => {
+                    tx.commit().await.map_err(pg_error)?;
+                    Ok(value)
+                }
+                Err(e) => Err(e),
+            };
         }
     }};
 }

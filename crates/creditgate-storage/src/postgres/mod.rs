@@ -233,6 +233,19 @@ impl PgStore {
 pub(crate) use crate::statement::pg_error;
 
 /// Whether an error means the transaction lost a race and may simply be tried again.
+/// Whether a transaction could not even begin because its connection had died while it sat in
+/// the pool (the server restarted or terminated it): nothing ran, so another connection may be
+/// tried.
+pub(crate) fn connection_lost(e: &tokio_postgres::Error) -> bool {
+    e.is_closed()
+        || matches!(
+            e.code(),
+            Some(c) if *c == SqlState::ADMIN_SHUTDOWN
+                || *c == SqlState::CRASH_SHUTDOWN
+                || *c == SqlState::CANNOT_CONNECT_NOW
+        )
+}
+
 pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),

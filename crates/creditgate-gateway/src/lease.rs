@@ -96,6 +96,8 @@ struct Books {
     expires_at: Option<Timestamp>,
     /// When the ledger last refused to replace the lease.
     refused: Option<Instant>,
+    /// Counts the leases these books described (placed, forgotten or returned).
+    generation: u64,
 }
 
 #[derive(Clone)]
@@ -199,15 +201,11 @@ impl Leases {
         Ok(())
     }
 
-    /// Ends a request's share of its lease: it held `reserved` and was charged `charged`.
-    pub fn settled(
-        &self,
-        request: &TransferId,
-        lease: &OrgLease,
-        reserved: NanoCredits,
-        charged: NanoCredits,
-    ) {
-        lock(&self.in_flight).remove(request);
+    /// A request's settlement is about to be posted: what it held (`reserved`) leaves the
+    /// lease's reservations and its charge is counted as consumed — before the ledger draws it,
+    /// so a balance read meanwhile never counts the request twice (a settlement the ledger then
+    /// refuses stays counted: the lease only ever errs toward less credit).
+    pub fn settling(&self, lease: &OrgLease, reserved: NanoCredits, charged: NanoCredits) {
         let mut b = lock(&lease.books);
         b.reserved = b
             .reserved
@@ -215,8 +213,23 @@ impl Leases {
             .unwrap_or(NanoCredits::ZERO)
             .max(NanoCredits::ZERO);
         b.consumed = b.consumed.checked_add(charged).unwrap_or(b.size);
+    }
+
+    /// The request's settlement was posted (or spooled): it no longer uses the lease.
+    pub fn settled(&self, request: &TransferId, lease: &OrgLease) {
+        lock(&self.in_flight).remove(request);
+        let mut b = lock(&lease.books);
         b.live = b.live.saturating_sub(1);
         b.last_used = Some(Instant::now());
+    }
+
+    /// Which lease the organization's books describe (`None`: none), and whether it is being
+    /// replaced: equal stamps before and after a read of the ledger, not busy, mean no lease
+    /// was placed or replaced meanwhile, so the read and the books agree on the lease.
+    pub fn stamp(&self, org: &OrganizationId) -> Option<(u64, bool)> {
+        let lease = lock(&self.orgs).get(org).cloned()?;
+        let b = lock(&lease.books);
+        Some((b.generation, b.busy))
     }
 
     /// When admission was placed, for the request's hold as its settle records it.
@@ -502,7 +515,9 @@ impl Leases {
         b.busy = false;
         match released {
             Ok(()) | Err(LedgerError::HoldResolved { .. }) => {
+                let generation = b.generation + 1;
                 *b = Books::default();
+                b.generation = generation;
             }
             Err(err) => {
                 tracing::warn!(lease = %hold, error = %err, "returning a credit lease failed")
@@ -602,6 +617,7 @@ impl Books {
         self.size = hold.amount;
         self.expires_at = Some(hold.expires_at);
         self.refused = None;
+        self.generation += 1;
         self.consumed = self
             .consumed
             .checked_sub(consumed)
@@ -614,6 +630,7 @@ impl Books {
     /// `Leases::replace`): whichever holds stand lapse on their own, and the next request
     /// places a new lease for what the requests in flight hold plus its own.
     fn forget(&mut self) {
+        self.generation += 1;
         self.hold = None;
         self.size = NanoCredits::ZERO;
         self.consumed = NanoCredits::ZERO;

@@ -179,9 +179,19 @@ impl App {
         org: &OrganizationId,
     ) -> creditgate_core::ledger::LedgerResult<creditgate_core::ledger::Balance> {
         use creditgate_core::ledger::LedgerStore;
-        let mut balance = self.db.balance(org).await?;
-        self.leases.correct(&mut balance, self.clock.now());
-        Ok(balance)
+        // The read and the lease's books must describe the same lease: read again if it was
+        // placed or replaced meanwhile (rare); failing that, the ledger's own (lower) view.
+        for _ in 0..20 {
+            let before = self.leases.stamp(org);
+            let mut balance = self.db.balance(org).await?;
+            let after = self.leases.stamp(org);
+            if before == after && !before.is_some_and(|(_, busy)| busy) {
+                self.leases.correct(&mut balance, self.clock.now());
+                return Ok(balance);
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        self.db.balance(org).await
     }
 
     /// Whether the organization is suspended (its keys get 403), as seen within the key-cache

@@ -75,15 +75,12 @@ impl Admitted {
             usage: record.map(Box::new),
             leased: self.leased_hold(),
         };
+        if let Some(lease) = &self.lease {
+            app.leases.settling(lease, self.held, charge.amount);
+        }
         let posted = self.post_settlement(req).await;
         if let Some(lease) = &self.lease {
-            // Spooled counts as charged: the lease keeps that credit until the spool is applied.
-            let charged = match posted {
-                Posted::Lost => NanoCredits::ZERO,
-                _ => charge.amount,
-            };
-            app.leases
-                .settled(&self.request_id, lease, self.held, charged);
+            app.leases.settled(&self.request_id, lease);
         }
         if !matches!(posted, Posted::Lost) {
             self.app.metrics.charged(&self.parsed.model, charge.amount);

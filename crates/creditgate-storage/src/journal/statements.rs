@@ -54,6 +54,39 @@ fn count(row: &dyn Columns) -> LedgerResult<u64> {
     row.int(0).map(i64::unsigned_abs)
 }
 
+/// A hold as placed (`Journal::insert_hold`, `Journal::insert_settled_hold`).
+const INSERT_HOLD: &str = "INSERT INTO holds (id, org, amount, scope, created_at, expires_at)
+                           VALUES ($1, $2, $3, $4, $5, $6)";
+
+fn hold_row(hold: &Hold) -> Vec<Param> {
+    vec![
+        text(hold.id.as_str()),
+        text(hold.org.as_str()),
+        Param::Int(hold.amount.nanos()),
+        opt_text(hold.scope.as_deref()),
+        Param::Int(hold.created_at.millis()),
+        Param::Int(hold.expires_at.millis()),
+    ]
+}
+
+/// How a hold ended (`Journal::resolve_hold`, `Journal::insert_settled_hold`).
+const INSERT_RESOLUTION: &str = "INSERT INTO hold_resolutions (hold, resolution, transfer_id, at)
+                                 VALUES ($1, $2, $3, $4)";
+
+fn resolution_row(
+    hold: &TransferId,
+    resolution: HoldResolution,
+    transfer_id: Option<&TransferId>,
+    at: Timestamp,
+) -> Vec<Param> {
+    vec![
+        text(hold.as_str()),
+        text(resolution.as_str()),
+        opt_text(transfer_id.map(TransferId::as_str)),
+        Param::Int(at.millis()),
+    ]
+}
+
 impl<J: TxStatements> Journal for J {
     async fn organization(&mut self, id: &OrganizationId) -> LedgerResult<Option<Organization>> {
         let sql = "SELECT id, name, created_at FROM organizations WHERE id = $1";
@@ -320,18 +353,7 @@ impl<J: TxStatements> Journal for J {
     }
 
     async fn insert_hold(&mut self, hold: &Hold) -> LedgerResult<()> {
-        self.defer(
-            "INSERT INTO holds (id, org, amount, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            vec![
-                text(hold.id.as_str()),
-                text(hold.org.as_str()),
-                Param::Int(hold.amount.nanos()),
-                opt_text(hold.scope.as_deref()),
-                Param::Int(hold.created_at.millis()),
-                Param::Int(hold.expires_at.millis()),
-            ],
-        )?;
+        self.defer(INSERT_HOLD, hold_row(hold))?;
         self.defer(
             "INSERT INTO active_holds (hold, org, amount, scope, expires_at)
              VALUES ($1, $2, $3, $4, $5)",
@@ -379,27 +401,10 @@ impl<J: TxStatements> Journal for J {
         transfer_id: &TransferId,
         at: Timestamp,
     ) -> LedgerResult<()> {
+        self.defer(INSERT_HOLD, hold_row(hold))?;
         self.defer(
-            "INSERT INTO holds (id, org, amount, scope, created_at, expires_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-            vec![
-                text(hold.id.as_str()),
-                text(hold.org.as_str()),
-                Param::Int(hold.amount.nanos()),
-                opt_text(hold.scope.as_deref()),
-                Param::Int(hold.created_at.millis()),
-                Param::Int(hold.expires_at.millis()),
-            ],
-        )?;
-        self.defer(
-            "INSERT INTO hold_resolutions (hold, resolution, transfer_id, at)
-             VALUES ($1, $2, $3, $4)",
-            vec![
-                text(hold.id.as_str()),
-                text(HoldResolution::Settled.as_str()),
-                text(transfer_id.as_str()),
-                Param::Int(at.millis()),
-            ],
+            INSERT_RESOLUTION,
+            resolution_row(&hold.id, HoldResolution::Settled, Some(transfer_id), at),
         )
     }
 
@@ -411,14 +416,8 @@ impl<J: TxStatements> Journal for J {
         at: Timestamp,
     ) -> LedgerResult<()> {
         self.defer(
-            "INSERT INTO hold_resolutions (hold, resolution, transfer_id, at)
-             VALUES ($1, $2, $3, $4)",
-            vec![
-                text(hold.as_str()),
-                text(resolution.as_str()),
-                opt_text(transfer_id.map(TransferId::as_str)),
-                Param::Int(at.millis()),
-            ],
+            INSERT_RESOLUTION,
+            resolution_row(hold, resolution, transfer_id, at),
         )?;
         self.defer(
             "DELETE FROM active_holds WHERE hold = $1",

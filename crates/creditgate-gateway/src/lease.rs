@@ -29,7 +29,7 @@ use std::time::{Duration, Instant};
 use creditgate_core::clock::Timestamp;
 use creditgate_core::ids::{OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    Balance, ExtendHoldRequest, LeaseRequest, LedgerError, LedgerResult, LedgerStore,
+    Balance, ExtendHoldRequest, LeaseRequest, LeasedHold, LedgerError, LedgerResult, LedgerStore,
     ReleaseRequest,
 };
 use creditgate_core::money::NanoCredits;
@@ -120,10 +120,11 @@ impl Leases {
             .map_or(0, |d| d.as_millis());
         Self {
             enabled,
+            // No file is kept for a gateway that never leases.
             replica: if enabled {
                 replica_id(spool)
             } else {
-                hex::encode(rand::random::<[u8; 6]>())
+                String::new()
             },
             start: format!("{start:x}"),
             predecessors_returned: std::sync::atomic::AtomicBool::new(!enabled),
@@ -232,9 +233,22 @@ impl Leases {
         Some((b.generation, b.busy))
     }
 
-    /// When admission was placed, for the request's hold as its settle records it.
-    pub fn admitted_at(&self, request: &TransferId) -> Option<Timestamp> {
-        lock(&self.in_flight).get(request).map(|f| f.created_at)
+    /// The request's hold as its settle records it (`SettleRequest::leased`): what admission
+    /// kept of it, with what it `held` in the end and the key's `scope`.
+    pub fn hold_of(
+        &self,
+        request: &TransferId,
+        held: NanoCredits,
+        scope: String,
+    ) -> Option<LeasedHold> {
+        let f = lock(&self.in_flight).get(request).cloned()?;
+        Some(LeasedHold {
+            org: f.org,
+            amount: held,
+            created_at: f.created_at,
+            scope: Some(scope),
+            memo: serde_json::to_string(&f.admission).ok(),
+        })
     }
 
     async fn take(
@@ -259,26 +273,19 @@ impl Leases {
         if lease.try_take(amount, new_request, app.clock.now())? {
             return Ok(());
         }
-        let (previous, reserved, consumed) = {
-            let mut b = lock(&lease.books);
-            if b.refused.is_some_and(|t| t.elapsed() < AFTER_REFUSAL) {
-                return Err(LedgerError::Insufficient {
-                    available: NanoCredits::ZERO,
-                    needed: amount,
-                });
-            }
-            b.busy = true;
-            (b.hold.clone(), b.reserved, b.consumed)
-        };
-        let replaced = self
-            .replace(app, lease, previous, reserved, amount, true)
-            .await;
+        if lock(&lease.books)
+            .refused
+            .is_some_and(|t| t.elapsed() < AFTER_REFUSAL)
+        {
+            return Err(LedgerError::Insufficient {
+                available: NanoCredits::ZERO,
+                needed: amount,
+            });
+        }
+        let (replaced, reserved) = self.replace(app, lease, amount, true).await;
         let mut b = lock(&lease.books);
-        b.busy = false;
         match replaced {
-            Ok(hold) => {
-                b.placed(hold, consumed);
-                b.reserved = b.reserved.checked_add(amount)?;
+            Ok(()) => {
                 if new_request {
                     b.live += 1;
                 }
@@ -294,16 +301,45 @@ impl Leases {
                     needed: amount,
                 })
             }
-            Err(err) => {
-                if matches!(err, LedgerError::Unavailable(_)) {
-                    b.forget();
-                }
-                Err(err)
-            }
+            Err(err) => Err(err),
         }
     }
 
+    /// Replaces the lease (the caller holds its turn) with one covering what its requests hold
+    /// plus `amount`, and `headroom` for more; admissions wait meanwhile (`busy`). Placed, the
+    /// books take the new lease with `amount` reserved in it, in one step; a replacement the
+    /// ledger may have committed after all (no answer) makes them forget the lease. Returns
+    /// what the requests held when it began.
     async fn replace(
+        &self,
+        app: &App,
+        lease: &OrgLease,
+        amount: NanoCredits,
+        headroom: bool,
+    ) -> (LedgerResult<()>, NanoCredits) {
+        let (previous, reserved, consumed) = {
+            let mut b = lock(&lease.books);
+            b.busy = true;
+            (b.hold.clone(), b.reserved, b.consumed)
+        };
+        let placed = self
+            .ask(app, lease, previous, reserved, amount, headroom)
+            .await;
+        let mut b = lock(&lease.books);
+        b.busy = false;
+        let result = placed.and_then(|hold| {
+            b.placed(hold, consumed);
+            b.reserved = b.reserved.checked_add(amount)?;
+            Ok(())
+        });
+        if matches!(result, Err(LedgerError::Unavailable(_))) {
+            b.forget();
+        }
+        (result, reserved)
+    }
+
+    /// Asks the ledger for the lease `replace` needs, waiting at most [`REPLACE_TIMEOUT`].
+    async fn ask(
         &self,
         app: &App,
         lease: &OrgLease,
@@ -338,7 +374,7 @@ impl Leases {
             timeout_ms: lease_timeout_ms(app),
         }));
         // A replacement given up may still commit: the lease it placed then lapses unused, and
-        // the previous one, released, no longer holds what the books say — so `take` forgets
+        // the previous one, released, no longer holds what the books say — so `replace` forgets
         // the lease and the next request starts a new one.
         tokio::time::timeout(REPLACE_TIMEOUT, replacing)
             .await
@@ -357,28 +393,15 @@ impl Leases {
             return false;
         };
         let _turn = lease.turn.lock().await;
-        let (previous, reserved, consumed) = {
-            let mut b = lock(&lease.books);
-            if b.hold.is_none() || b.size <= b.reserved || b.busy {
+        {
+            let b = lock(&lease.books);
+            if b.hold.is_none() || b.size <= b.reserved {
                 return false;
             }
-            b.busy = true;
-            (b.hold.clone(), b.reserved, b.consumed)
-        };
-        let replaced = self
-            .replace(app, &lease, previous, reserved, NanoCredits::ZERO, false)
-            .await;
-        let mut b = lock(&lease.books);
-        b.busy = false;
-        match replaced {
-            Ok(hold) => {
-                b.placed(hold, consumed);
-                true
-            }
+        }
+        match self.replace(app, &lease, NanoCredits::ZERO, false).await.0 {
+            Ok(()) => true,
             Err(err) => {
-                if matches!(err, LedgerError::Unavailable(_)) {
-                    b.forget();
-                }
                 tracing::warn!(org = %org, error = %err, "shrinking a credit lease failed");
                 false
             }
@@ -460,6 +483,9 @@ impl Leases {
     /// Looks after the leases until aborted: returns the predecessor's once the spool is
     /// applied, returns idle ones, keeps the rest alive.
     pub async fn tend_forever(app: Arc<App>) {
+        if !app.leases.enabled {
+            return;
+        }
         let mut tick = tokio::time::interval(TICK);
         loop {
             tick.tick().await;

@@ -6,7 +6,7 @@ use std::time::Duration;
 use creditgate_core::ledger::{LeasedHold, LedgerError, LedgerStore, SettleRequest, Settlement};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
-use creditgate_core::usage::{Admission, ReceiptStatus, ReportedUsage};
+use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
 
 use super::{Admitted, Settled};
 use crate::spool::Spooled;
@@ -117,22 +117,9 @@ impl Admitted {
     /// The request's hold as its settle records it, when it was admitted against a lease.
     fn leased_hold(&self) -> Option<LeasedHold> {
         self.lease.as_ref()?;
-        let admission = Admission {
-            model: self.parsed.model.clone(),
-            key_id: self.key.id.clone(),
-            stream: self.parsed.stream,
-        };
-        Some(LeasedHold {
-            org: self.key.org.clone(),
-            amount: self.held,
-            created_at: self
-                .app
-                .leases
-                .admitted_at(&self.request_id)
-                .unwrap_or_else(|| self.app.clock.now()),
-            scope: Some(self.key.scope()),
-            memo: serde_json::to_string(&admission).ok(),
-        })
+        self.app
+            .leases
+            .hold_of(&self.request_id, self.held, self.key.scope())
     }
 
     /// Posts the settlement, retrying while the database is unavailable, then spools it.

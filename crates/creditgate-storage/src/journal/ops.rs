@@ -385,17 +385,10 @@ pub(crate) async fn lease<J: Journal>(
     if let Some((previous, release_id)) = &req.previous {
         return_lease(j, now, &req.org, previous, release_id).await?;
     }
-    // Prepaid credit only: an invoiced organization's credit line is spent through holds of
-    // their own, which check the line as it stands when each is placed.
-    let spendable = j.spendable_total(&req.org, now).await?;
-    let (held, _) = j.held(&req.org, now).await?;
-    let available = available(spendable, state.debt, held)?;
-    if available < req.needed {
-        return Err(LedgerError::Insufficient {
-            available,
-            needed: req.needed,
-        });
-    }
+    // Prepaid credit only (no credit line): an invoiced organization's line is spent through
+    // holds of their own, which check the line as it stands when each is placed.
+    let available =
+        ensure_available(j, &req.org, &state, req.needed, NanoCredits::ZERO, now).await?;
     let hold = Hold {
         id: req.transfer_id.clone(),
         org: req.org.clone(),
@@ -429,8 +422,8 @@ pub(crate) async fn lease<J: Journal>(
     Ok(hold)
 }
 
-/// Releases a lease being replaced, unless it already ended (expired: the sweeper may have
-/// recorded it, or the clock passed it).
+/// Releases a lease being replaced (the ordinary release, after checking the lease is the
+/// organization's), unless it already ended otherwise than by expiry.
 async fn return_lease<J: Journal>(
     j: &mut J,
     now: Timestamp,
@@ -438,41 +431,18 @@ async fn return_lease<J: Journal>(
     lease: &TransferId,
     release_id: &TransferId,
 ) -> LedgerResult<()> {
-    let row = j
-        .hold(lease)
-        .await?
-        .ok_or_else(|| LedgerError::UnknownHold(lease.clone()))?;
-    if &row.hold.org != org {
-        return Err(LedgerError::UnknownHold(lease.clone()));
+    match j.lock_hold_org(lease).await? {
+        Some((owner, _)) if &owner == org => {}
+        _ => return Err(LedgerError::UnknownHold(lease.clone())),
     }
-    if row.resolution.is_some() {
-        return Ok(());
-    }
-    let (row, already_expired) =
-        end_hold(j, lease, HoldResolution::Released, release_id, now).await?;
-    let released = Released {
+    let req = ReleaseRequest {
+        transfer_id: release_id.clone(),
         hold: lease.clone(),
-        amount: row.hold.amount,
-        already_expired,
     };
-    let digest = request_digest(
-        kind::RELEASE,
-        &ReleaseRequest {
-            transfer_id: release_id.clone(),
-            hold: lease.clone(),
-        },
-    );
-    record(
-        j,
-        release_id,
-        kind::RELEASE,
-        org,
-        &digest,
-        None,
-        now,
-        &released,
-    )
-    .await
+    match release(j, now, req).await {
+        Ok(_) | Err(LedgerError::HoldResolved { .. }) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 pub(crate) async fn release<J: Journal>(
@@ -908,8 +878,9 @@ async fn record<J: Journal, T: Serialize>(
 }
 
 /// `Insufficient` unless the organization's available credit at `now`, plus the credit `line`
-/// it may spend into debt, covers `needed`. The refusal reports what could be had (available
-/// plus the line), so the caller's advice (the largest `max_tokens` that fits) stays true.
+/// it may spend into debt, covers `needed`; else what it found (available plus the line). The
+/// refusal reports the same, so the caller's advice (the largest `max_tokens` that fits) stays
+/// true.
 async fn ensure_available<J: Journal>(
     j: &mut J,
     org: &OrganizationId,
@@ -917,14 +888,14 @@ async fn ensure_available<J: Journal>(
     needed: NanoCredits,
     line: NanoCredits,
     now: Timestamp,
-) -> LedgerResult<()> {
+) -> LedgerResult<NanoCredits> {
     let spendable = j.spendable_total(org, now).await?;
     let (held, _) = j.held(org, now).await?;
     let available = available(spendable, state.debt, held)?.checked_add(line)?;
     if available < needed {
         return Err(LedgerError::Insufficient { available, needed });
     }
-    Ok(())
+    Ok(available)
 }
 
 /// The admission rule for placing or growing a hold by `amount`: available credit plus the

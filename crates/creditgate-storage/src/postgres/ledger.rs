@@ -130,6 +130,27 @@ const DIALECT: Dialect = Dialect {
     ),
 };
 
+/// Starts the transaction `$builder` describes, inside the retry loop of `in_transaction!` or
+/// `in_snapshot!`: a pooled connection the server closed while it sat idle (a restart, a
+/// terminated backend) fails its `BEGIN` with nothing run, so the loop goes round again for
+/// another connection (`continue`), counting `$attempt`.
+macro_rules! begin {
+    ($attempt:ident, $builder:expr) => {
+        match $builder.start().await {
+            Ok(tx) => tx,
+            Err(e)
+                if $crate::postgres::connection_lost(&e)
+                    && $attempt < $crate::postgres::MAX_ATTEMPTS =>
+            {
+                $attempt += 1;
+                continue;
+            }
+            Err(e) => return Err($crate::postgres::pg_error(e)),
+        }
+    };
+}
+pub(crate) use begin;
+
 /// Runs one shared ledger operation in its own transaction, trying again when it lost a race
 /// to another replica (a serialization failure, a deadlock, a transfer id inserted
 /// concurrently). The isolation level is stated, not inherited from the database's default:
@@ -141,21 +162,12 @@ macro_rules! in_transaction {
         let mut attempt = 1;
         loop {
             let mut client = $store.client().await?;
-            let tx = match client
-                .build_transaction()
-                .isolation_level(IsolationLevel::ReadCommitted)
-                .start()
-                .await
-            {
-                Ok(tx) => tx,
-                // A connection the server closed while it sat in the pool (a restart, a
-                // terminated backend): nothing ran, so another connection is tried.
-                Err(e) if $crate::postgres::connection_lost(&e) && attempt < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => return Err(pg_error(e)),
-            };
+            let tx = $crate::postgres::ledger::begin!(
+                attempt,
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::ReadCommitted)
+            );
             let $now = $store.clock().now();
             let journal = &mut PgJournal::new(&tx);
             let result = {
@@ -234,21 +246,13 @@ macro_rules! in_snapshot {
         let mut attempt = 1;
         loop {
             let mut client = $store.client().await?;
-            let tx = match client
-                .build_transaction()
-                .isolation_level(IsolationLevel::RepeatableRead)
-                .read_only(true)
-                .start()
-                .await
-            {
-                Ok(tx) => tx,
-                // As in `in_transaction`: a connection closed while idle is replaced.
-                Err(e) if $crate::postgres::connection_lost(&e) && attempt < MAX_ATTEMPTS => {
-                    attempt += 1;
-                    continue;
-                }
-                Err(e) => return Err(pg_error(e)),
-            };
+            let tx = $crate::postgres::ledger::begin!(
+                attempt,
+                client
+                    .build_transaction()
+                    .isolation_level(IsolationLevel::RepeatableRead)
+                    .read_only(true)
+            );
             let $now = $store.clock().now();
             let result = {
                 let $j = &mut PgJournal::new(&tx);

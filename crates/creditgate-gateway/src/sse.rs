@@ -12,12 +12,33 @@ use serde_json::Value;
 /// Longest single SSE event accepted from the upstream; a longer one ends the stream as broken.
 pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 
-/// One complete SSE event: its raw bytes (forwarded unchanged) and what it says.
+/// One complete SSE event: its raw bytes (forwarded unchanged), its name and its data, not yet
+/// parsed: metering parses the data of the few kinds of event it reads, and of those only what
+/// it reads (`UsageTally::observe`).
 #[derive(Debug, Clone)]
 pub struct SseEvent {
     pub raw: Bytes,
     pub name: Option<String>,
-    pub data: Option<Value>,
+    data: Option<Data>,
+}
+
+/// Where an event's data is: the one `data:` line of a valid UTF-8 event, in place; otherwise its
+/// lines joined (and any invalid UTF-8 replaced), as a copy.
+#[derive(Debug, Clone)]
+enum Data {
+    InPlace(std::ops::Range<usize>),
+    Joined(String),
+}
+
+impl SseEvent {
+    /// The event's data: its `data:` lines, each trimmed, joined by line breaks.
+    pub fn data(&self) -> Option<&str> {
+        match self.data.as_ref()? {
+            // In place only when `raw` is valid UTF-8 and the range one trimmed line of it.
+            Data::InPlace(range) => std::str::from_utf8(&self.raw[range.clone()]).ok(),
+            Data::Joined(text) => Some(text),
+        }
+    }
 }
 
 /// Splits a byte stream into whole events (terminated by a blank line, `\n\n` or `\r\n\r\n`).
@@ -66,43 +87,51 @@ impl SseScanner {
 
 /// Index just past the blank line that ends the first event, if the buffer holds one.
 fn find_event_end(buf: &[u8]) -> Option<usize> {
-    let mut i = 0;
-    while i + 1 < buf.len() {
-        if buf[i] == b'\n' {
-            if buf[i + 1] == b'\n' {
-                return Some(i + 2);
-            }
-            if buf[i + 1] == b'\r' && buf.get(i + 2) == Some(&b'\n') {
-                return Some(i + 3);
-            }
+    for i in memchr::memchr_iter(b'\n', buf) {
+        match buf.get(i + 1..) {
+            Some([b'\n', ..]) => return Some(i + 2),
+            Some([b'\r', b'\n', ..]) => return Some(i + 3),
+            _ => {}
         }
-        i += 1;
     }
     None
 }
 
 fn parse_event(raw: Bytes) -> SseEvent {
-    let text = String::from_utf8_lossy(&raw);
+    let (name, data) = read_fields(&raw);
+    let mut event = SseEvent { raw, name, data };
+    if event.name.is_none() {
+        // Without an `event:` line the data's `type` names the event.
+        event.name = event
+            .data()
+            .and_then(|d| serde_json::from_str::<Value>(d).ok())
+            .and_then(|d| d.get("type")?.as_str().map(str::to_owned));
+    }
+    event
+}
+
+/// An event's name (its last `event:` line) and where its data is.
+fn read_fields(raw: &[u8]) -> (Option<String>, Option<Data>) {
+    let text = String::from_utf8_lossy(raw);
     let mut name = None;
-    let mut data = String::new();
+    let mut lines: Vec<&str> = Vec::new();
     for line in text.lines() {
         if let Some(v) = line.strip_prefix("event:") {
             name = Some(v.trim().to_owned());
         } else if let Some(v) = line.strip_prefix("data:") {
-            if !data.is_empty() {
-                data.push('\n');
-            }
-            data.push_str(v.trim());
+            // Real recordings pad `data:` lines with trailing spaces.
+            lines.push(v.trim());
         }
     }
-    // Real recordings pad `data:` lines with trailing spaces; `trim` above handles them.
-    let data: Option<Value> = if data.is_empty() {
-        None
-    } else {
-        serde_json::from_str(&data).ok()
+    let data = match (lines.as_slice(), &text) {
+        ([], _) => None,
+        ([line], std::borrow::Cow::Borrowed(whole)) => {
+            let start = line.as_ptr() as usize - whole.as_ptr() as usize;
+            Some(Data::InPlace(start..start + line.len()))
+        }
+        _ => Some(Data::Joined(lines.join("\n"))),
     };
-    let name = name.or_else(|| data.as_ref()?.get("type")?.as_str().map(str::to_owned));
-    SseEvent { raw, name, data }
+    (name, data)
 }
 
 /// Estimated tokens of streamed text, used only where the upstream has not (yet) said the exact
@@ -128,6 +157,55 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
     creditgate_core::pricing::estimate_text_tokens(text).saturating_add(whitespace)
 }
 
+/// The output tokens a `content_block_delta` event's data stands for: every kind of delta counts
+/// (text, thinking, tool input JSON, and kinds not known yet), each text field of its `delta`
+/// except its type and the signature. `None` if the data is not valid JSON.
+///
+/// The same answer as reading the data into a `Value` (a repeated field counts once, its last
+/// value, as there), without building one: the two objects are read as maps of raw values, and
+/// only the text fields are decoded. Anything that reading cannot take (an escaped key, data that
+/// is not an object) is read whole instead.
+fn delta_estimate(data: &str) -> Option<u64> {
+    type Fields<'a> = std::collections::BTreeMap<&'a str, &'a serde_json::value::RawValue>;
+    let in_place = || -> Option<u64> {
+        let event: Fields = serde_json::from_str(data).ok()?;
+        let Some(delta) = event.get("delta").map(|d| d.get()) else {
+            return Some(0);
+        };
+        if !delta.starts_with('{') {
+            return Some(0);
+        }
+        let mut tokens = 0u64;
+        for (field, value) in serde_json::from_str::<Fields>(delta).ok()? {
+            if field != "type" && field != "signature" && value.get().starts_with('"') {
+                // Decoded in place unless it has escapes.
+                let text = match serde_json::from_str::<&str>(value.get()) {
+                    Ok(text) => estimate_text_tokens(text),
+                    Err(_) => {
+                        estimate_text_tokens(&serde_json::from_str::<String>(value.get()).ok()?)
+                    }
+                };
+                tokens = tokens.saturating_add(text);
+            }
+        }
+        Some(tokens)
+    };
+    in_place().or_else(|| {
+        let data: Value = serde_json::from_str(data).ok()?;
+        let Some(delta) = data.get("delta").and_then(Value::as_object) else {
+            return Some(0);
+        };
+        Some(
+            delta
+                .iter()
+                .filter(|(field, _)| *field != "type" && *field != "signature")
+                .filter_map(|(_, value)| value.as_str())
+                .map(estimate_text_tokens)
+                .fold(0u64, u64::saturating_add),
+        )
+    })
+}
+
 /// What the stream has said so far.
 #[derive(Debug, Default, Clone)]
 pub struct UsageTally {
@@ -146,9 +224,31 @@ pub struct UsageTally {
 }
 
 impl UsageTally {
+    /// Reads what an event says of the usage. The data of an event is read only if it is valid
+    /// JSON; a `content_block_delta`, most of a stream, is read without building its tree
+    /// (`delta_estimate`), and events metering does not read are not parsed at all.
     pub fn observe(&mut self, ev: &SseEvent) {
-        let Some(data) = &ev.data else { return };
+        let Some(text) = ev.data() else { return };
         match ev.name.as_deref() {
+            Some("content_block_delta") => {
+                self.output_estimate += delta_estimate(text).unwrap_or(0);
+            }
+            Some("message_stop") => {
+                self.saw_message_stop |=
+                    serde_json::from_str::<serde::de::IgnoredAny>(text).is_ok();
+            }
+            Some("message_start" | "message_delta" | "error") => {
+                if let Ok(data) = serde_json::from_str::<Value>(text) {
+                    self.observe_parsed(ev.name.as_deref(), &data);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// [`Self::observe`] of an event whose data was parsed whole.
+    fn observe_parsed(&mut self, name: Option<&str>, data: &Value) {
+        match name {
             Some("message_start") => {
                 self.saw_message_start = true;
                 let msg = data.get("message");
@@ -158,25 +258,11 @@ impl UsageTally {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
             }
-            Some("content_block_delta") => {
-                // Every kind of delta counts (text, thinking, tool input JSON, and kinds not
-                // known yet): each of its text fields except its type and the signature.
-                if let Some(delta) = data.get("delta").and_then(Value::as_object) {
-                    for (field, value) in delta {
-                        if let (false, Some(t)) =
-                            (field == "type" || field == "signature", value.as_str())
-                        {
-                            self.output_estimate += estimate_text_tokens(t);
-                        }
-                    }
-                }
-            }
             Some("message_delta") => {
                 if let Some(u) = data.get("usage") {
                     self.last_delta_usage = Some(u.clone());
                 }
             }
-            Some("message_stop") => self.saw_message_stop = true,
             Some("error") => self.error = Some(data.clone()),
             _ => {}
         }
@@ -379,6 +465,122 @@ mod tests {
             );
         }
         assert!(scanner.next_event().is_none());
+    }
+
+    /// The tally before events were read in place (their data parsed whole into a `Value`,
+    /// every event), kept as the oracle of `events_read_in_place_tally_as_parsed_whole`.
+    fn tally_parsed_whole(raw: &[u8]) -> UsageTally {
+        let text = String::from_utf8_lossy(raw);
+        let mut name = None;
+        let mut data = String::new();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("event:") {
+                name = Some(v.trim().to_owned());
+            } else if let Some(v) = line.strip_prefix("data:") {
+                if !data.is_empty() {
+                    data.push('\n');
+                }
+                data.push_str(v.trim());
+            }
+        }
+        let data: Option<Value> = if data.is_empty() {
+            None
+        } else {
+            serde_json::from_str(&data).ok()
+        };
+        let name = name.or_else(|| data.as_ref()?.get("type")?.as_str().map(str::to_owned));
+        let mut tally = UsageTally::default();
+        let Some(data) = data else { return tally };
+        match name.as_deref() {
+            Some("content_block_delta") => {
+                if let Some(delta) = data.get("delta").and_then(Value::as_object) {
+                    for (field, value) in delta {
+                        if let (false, Some(t)) =
+                            (field == "type" || field == "signature", value.as_str())
+                        {
+                            tally.output_estimate += estimate_text_tokens(t);
+                        }
+                    }
+                }
+            }
+            Some("message_stop") => tally.saw_message_stop = true,
+            other => tally.observe_parsed(other, &data),
+        }
+        tally
+    }
+
+    /// Reading an event in place (its name, its data, a delta's text fields) tallies exactly what
+    /// parsing its data whole did, for the shapes a stream sends and for every odd one: escapes,
+    /// repeated fields, data that is not an object or not JSON, invalid UTF-8, several data
+    /// lines, no `event:` line.
+    #[test]
+    fn events_read_in_place_tally_as_parsed_whole() {
+        let deltas = [
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello, world"}}"#,
+            r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"a\nb \"q\"\t\t\u00e9"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"thinking_delta","thinking":"Let me  think\n\nabout it"}}"#,
+            r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"city\": \"Par"}}"#,
+            r#"{"type":"content_block_delta","index":1,"delta":{"type":"signature_delta","signature":"EqQBCgIYAhIM1gbcDa9GJwZA2b3hGgxBdjrkzLoky3dl1pk"}}"#,
+            r#"{"type":"content_block_delta","delta":{"type":"future_delta","text":"one two","extra":"three four five","n":5,"o":{"text":"nested"},"a":["x"]}}"#,
+            r#"{"type":"content_block_delta","delta":null}"#,
+            r#"{"type":"content_block_delta","delta":"text"}"#,
+            r#"{"type":"content_block_delta","delta":["text"]}"#,
+            r#"{"type":"content_block_delta"}"#,
+            r#"{"delta":{"text":"first one"},"delta":{"text":"second"}}"#,
+            r#"{"delta":{"text":"first one"},"delta":7}"#,
+            r#"{"delta":{"text":"first one","text":"2"}}"#,
+            r#"{"del\u0074a":{"text":"escaped key"}}"#,
+            r#"{"delta":{"te\u0078t":"escaped field","type":"x"}}"#,
+            r#"{"delta":{"type":"text_delta","text":"日本語のテキスト"}}"#,
+            r#"  {"delta" : { "text" : "padded" } }   "#,
+            r#"[{"delta":{"text":"in an array"}}]"#,
+            r#""just a string""#,
+            r#"{"delta":{"text":"unterminated"}"#,
+            r#"{"delta":{"text":"trailing"}} x"#,
+            "",
+        ];
+        let mut events: Vec<Vec<u8>> = Vec::new();
+        for data in deltas {
+            for name in [
+                "content_block_delta",
+                "message_stop",
+                "message_delta",
+                "ping",
+            ] {
+                events.push(format!("event: {name}\ndata: {data}\n\n").into_bytes());
+            }
+            events.push(format!("data: {data}\n\n").into_bytes());
+        }
+        let odd: [&[u8]; 8] = [
+            b"event: content_block_delta\ndata: {\"delta\":{\"text\":\"ab\xffcd\"}}\n\n",
+            b"event: content_block_delta\ndata: {\"delta\":\ndata: {\"text\":\"two lines\"}}\n\n",
+            b"event: content_block_delta\r\ndata: {\"delta\":{\"text\":\"crlf\"}}\r\n\r\n",
+            b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n",
+            b"event: message_stop\n\n",
+            b"data: {\"type\":\"message_stop\"}\n\n",
+            b"event: message_start\ndata: {\"message\":{\"model\":\"m\",\"usage\":{\"input_tokens\":3}}}\n\n",
+            b"event: error\ndata: {\"type\":\"error\",\"error\":{\"type\":\"overloaded_error\"}}\n\n",
+        ];
+        events.extend(odd.iter().map(|e| e.to_vec()));
+        for raw in &events {
+            let mut scanner = SseScanner::default();
+            scanner.push(raw).unwrap();
+            let ev = scanner.next_event().unwrap();
+            let mut tally = UsageTally::default();
+            tally.observe(&ev);
+            let whole = tally_parsed_whole(raw);
+            let shown = String::from_utf8_lossy(raw);
+            assert_eq!(tally.output_estimate, whole.output_estimate, "{shown}");
+            assert_eq!(tally.saw_message_stop, whole.saw_message_stop, "{shown}");
+            assert_eq!(tally.saw_message_start, whole.saw_message_start, "{shown}");
+            assert_eq!(tally.start_usage, whole.start_usage, "{shown}");
+            assert_eq!(tally.last_delta_usage, whole.last_delta_usage, "{shown}");
+            assert_eq!(tally.error, whole.error, "{shown}");
+            assert_eq!(tally.model, whole.model, "{shown}");
+        }
+        // The ordinary delta is read in place and counted.
+        let ordinary = &events[0];
+        assert!(tally_parsed_whole(ordinary).output_estimate > 0);
     }
 
     #[test]

@@ -2,7 +2,7 @@
 //! `CREDITGATE_TEST_POSTGRES_URL` is set) on Postgres, for one hot organization and for many,
 //! with concurrent tasks. Each case runs for a bounded time (`CREDITGATE_BENCH_SECONDS`, default
 //! 3) and the results are printed as a table. On Postgres the 64-task cases with usage records
-//! also run as two replicas: two stores, each with its own connection pool as two gateway
+//! and the leased ones also run as two replicas: two stores, each with its own connection pool as two gateway
 //! processes would have, sharing one database, the tasks split between them.
 //!
 //! Holds are named as the gateway names requests (`TransferId::for_request`: the time first,
@@ -137,14 +137,16 @@ fn cases(backend: &'static str) -> Vec<Case> {
             });
         }
         if backend == "postgres" && tasks == TASKS {
-            out.push(Case {
-                backend,
-                orgs,
-                tasks,
-                settle: SettleKind::Record,
-                replicas: 2,
-                ids: Ids::Ordered,
-            });
+            for settle in [SettleKind::Record, SettleKind::Leased] {
+                out.push(Case {
+                    backend,
+                    orgs,
+                    tasks,
+                    settle,
+                    replicas: 2,
+                    ids: Ids::Ordered,
+                });
+            }
         }
     }
     out

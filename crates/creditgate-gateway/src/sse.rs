@@ -177,7 +177,7 @@ fn delta_estimate(data: &str) -> Option<u64> {
         }
         let mut tokens = 0u64;
         for (field, value) in serde_json::from_str::<Fields>(delta).ok()? {
-            if field != "type" && field != "signature" && value.get().starts_with('"') {
+            if counted(field) && value.get().starts_with('"') {
                 // Decoded in place unless it has escapes.
                 let text = match serde_json::from_str::<&str>(value.get()) {
                     Ok(text) => estimate_text_tokens(text),
@@ -198,12 +198,17 @@ fn delta_estimate(data: &str) -> Option<u64> {
         Some(
             delta
                 .iter()
-                .filter(|(field, _)| *field != "type" && *field != "signature")
+                .filter(|(field, _)| counted(field))
                 .filter_map(|(_, value)| value.as_str())
                 .map(estimate_text_tokens)
                 .fold(0u64, u64::saturating_add),
         )
     })
+}
+
+/// Whether a field of a delta is text the model produced: all but its type and signature.
+fn counted(field: &str) -> bool {
+    field != "type" && field != "signature"
 }
 
 /// What the stream has said so far.

@@ -232,7 +232,6 @@ impl PgStore {
 
 pub(crate) use crate::statement::pg_error;
 
-/// Whether an error means the transaction lost a race and may simply be tried again.
 /// Whether a transaction could not even begin because its connection had died while it sat in
 /// the pool (the server restarted or terminated it): nothing ran, so another connection may be
 /// tried.
@@ -246,6 +245,7 @@ pub(crate) fn connection_lost(e: &tokio_postgres::Error) -> bool {
         )
 }
 
+/// Whether an error means the transaction lost a race and may simply be tried again.
 pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
     matches!(
         e.code(),

@@ -491,6 +491,15 @@ pub trait LedgerStore: Send + Sync {
         req: ExtendHoldRequest,
     ) -> impl Future<Output = LedgerResult<Hold>> + Send;
     fn settle(&self, req: SettleRequest) -> impl Future<Output = LedgerResult<Settlement>> + Send;
+    /// Settles requests admitted against credit leases (each with `leased`) together, in one
+    /// transaction: all of them, each as `settle` would have on its own (one result per request,
+    /// in order), or none. A replay, or a request id already used, fails the whole group (no
+    /// earlier result is looked up): the caller then settles each request on its own, which
+    /// replays or refuses it.
+    fn settle_leased_group(
+        &self,
+        reqs: Vec<SettleRequest>,
+    ) -> impl Future<Output = LedgerResult<Vec<Settlement>>> + Send;
     fn release(&self, req: ReleaseRequest) -> impl Future<Output = LedgerResult<Released>> + Send;
     /// Replaces a replica's credit lease (see [`LeaseRequest`]); returns the new lease's hold.
     fn lease(&self, req: LeaseRequest) -> impl Future<Output = LedgerResult<Hold>> + Send;

@@ -2,7 +2,7 @@
 //! `CREDITGATE_TEST_POSTGRES_URL` is set) on Postgres, for one hot organization and for many,
 //! with concurrent tasks. Each case runs for a bounded time (`CREDITGATE_BENCH_SECONDS`, default
 //! 3) and the results are printed as a table. On Postgres the 64-task cases with usage records
-//! and the leased ones also run as two replicas: two stores, each with its own connection pool as two gateway
+//! and the leased ones (alone and grouped) also run as two replicas: two stores, each with its own connection pool as two gateway
 //! processes would have, sharing one database, the tasks split between them.
 //!
 //! Holds are named as the gateway names requests (`TransferId::for_request`: the time first,
@@ -96,10 +96,22 @@ enum SettleKind {
     /// with the charge and the usage record (`docs/ledger.md`, "Credit leases"; the lease's own
     /// replacement, once per many requests, is not counted).
     Leased,
+    /// Leased settles posted [`GROUP`] at a time in one transaction, as the gateway's settler
+    /// posts the ones queued together (`LedgerStore::settle_leased_group`).
+    Grouped,
 }
 
+/// Leased settles per group in the grouped cases.
+const GROUP: usize = 16;
+
 impl SettleKind {
-    const ALL: [SettleKind; 4] = [Self::Bare, Self::Memo, Self::Record, Self::Leased];
+    const ALL: [SettleKind; 5] = [
+        Self::Bare,
+        Self::Memo,
+        Self::Record,
+        Self::Leased,
+        Self::Grouped,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -107,6 +119,7 @@ impl SettleKind {
             Self::Memo => "memo",
             Self::Record => "record",
             Self::Leased => "leased",
+            Self::Grouped => "grouped",
         }
     }
 }
@@ -137,7 +150,7 @@ fn cases(backend: &'static str) -> Vec<Case> {
             });
         }
         if backend == "postgres" && tasks == TASKS {
-            for settle in [SettleKind::Record, SettleKind::Leased] {
+            for settle in [SettleKind::Record, SettleKind::Leased, SettleKind::Grouped] {
                 out.push(Case {
                     backend,
                     orgs,
@@ -306,6 +319,14 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
         tasks.push(tokio::spawn(async move {
             while !stop.load(Ordering::Relaxed) {
                 let hold = ids.hold();
+                if kind == SettleKind::Grouped {
+                    let group = (0..GROUP)
+                        .map(|_| leased_settle(&org, ids.hold()))
+                        .collect();
+                    db.settle_leased_group(group).await.expect("leased group");
+                    pairs.fetch_add(GROUP as u64, Ordering::Relaxed);
+                    continue;
+                }
                 if kind == SettleKind::Leased {
                     db.settle(leased_settle(&org, hold))
                         .await

@@ -224,6 +224,10 @@ impl LedgerStore for Database {
         delegate!(self, s => s.settle(req))
     }
 
+    async fn settle_leased_group(&self, reqs: Vec<SettleRequest>) -> LedgerResult<Vec<Settlement>> {
+        delegate!(self, s => s.settle_leased_group(reqs))
+    }
+
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         delegate!(self, s => s.release(req))
     }

@@ -250,6 +250,11 @@ pub(crate) trait Journal {
         &mut self,
         id: &TransferId,
     ) -> impl Future<Output = LedgerResult<Option<StoredTransfer>>>;
+    /// One of `ids` that names a transfer already, if any.
+    fn any_transfer(
+        &mut self,
+        ids: &[&TransferId],
+    ) -> impl Future<Output = LedgerResult<Option<TransferId>>>;
     fn insert_transfer(&mut self, t: &NewTransfer<'_>) -> impl Future<Output = LedgerResult<()>>;
     fn insert_entry(&mut self, e: &Entry) -> impl Future<Output = LedgerResult<()>>;
     fn entries(&mut self, org: &OrganizationId) -> impl Future<Output = LedgerResult<Vec<Entry>>>;

@@ -210,19 +210,6 @@ fn check_settle(req: &SettleRequest) -> LedgerResult<()> {
     }
 }
 
-/// What the organization could spend after this operation (`None` if it is in debt), given
-/// what its lots still hold at `now` (`spendable`).
-async fn available_now<J: Journal>(
-    j: &mut J,
-    org: &OrganizationId,
-    state: &OrgState,
-    spendable: NanoCredits,
-    now: Timestamp,
-) -> LedgerResult<Option<NanoCredits>> {
-    let (still_held, _) = j.held(org, now).await?;
-    Ok(available(spendable, state.debt, still_held).ok())
-}
-
 pub(crate) async fn settle<J: Journal>(
     j: &mut J,
     now: Timestamp,
@@ -253,11 +240,7 @@ async fn settle_leased<J: Journal>(
     leased: &LeasedHold,
     digest: &str,
 ) -> LedgerResult<Settlement> {
-    check_non_negative("hold", leased.amount)?;
-    check_memo("memo", leased.memo.as_deref())?;
-    if let Some(scope) = &leased.scope {
-        check_scope(scope)?;
-    }
+    check_leased(leased)?;
     let state = lock(j, &leased.org).await?;
     if let Some(done) = replay(j, &req.transfer_id, digest).await? {
         return Ok(done);
@@ -266,6 +249,98 @@ async fn settle_leased<J: Journal>(
     if j.transfer(&req.hold).await?.is_some() {
         return Err(LedgerError::IdempotencyConflict(req.hold.clone()));
     }
+    let hold = record_leased_hold(j, now, req, leased).await?;
+    charge(j, now, req, digest, leased.org.clone(), state, &hold, false).await
+}
+
+/// Settles requests admitted against credit leases together, in one transaction
+/// (`LedgerStore::settle_leased_group`): each is recorded and charged as [`settle_leased`] would,
+/// but each organization is locked once, its lots and holds read once, and each lot drawn and
+/// its state written once. An id already used — a replay of a settle already posted, a request
+/// id naming another transfer, the same request twice — refuses the whole group
+/// (`IdempotencyConflict`) without looking up earlier results. Organizations are locked in order
+/// of their ids, so two replicas' groups cannot deadlock.
+pub(crate) async fn settle_leased_group<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    reqs: &[SettleRequest],
+) -> LedgerResult<Vec<Settlement>> {
+    let mut leased = Vec::with_capacity(reqs.len());
+    for req in reqs {
+        check_settle(req)?;
+        let l = req.leased.as_ref().ok_or_else(|| {
+            LedgerError::InvalidRequest(format!(
+                "settle {} was not admitted against a credit lease",
+                req.transfer_id
+            ))
+        })?;
+        check_leased(l)?;
+        leased.push(l);
+    }
+    let mut ids: Vec<&TransferId> = reqs
+        .iter()
+        .flat_map(|r| [&r.transfer_id, &r.hold])
+        .collect();
+    let mut orgs: Vec<&OrganizationId> = leased.iter().map(|l| &l.org).collect();
+    orgs.sort();
+    orgs.dedup();
+    let mut settled = Vec::with_capacity(reqs.len());
+    for (n, org) in orgs.into_iter().enumerate() {
+        let mut state = lock(j, org).await?;
+        // Under the first lock, as a settle alone looks for its replay under its lock.
+        if n == 0 {
+            if let Some(used) = j.any_transfer(&ids).await? {
+                return Err(LedgerError::IdempotencyConflict(used));
+            }
+            ids.sort();
+            if let Some(twice) = ids.windows(2).find(|w| w[0] == w[1]) {
+                return Err(LedgerError::IdempotencyConflict(twice[0].clone()));
+            }
+        }
+        let mut lots = j.spendable_lots(org, now).await?;
+        // Constant through the group: each hold it records is settled as it is recorded.
+        let (held, _) = j.held(org, now).await?;
+        let mut drawn = Vec::new();
+        for (i, (req, l)) in reqs.iter().zip(&leased).enumerate() {
+            if l.org != *org {
+                continue;
+            }
+            let hold = record_leased_hold(j, now, req, l).await?;
+            let digest = request_digest(kind::SETTLE, req);
+            let booked = Booking {
+                org,
+                lots: &mut lots,
+                held,
+            };
+            let s = book_charge(j, now, req, &digest, &mut state, booked, &hold, false).await?;
+            drawn.extend(s.draws.iter().map(|d| d.lot.clone()));
+            settled.push((i, s));
+        }
+        save_drawn(j, &lots, &drawn).await?;
+        j.save_org_state(org, &state).await?;
+    }
+    settled.sort_by_key(|(i, _)| *i);
+    Ok(settled.into_iter().map(|(_, s)| s).collect())
+}
+
+/// A leased hold's own checks.
+fn check_leased(leased: &LeasedHold) -> LedgerResult<()> {
+    check_non_negative("hold", leased.amount)?;
+    check_memo("memo", leased.memo.as_deref())?;
+    if let Some(scope) = &leased.scope {
+        check_scope(scope)?;
+    }
+    Ok(())
+}
+
+/// Records the hold of a request admitted against a lease, settled by `req`, with its hold
+/// transfer.
+async fn record_leased_hold<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: &SettleRequest,
+    leased: &LeasedHold,
+) -> LedgerResult<Hold> {
     let hold = Hold {
         id: req.hold.clone(),
         org: leased.org.clone(),
@@ -287,7 +362,7 @@ async fn settle_leased<J: Journal>(
         &hold,
     )
     .await?;
-    charge(j, now, req, digest, leased.org.clone(), state, &hold, false).await
+    Ok(hold)
 }
 
 /// Posts the charge of a hold that this transaction resolved as settled: draws the lots in draw
@@ -304,27 +379,59 @@ async fn charge<J: Journal>(
     hold: &Hold,
     late: bool,
 ) -> LedgerResult<Settlement> {
-    let lots = j.spendable_lots(&org, now).await?;
-    let (draws, debt) = plan_draws(&lots, req.amount, now)?;
-    // The lots were read with the spendable filter at `now`: what they hold after the draws is
-    // the spendable total, without asking the database again.
-    let spendable = spendable_total(&lots, now)?
-        .checked_sub(NanoCredits::checked_sum(draws.iter().map(|d| d.amount))?)?;
-    let mut chain = Chain::new(&org, &req.transfer_id, &mut state, now);
-    chain.post_draws(j, &lots, &draws, account::REVENUE).await?;
+    let mut lots = j.spendable_lots(&org, now).await?;
+    // The charge changes no hold: what is held after it is what is held now.
+    let (held, _) = j.held(&org, now).await?;
+    let booked = Booking {
+        org: &org,
+        lots: &mut lots,
+        held,
+    };
+    let result = book_charge(j, now, req, digest, &mut state, booked, hold, late).await?;
+    let drawn: Vec<LotId> = result.draws.iter().map(|d| d.lot.clone()).collect();
+    save_drawn(j, &lots, &drawn).await?;
+    j.save_org_state(&org, &state).await?;
+    Ok(result)
+}
+
+/// What a charge is booked against: its organization's lots spendable at `now` as this
+/// transaction read them (their `remaining` lowered in memory by each charge booked), and what
+/// the organization's holds hold.
+struct Booking<'a> {
+    org: &'a OrganizationId,
+    lots: &'a mut [Lot],
+    held: NanoCredits,
+}
+
+/// Books one charge: draws `booked.lots` in draw order (entries written, remainders lowered in
+/// memory only), books what they do not cover as debt in `state`, writes the charge, its usage
+/// record and the settle transfer. The caller writes the lots drawn and the state.
+#[allow(clippy::too_many_arguments)]
+async fn book_charge<J: Journal>(
+    j: &mut J,
+    now: Timestamp,
+    req: &SettleRequest,
+    digest: &str,
+    state: &mut OrgState,
+    booked: Booking<'_>,
+    hold: &Hold,
+    late: bool,
+) -> LedgerResult<Settlement> {
+    let Booking { org, lots, held } = booked;
+    let (draws, debt) = plan_draws(lots, req.amount, now)?;
+    let mut chain = Chain::new(org, &req.transfer_id, state, now);
+    chain.post_draws(j, lots, &draws, account::REVENUE).await?;
     chain
-        .post(j, &account::overdraft(&org), account::REVENUE, debt)
+        .post(j, &account::overdraft(org), account::REVENUE, debt)
         .await?;
     state.debt = state.debt.checked_add(debt)?;
-    j.save_org_state(&org, &state).await?;
-    let held = hold.amount;
-    let overrun = req.amount.checked_sub(held)?.max(NanoCredits::ZERO);
+    let overrun = req.amount.checked_sub(hold.amount)?.max(NanoCredits::ZERO);
     j.insert_charge(&ChargeRow {
         hold: &req.hold,
         transfer_id: &req.transfer_id,
-        org: &org,
+        org,
         scope: hold.scope.as_deref(),
-        held,
+        held: hold.amount,
         charged: req.amount,
         overrun,
         debt,
@@ -335,23 +442,25 @@ async fn charge<J: Journal>(
     .await?;
     // The usage record goes in the same transaction as the charge it describes.
     if let Some(record) = &req.usage {
-        j.insert_usage(&req.hold, &org, now, record).await?;
+        j.insert_usage(&req.hold, org, now, record).await?;
     }
     let result = Settlement {
         hold: req.hold.clone(),
-        held,
+        held: hold.amount,
         charged: req.amount,
         overrun,
         debt,
         draws,
         late,
-        available: available_now(j, &org, &state, spendable, now).await?,
+        // The lots were read with the spendable filter at `now`: what they hold after the
+        // draws is the spendable total.
+        available: available(spendable_total(lots, now)?, state.debt, held).ok(),
     };
     record(
         j,
         &req.transfer_id,
         kind::SETTLE,
-        &org,
+        org,
         digest,
         None,
         now,
@@ -359,6 +468,14 @@ async fn charge<J: Journal>(
     )
     .await?;
     Ok(result)
+}
+
+/// Writes the remaining credit of each lot in `drawn` (repeats allowed) as `lots` hold it now.
+async fn save_drawn<J: Journal>(j: &mut J, lots: &[Lot], drawn: &[LotId]) -> LedgerResult<()> {
+    for lot in lots.iter().filter(|l| drawn.contains(&l.id)) {
+        j.set_lot_remaining(&lot.id, lot.remaining).await?;
+    }
+    Ok(())
 }
 
 /// Replaces a replica's credit lease: releases the previous one and places the new one for as
@@ -717,7 +834,7 @@ async fn adjust_down<J: Journal>(
 ) -> LedgerResult<Adjusted> {
     let needed = req.amount.checked_neg()?;
     ensure_available(j, &req.org, state, needed, NanoCredits::ZERO, now).await?;
-    let lots = j.spendable_lots(&req.org, now).await?;
+    let mut lots = j.spendable_lots(&req.org, now).await?;
     let (draws, uncovered) = plan_draws(&lots, needed, now)?;
     if uncovered.is_positive() {
         return Err(LedgerError::Corrupt(format!(
@@ -727,8 +844,10 @@ async fn adjust_down<J: Journal>(
     }
     let mut chain = Chain::new(&req.org, &req.transfer_id, state, now);
     chain
-        .post_draws(j, &lots, &draws, account::ADJUSTMENT)
+        .post_draws(j, &mut lots, &draws, account::ADJUSTMENT)
         .await?;
+    let drawn: Vec<LotId> = draws.iter().map(|d| d.lot.clone()).collect();
+    save_drawn(j, &lots, &drawn).await?;
     Ok(Adjusted {
         amount: req.amount,
         lot: None,
@@ -1053,12 +1172,12 @@ impl<'a> Chain<'a> {
         Ok(())
     }
 
-    /// Posts each draw from its lot to `credit` and lowers the lot's remaining by it; `lots` are
-    /// the lots the draws were planned from.
+    /// Posts each draw from its lot to `credit` and lowers the lot's remaining by it in `lots`
+    /// (the lots the draws were planned from); the caller writes the lots ([`save_drawn`]).
     async fn post_draws<J: Journal>(
         &mut self,
         j: &mut J,
-        lots: &[Lot],
+        lots: &mut [Lot],
         draws: &[Draw],
         credit: &str,
     ) -> LedgerResult<()> {
@@ -1066,11 +1185,10 @@ impl<'a> Chain<'a> {
             self.post(j, &account::lot(&draw.lot), credit, draw.amount)
                 .await?;
             let lot = lots
-                .iter()
+                .iter_mut()
                 .find(|l| l.id == draw.lot)
                 .ok_or_else(|| LedgerError::Corrupt(format!("drawn lot {} vanished", draw.lot)))?;
-            j.set_lot_remaining(&lot.id, lot.remaining.checked_sub(draw.amount)?)
-                .await?;
+            lot.remaining = lot.remaining.checked_sub(draw.amount)?;
         }
         Ok(())
     }

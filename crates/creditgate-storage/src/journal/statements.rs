@@ -162,6 +162,25 @@ impl<J: TxStatements> Journal for J {
         .await
     }
 
+    async fn any_transfer(&mut self, ids: &[&TransferId]) -> LedgerResult<Option<TransferId>> {
+        // Sixteen ids a statement; a short chunk repeats its first id.
+        const SQL: &str = "SELECT id FROM transfers WHERE id IN \
+            ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) LIMIT 1";
+        for chunk in ids.chunks(16) {
+            let params: Vec<Param> = (0..16)
+                .map(|i| text(chunk.get(i).unwrap_or(&chunk[0]).as_str()))
+                .collect();
+            let found = first(self, SQL, &params, |row| {
+                stored_id(TransferId::parse, &row.text(0)?)
+            })
+            .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
     async fn insert_transfer(&mut self, t: &NewTransfer<'_>) -> LedgerResult<()> {
         self.defer(
             "INSERT INTO transfers (id, kind, org, digest, result, memo, created_at)

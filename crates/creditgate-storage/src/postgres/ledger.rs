@@ -308,6 +308,10 @@ impl LedgerStore for PgStore {
         in_transaction!(self, |j, now| ops::settle(j, now, req.clone()))
     }
 
+    async fn settle_leased_group(&self, reqs: Vec<SettleRequest>) -> LedgerResult<Vec<Settlement>> {
+        in_transaction!(self, |j, now| ops::settle_leased_group(j, now, &reqs))
+    }
+
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         in_transaction!(self, |j, now| ops::release(j, now, req.clone()))
     }

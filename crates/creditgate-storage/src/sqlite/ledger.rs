@@ -204,6 +204,10 @@ impl LedgerStore for SqliteStore {
         write_op!(rerunnable true, self, |j, now| ops::settle(j, now, req.clone()))
     }
 
+    async fn settle_leased_group(&self, reqs: Vec<SettleRequest>) -> LedgerResult<Vec<Settlement>> {
+        write_op!(rerunnable true, self, |j, now| ops::settle_leased_group(j, now, &reqs))
+    }
+
     async fn release(&self, req: ReleaseRequest) -> LedgerResult<Released> {
         write_op!(rerunnable true, self, |j, now| ops::release(j, now, req.clone()))
     }

@@ -182,7 +182,7 @@ async fn another_organizations_receipt_is_not_found(h: Harness) {
 }
 
 /// A usage record charging `charged`, spread over the lines by `seed`, every field set.
-fn sample_record(charged: i64, seed: u64) -> UsageRecord {
+pub(crate) fn sample_record(charged: i64, seed: u64) -> UsageRecord {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut credits = Lines::<NanoCredits>::default();
     let mut left = charged;

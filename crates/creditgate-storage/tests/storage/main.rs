@@ -14,5 +14,6 @@ mod model;
 mod notify;
 mod payments;
 mod postgres_faults;
+mod settle_group;
 mod tls;
 mod unavailable;

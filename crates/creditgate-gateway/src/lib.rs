@@ -35,6 +35,7 @@ pub mod reports;
 pub mod request_id;
 pub mod routes;
 pub mod server;
+pub mod settler;
 pub mod sign_in;
 pub mod spool;
 pub mod sse;
@@ -80,6 +81,8 @@ pub struct App {
     pub lifecycle: Lifecycle,
     /// This replica's credit leases (`docs/ledger.md`, "Credit leases").
     pub leases: lease::Leases,
+    /// Posts the settlements of requests admitted against a lease in groups.
+    pub settler: Arc<settler::Settler>,
     /// Buying credits: the provider settings and the Stripe client.
     pub payments: payments::Payments,
     pub clock: Arc<dyn Clock>,
@@ -148,8 +151,12 @@ impl App {
             payments::Payments::new(cfg.payments.clone()).map_err(StartError::Payments)?;
         let mailer = mail::Mailer::from_config(&cfg.accounts)?;
         let leases = lease::Leases::new(cfg.credit_lease, &cfg.spool_path);
+        let metrics = metrics::Metrics::default();
+        let settler = Arc::new(settler::Settler::new(db.clone(), metrics.settle_counts()));
         Ok(Arc::new(Self {
             leases,
+            settler,
+            metrics,
             mailer,
             cfg,
             db,
@@ -165,7 +172,6 @@ impl App {
             clock,
             bodies: body::BodyBudget::new(cfg_bodies),
             auth_throttle: throttle::AuthThrottle::new(cfg_auth_failures),
-            metrics: metrics::Metrics::default(),
             reloads: reload::Reloads::default(),
             notify: notify::Notify::default(),
             operator_sessions: Default::default(),

@@ -85,6 +85,16 @@ pub struct Metrics {
     webhook_deliveries: Family<OutcomeLabels, Counter>,
     holds_in_flight: Gauge,
     spool_depth: Gauge,
+    settle: SettleCounts,
+}
+
+/// How leased settlements were posted (`crate::settler`): groups of two or more, settlements
+/// posted in them, and settlements posted on their own.
+#[derive(Clone, Default)]
+pub struct SettleCounts {
+    pub groups: Counter,
+    pub grouped: Counter,
+    pub alone: Counter,
 }
 
 impl Default for Metrics {
@@ -100,6 +110,7 @@ impl Default for Metrics {
             webhook_deliveries: Family::default(),
             holds_in_flight: Gauge::default(),
             spool_depth: Gauge::default(),
+            settle: SettleCounts::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -139,11 +150,31 @@ impl Default for Metrics {
             "Settlements waiting in the local spool for the database",
             m.spool_depth.clone(),
         );
+        r.register(
+            "leased_settle_groups",
+            "Groups of two or more settlements of leased requests posted in one transaction",
+            m.settle.groups.clone(),
+        );
+        r.register(
+            "leased_settlements_grouped",
+            "Settlements of leased requests posted in those groups",
+            m.settle.grouped.clone(),
+        );
+        r.register(
+            "leased_settlements_alone",
+            "Settlements of leased requests posted on their own (alone in the queue, or from a refused group)",
+            m.settle.alone.clone(),
+        );
         m
     }
 }
 
 impl Metrics {
+    /// The counters the settler of leased settlements counts its groups in.
+    pub fn settle_counts(&self) -> SettleCounts {
+        self.settle.clone()
+    }
+
     /// Counts a charge (settled or spooled).
     pub fn charged(&self, model: &str, amount: NanoCredits) {
         if let Ok(n) = u64::try_from(amount.nanos()) {

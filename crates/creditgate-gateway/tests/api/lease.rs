@@ -13,6 +13,7 @@ use serde_json::json;
 
 use crate::accounts::{admin_key, call, Cred};
 use crate::helpers::{body, Setup, TestApp};
+use crate::metrics::{sample, scrape};
 
 fn leased(credits: NanoCredits) -> Setup {
     Setup {
@@ -64,6 +65,14 @@ async fn forty_concurrent_requests_are_charged_exactly_against_a_lease() {
     assert!(replies
         .iter()
         .all(|r| r.available() < before.posted && !r.available().is_negative()));
+    // Every settlement went through the settler once: in a group or on its own (how many were
+    // grouped depends on timing; that none was lost or posted twice does not).
+    let (_, _, text) = scrape(&t, &Cred::Operator).await;
+    let grouped = sample(&text, "creditgate_leased_settlements_grouped_total", &[]).unwrap();
+    let alone = sample(&text, "creditgate_leased_settlements_alone_total", &[]).unwrap();
+    let groups = sample(&text, "creditgate_leased_settle_groups_total", &[]).unwrap();
+    assert_eq!(grouped + alone, 40, "grouped {grouped}, alone {alone}");
+    assert!(groups * 2 <= grouped, "{groups} groups of {grouped}");
     until_returned(&t).await;
     assert_eq!(t.balance().await.available, db.posted);
     t.assert_ledger_clean().await;

@@ -313,7 +313,7 @@ pub(crate) async fn settle_leased_group<J: Journal>(
                 held,
             };
             let s = book_charge(j, now, req, &digest, &mut state, booked, &hold, false).await?;
-            drawn.extend(s.draws.iter().map(|d| d.lot.clone()));
+            drawn.extend(s.draws.iter().cloned());
             settled.push((i, s));
         }
         save_drawn(j, &lots, &drawn).await?;
@@ -388,8 +388,7 @@ async fn charge<J: Journal>(
         held,
     };
     let result = book_charge(j, now, req, digest, &mut state, booked, hold, late).await?;
-    let drawn: Vec<LotId> = result.draws.iter().map(|d| d.lot.clone()).collect();
-    save_drawn(j, &lots, &drawn).await?;
+    save_drawn(j, &lots, &result.draws).await?;
     j.save_org_state(&org, &state).await?;
     Ok(result)
 }
@@ -470,9 +469,9 @@ async fn book_charge<J: Journal>(
     Ok(result)
 }
 
-/// Writes the remaining credit of each lot in `drawn` (repeats allowed) as `lots` hold it now.
-async fn save_drawn<J: Journal>(j: &mut J, lots: &[Lot], drawn: &[LotId]) -> LedgerResult<()> {
-    for lot in lots.iter().filter(|l| drawn.contains(&l.id)) {
+/// Writes the remaining credit of each lot drawn from (repeats allowed) as `lots` hold it now.
+async fn save_drawn<J: Journal>(j: &mut J, lots: &[Lot], drawn: &[Draw]) -> LedgerResult<()> {
+    for lot in lots.iter().filter(|l| drawn.iter().any(|d| d.lot == l.id)) {
         j.set_lot_remaining(&lot.id, lot.remaining).await?;
     }
     Ok(())
@@ -846,8 +845,7 @@ async fn adjust_down<J: Journal>(
     chain
         .post_draws(j, &mut lots, &draws, account::ADJUSTMENT)
         .await?;
-    let drawn: Vec<LotId> = draws.iter().map(|d| d.lot.clone()).collect();
-    save_drawn(j, &lots, &drawn).await?;
+    save_drawn(j, &lots, &draws).await?;
     Ok(Adjusted {
         amount: req.amount,
         lot: None,

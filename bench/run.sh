@@ -31,7 +31,9 @@
 # (seconds, 2), BENCH_PACED_DELAY_MS (20), BENCH_MODEL (claude-haiku-4-5), BENCH_OUTPUT_TOKENS (64),
 # BENCH_MODES ("json stream"), BENCH_SKIP_BUILD=1 (use the existing release binary), BENCH_BIN
 # (another creditgate binary), BENCH_SKIP_LEDGER=1, BENCH_BASELINE_BIN, BENCH_LITELLM=1,
-# BENCH_LEASE=true and BENCH_BASELINE_LEASE=true (admit against a credit lease, docs/ledger.md).
+# BENCH_LEASE=true and BENCH_BASELINE_LEASE=true (admit against a credit lease, docs/ledger.md),
+# BENCH_PERF=<connections> (perf record -g of the gateway during its load run at that many
+# connections: perf-<mode>-c<connections>.data in the raw outputs; needs linux-perf).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -337,11 +339,19 @@ run_wrk() { # mode phase connections target seconds delay_ms outfile
   [ "$conns" -lt "$threads" ] && threads=$conns
   { echo "CPU_BEFORE $(python3 "$ROOT/bench/cpu.py" "$(cpu_of "$target")")"
     echo "LOAD_BEFORE $(cut -d' ' -f1-3 /proc/loadavg)"; } >"$outfile.cpu"
+  local perf_pid=""
+  if [ "$target" = gateway ] && [ "$phase" = load ] && [ "$conns" = "${BENCH_PERF:-}" ] \
+    && [[ $outfile != *warmup* ]]; then
+    perf record -q -F 499 -g -p "${PIDS[gateway]}" -o "$OUT/perf-$mode-c$conns.data" \
+      -- sleep "$secs" >/dev/null 2>&1 &
+    perf_pid=$!
+  fi
   BENCH_BODY_FILE="$WORK/body-$mode.json" BENCH_PATH=$path BENCH_KEY=$key BENCH_DELAY_MS=$delay \
     timeout $((secs + 60)) wrk -t"$threads" -c"$conns" -d"${secs}s" --timeout 30s --latency \
     -s "$ROOT/bench/post.lua" "$url$path" >"$outfile" 2>&1 \
     || { cat "$outfile" >&2; die "wrk failed against $target"; }
   echo "CPU_AFTER $(python3 "$ROOT/bench/cpu.py" "$(cpu_of "$target")")" >>"$outfile.cpu"
+  [ -z "$perf_pid" ] || wait "$perf_pid" || true
   cat "$outfile.cpu" >>"$outfile"
   rm -f "$outfile.cpu"
 }
@@ -427,6 +437,13 @@ for mode in $MODES; do
       measure "$mode" load "$conns" "$target" 0
     done
     measure "$mode" paced "$PACED_CONNECTIONS" "$target" "$PACED_DELAY_MS"
+    case $target in
+      gateway|baseline)
+        # The gateway's own counters of the runs (how leased settlements were grouped, ...).
+        curl -fsS "$(cat "$WORK/$target.url")/metrics" \
+          -H "authorization: Bearer $(sed -n 's/^admin_key = "\(.*\)"$/\1/p' "$WORK/$target-$mode.toml")" \
+          >"$OUT/metrics-$target-$mode.txt" || true ;;
+    esac
     case $target in
       gateway|baseline|litellm) stop_pid "${PIDS[$target]}"; unset "PIDS[$target]" ;;
     esac

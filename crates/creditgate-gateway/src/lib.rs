@@ -40,6 +40,8 @@ pub mod sign_in;
 pub mod spool;
 pub mod sse;
 pub mod statements;
+#[cfg(test)]
+mod testing;
 pub mod throttle;
 pub mod unique_keys;
 pub mod upstream;

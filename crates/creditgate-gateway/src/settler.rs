@@ -121,11 +121,8 @@ async fn post_forever(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use creditgate_core::clock::SystemClock;
-    use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-    use creditgate_core::ledger::{
-        GrantRequest, HoldRequest, LeasedHold, LotCategory, LotSource, Settlement,
-    };
+    use creditgate_core::ids::{OrganizationId, TransferId};
+    use creditgate_core::ledger::{HoldRequest, LeasedHold, Settlement};
     use creditgate_core::money::NanoCredits;
 
     fn leased(n: u32, hold: &str) -> SettleRequest {
@@ -154,30 +151,8 @@ mod tests {
     /// charge is posted exactly once.
     #[tokio::test]
     async fn a_group_is_posted_together_and_a_refused_one_one_by_one() {
-        let dir =
-            std::env::temp_dir().join(format!("creditgate-settler-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let url = format!("sqlite://{}", dir.join("l.db").display());
-        let db = Database::connect(&url, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let org = OrganizationId::parse("org_a").unwrap();
-        db.create_organization(org.clone(), "a".into())
-            .await
-            .unwrap();
-        db.grant(GrantRequest {
-            transfer_id: TransferId::parse("g").unwrap(),
-            org: org.clone(),
-            lot_id: LotId::parse("lot_g").unwrap(),
-            amount: NanoCredits::from_nanos(1_000_000),
-            category: LotCategory::Paid,
-            source: LotSource::Purchase,
-            price_per_credit: None,
-            expires_at: None,
-            memo: None,
-        })
-        .await
-        .unwrap();
+        let dir = crate::testing::temp_dir("settler");
+        let (db, org) = crate::testing::funded_ledger(&dir).await;
         db.reserve(HoldRequest {
             transfer_id: TransferId::parse("req_own").unwrap(),
             org: org.clone(),

@@ -340,10 +340,7 @@ mod tests {
     use creditgate_core::money::NanoCredits;
 
     fn dir() -> PathBuf {
-        let d =
-            std::env::temp_dir().join(format!("creditgate-spool-{:016x}", rand::random::<u64>()));
-        std::fs::create_dir_all(&d).unwrap();
-        d
+        crate::testing::temp_dir("spool")
     }
 
     fn spooled(n: u32) -> Spooled {
@@ -395,31 +392,9 @@ mod tests {
     /// recording it) is a replay; the file is emptied once nothing is pending.
     #[tokio::test]
     async fn apply_settles_each_pending_charge_exactly_once() {
-        use creditgate_core::clock::SystemClock;
-        use creditgate_core::ids::LotId;
-        use creditgate_core::ledger::{GrantRequest, HoldRequest, LotCategory, LotSource};
+        use creditgate_core::ledger::HoldRequest;
         let d = dir();
-        let url = format!("sqlite://{}", d.join("l.db").display());
-        let db = creditgate_storage::Database::connect(&url, Arc::new(SystemClock))
-            .await
-            .unwrap();
-        let org = OrganizationId::parse("org_a").unwrap();
-        db.create_organization(org.clone(), "a".into())
-            .await
-            .unwrap();
-        db.grant(GrantRequest {
-            transfer_id: TransferId::parse("g").unwrap(),
-            org: org.clone(),
-            lot_id: LotId::parse("lot_g").unwrap(),
-            amount: NanoCredits::from_nanos(1_000_000),
-            category: LotCategory::Paid,
-            source: LotSource::Purchase,
-            price_per_credit: None,
-            expires_at: None,
-            memo: None,
-        })
-        .await
-        .unwrap();
+        let (db, org) = crate::testing::funded_ledger(&d).await;
         for n in 1..=2 {
             db.reserve(HoldRequest {
                 transfer_id: spooled(n).settle.hold,

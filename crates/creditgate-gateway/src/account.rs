@@ -199,10 +199,13 @@ async fn request_json(app: &App, key: &ApiKeyRecord, id: &str) -> Result<Value, 
     if let Some(spooled) = app.spool.pending_for(&id).filter(|s| s.org == key.org) {
         return Ok(pending_receipt(&spooled));
     }
-    let rec = match app.db.receipt(&key.org, &id).await? {
+    // Admitted against this replica's credit lease and not settled yet. Asked before the
+    // ledger: a request leaves the lease's books only after its settlement is committed, so one
+    // not found there is in the ledger if anywhere (the other order could miss a request
+    // settling between the two reads).
+    let rec = match app.leases.receipt(&key.org, &id) {
         Some(rec) => rec,
-        // Admitted against this replica's credit lease and not settled yet.
-        None => app.leases.receipt(&key.org, &id).ok_or_else(not_found)?,
+        None => app.db.receipt(&key.org, &id).await?.ok_or_else(not_found)?,
     };
     Ok(receipt_json(&rec, &app.cfg.credit_unit.name))
 }

@@ -39,6 +39,7 @@ pub(crate) struct Directives {
     pub status: Option<ErrorKind>,
     pub error_after: Option<u64>,
     pub reset_after: Option<u64>,
+    pub linger: Option<Duration>,
     pub overrun: Option<u64>,
     pub output_tokens: Option<u64>,
     pub thinking_tokens: Option<u64>,
@@ -102,6 +103,7 @@ impl Directives {
             }
             "error_after" => self.error_after = Some(number()?),
             "reset_after" => self.reset_after = Some(number()?),
+            "linger_ms" => self.linger = Some(Duration::from_millis(at_most(MAX_LATENCY_MS)?)),
             "overrun" => self.overrun = Some(number()?),
             "output_tokens" => self.output_tokens = Some(at_most(MAX_GENERATED_TOKENS)?),
             "thinking_tokens" => self.thinking_tokens = Some(at_most(MAX_GENERATED_TOKENS)?),

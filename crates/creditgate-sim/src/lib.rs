@@ -160,6 +160,7 @@
 //! | `status=S` | answer S before any byte, with the proper envelope: 400 `invalid_request_error`, 429 `rate_limit_error`, 500 `api_error`, 529 `overloaded_error` (also 401, 402, 403, 404, 413, 504); 429 and 529 add `retry-after: 1` and `x-should-retry: true` |
 //! | `error_after=N` | streams: after N content deltas (0: right after `message_start`), send `event: error` with `{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}` and end; no `message_delta`/`message_stop` |
 //! | `reset_after=N` | streams: after N content deltas, abort the connection mid-body (no clean end of the chunked body) |
+//! | `linger_ms=N` | streams: keep the body open N ms (at most 60,000) after `message_stop` before ending it |
 //! | `overrun=N` | report `output_tokens` = produced + N, even beyond `max_tokens` |
 //! | `output_tokens=N` | text length in tokens (still capped by `max_tokens`) |
 //! | `thinking_tokens=N` | thinking length when thinking is on |

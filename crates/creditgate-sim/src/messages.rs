@@ -60,6 +60,7 @@ async fn create_inner(
             chunk_latency: sim.shared.config.chunk_latency,
             error_after: directives.error_after,
             reset_after: directives.reset_after,
+            linger: directives.linger.unwrap_or(Duration::ZERO),
         };
         let on_fault_sim = sim.clone();
         let body = stream::body(reply, pacing, move || {

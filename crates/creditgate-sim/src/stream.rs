@@ -126,6 +126,8 @@ pub(crate) struct Pacing {
     pub error_after: Option<u64>,
     /// Abort the connection after this many content deltas.
     pub reset_after: Option<u64>,
+    /// Keep the body open this long after `message_stop` before ending it.
+    pub linger: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -192,7 +194,10 @@ pub(crate) fn body(reply: Reply, pacing: Pacing, on_fault: impl Fn() + Send + 's
             };
             return Some((item, pump));
         }
-        let frame = pump.frames.next()?;
+        let Some(frame) = pump.frames.next() else {
+            sleep(pump.pacing.linger).await;
+            return None;
+        };
         sleep(pump.pacing.frame_latency).await;
         if frame.is_content_delta() {
             sleep(pump.pacing.chunk_latency).await;

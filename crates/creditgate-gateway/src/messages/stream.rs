@@ -1,5 +1,8 @@
 //! The stream pump: upstream bytes pass through to the client as whole events while usage is
-//! read and the hold grows ahead of the output; when the stream ends it is settled once.
+//! read and the hold grows ahead of the output; when the stream ends it is settled once. The
+//! events from the one carrying `message_stop` on are passed on with the stream's cost comment,
+//! after the settle: one write to the client instead of two, and nothing the client could act on
+//! comes later for it (the stream's HTTP body ended after the comment already).
 
 use std::convert::Infallible;
 use std::time::Duration;
@@ -24,6 +27,10 @@ use crate::metrics::UpstreamWait;
 use crate::sse::{SseScanner, UsageTally};
 use crate::upstream::UpstreamResponse;
 
+/// How long the events from `message_stop` on are kept for the stream's last words while the
+/// upstream has not ended its body (it ends it at once after `message_stop`).
+const LAST_WORDS_WAIT: Duration = Duration::from_millis(200);
+
 /// How a stream's pump loop ended.
 enum Ending {
     Eof,
@@ -43,6 +50,9 @@ struct Pumping {
     client_gone: bool,
     /// Set when the client left under `drain`: the upstream is read until then, no longer.
     drain_deadline: Option<Instant>,
+    /// Events read since `message_stop` (that one included), not passed on yet: they go with
+    /// the stream's last words ([`Admitted::finish`]).
+    last: Vec<u8>,
 }
 
 impl Admitted {
@@ -72,20 +82,35 @@ impl Admitted {
             hold: self.first_slice(),
             client_gone: false,
             drain_deadline: None,
+            last: Vec::new(),
         };
         let ending = loop {
-            let chunk = match self.next_chunk(&mut resp, run.drain_deadline).await {
-                Ok(chunk) => chunk,
-                Err(ending) => break ending,
+            let read = self.next_chunk(&mut resp, run.drain_deadline);
+            let next = if run.last.is_empty() {
+                Some(read.await)
+            } else {
+                // After `message_stop` the upstream's end is due at once; if it is late, what
+                // was kept for the last words is passed on now (the read is cancel-safe).
+                tokio::time::timeout(LAST_WORDS_WAIT, read).await.ok()
             };
-            if let Err(err) = run.scanner.push(&chunk) {
-                break Ending::Broken(err.to_string());
+            let read_more = next.is_some();
+            let (mut batch, cut) = match next {
+                None => (std::mem::take(&mut run.last), None),
+                Some(Err(ending)) => break ending,
+                Some(Ok(chunk)) => {
+                    if let Err(err) = run.scanner.push(&chunk) {
+                        break Ending::Broken(err.to_string());
+                    }
+                    // The scanner has its own copy: the upstream's buffer is not kept while a
+                    // slow client is waited for below.
+                    let capacity = chunk.len();
+                    drop(chunk);
+                    self.meter_events(capacity, &mut run).await
+                }
+            };
+            if read_more && run.tally.saw_message_stop && !run.client_gone {
+                run.last.append(&mut batch);
             }
-            // The scanner has its own copy: the upstream's buffer is not kept while a slow
-            // client is waited for below.
-            let capacity = chunk.len();
-            drop(chunk);
-            let (batch, cut) = self.meter_events(capacity, &mut run).await;
             let sent = if batch.is_empty() || run.client_gone {
                 Some(Ok(()))
             } else {
@@ -112,7 +137,7 @@ impl Admitted {
         };
         drop(resp);
         self.held = run.hold.held;
-        self.finish(ending, &run, &tx).await;
+        self.finish(ending, run, &tx).await;
     }
 
     /// The next upstream chunk, or how the stream ended.
@@ -173,7 +198,7 @@ impl Admitted {
 
     /// Settles the ended stream and, if the client is still there, tells it what went wrong
     /// (as an SSE error event) and what the stream cost.
-    async fn finish(&self, ending: Ending, run: &Pumping, tx: &mpsc::Sender<Bytes>) {
+    async fn finish(&self, ending: Ending, run: Pumping, tx: &mpsc::Sender<Bytes>) {
         let (end, client_error) = self.classify(ending, &run.tally);
         let (status, usage, note) = if !end.is_complete() {
             (end.status(), run.tally.partial_usage(), end.note())
@@ -195,10 +220,12 @@ impl Admitted {
         if run.client_gone {
             return;
         }
+        let mut words = run.last;
         if let Some(err) = client_error {
-            let _ = tx.send(Bytes::from(err.sse_event())).await;
+            words.extend_from_slice(err.sse_event().as_bytes());
         }
-        let _ = tx.send(Bytes::from(self.stream_summary(&settled))).await;
+        words.extend_from_slice(self.stream_summary(&settled).as_bytes());
+        let _ = tx.send(Bytes::from(words)).await;
     }
 
     /// What the ending means for the charge, and the error the client should see, if any.

@@ -1,6 +1,8 @@
 //! The happy path: a message, plain or streamed, is forwarded unchanged and charged exactly the
 //! cost of the usage the upstream reported, once.
 
+use std::time::{Duration, Instant};
+
 use creditgate_core::money::NanoCredits;
 use serde_json::{json, Value};
 
@@ -36,6 +38,52 @@ async fn a_json_message_is_charged_exactly_the_cost_of_its_usage() {
     assert_eq!(reply.available(), after.available, "x-creditgate-available");
     app.assert_settled_once(&id, expected).await;
     app.assert_ledger_clean().await;
+}
+
+/// The events from `message_stop` on are passed on with the cost comment, after the settle (one
+/// write); an upstream that keeps its body open after `message_stop` does not keep them from the
+/// client: they go after a short wait, and the comment when the upstream ends.
+#[tokio::test]
+async fn message_stop_reaches_the_client_while_the_upstream_lingers() {
+    let app = TestApp::spawn().await;
+    let before = app.balance().await;
+    let mut request = body(256, "output_tokens=12 linger_ms=3000");
+    request["stream"] = json!(true);
+    let started = Instant::now();
+    let mut resp = app.post_messages(&app.api_key, &request).await;
+    assert_eq!(resp.status(), 200);
+    let id = resp.headers()["request-id"].to_str().unwrap().to_owned();
+    let mut raw = String::new();
+    let mut stop_seen = None;
+    while let Some(chunk) = resp.chunk().await.expect("the body") {
+        raw.push_str(std::str::from_utf8(&chunk).unwrap());
+        if stop_seen.is_none() && raw.contains("event: message_stop") {
+            stop_seen = Some(started.elapsed());
+            assert!(
+                !raw.contains(": creditgate "),
+                "the comment waits for the upstream's end"
+            );
+        }
+    }
+    let ended = started.elapsed();
+    let stop_seen = stop_seen.expect("message_stop");
+    assert!(
+        stop_seen < Duration::from_millis(1_500),
+        "message_stop after {stop_seen:?}"
+    );
+    assert!(
+        ended >= Duration::from_millis(3_000),
+        "ended after {ended:?}"
+    );
+    assert!(raw.find(": creditgate ").unwrap() > raw.find("event: message_stop").unwrap());
+
+    let receipt = app.receipt(&id).await;
+    assert_eq!(receipt.status(), "settled");
+    assert_eq!(receipt.output_tokens(), 12);
+    let expected = app.cost_of(MODEL, receipt.usage());
+    let after = app.balance().await;
+    assert_eq!(after.posted, before.posted.checked_sub(expected).unwrap());
+    app.assert_settled_once(&id, expected).await;
 }
 
 #[tokio::test]

@@ -5,7 +5,8 @@
 #                                                              Messages responses: JSON and SSE)
 #   nginx     wrk -> plain nginx reverse proxy -> upstream    (keep-alive pool, no buffering)
 #   gateway   wrk -> creditgate serve -> upstream             (full billing: every request held
-#                                                              and settled in SQLite, durably)
+#                                                              and settled in SQLite or, with
+#                                                              BENCH_POSTGRES_URL, Postgres)
 #   baseline  (BENCH_BASELINE_BIN) the same gateway setup from another creditgate binary
 #   litellm   (BENCH_LITELLM=1) LiteLLM's proxy, no database, in its own venv -> upstream
 #
@@ -34,6 +35,8 @@
 # BENCH_LEASE=true and BENCH_BASELINE_LEASE=true (admit against a credit lease, docs/ledger.md),
 # BENCH_PERF=<connections> (perf record -g of the gateway during its load run at that many
 # connections: perf-<mode>-c<connections>.data in the raw outputs; needs linux-perf).
+# BENCH_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres: the gateways' ledgers in
+# Postgres databases of their own instead of SQLite files).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -94,10 +97,24 @@ stop_pid() {
   wait "$pid" 2>/dev/null || true
 }
 
+# Each gateway's database: a SQLite file, or with BENCH_POSTGRES_URL (a URL whose user may create
+# databases) a Postgres database of its own, created here and dropped on exit.
+PG_DATABASES=()
+database_of() { # name
+  if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
+    echo "${BENCH_POSTGRES_URL%/*}/creditgate_bench_$$_$1"
+  else
+    echo "sqlite://$WORK/$1.db"
+  fi
+}
+
 cleanup() {
   local name
   for name in "${!PIDS[@]}"; do
     stop_pid "${PIDS[$name]}"
+  done
+  for name in "${PG_DATABASES[@]}"; do
+    psql "$BENCH_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS $name WITH (FORCE)" >/dev/null 2>&1 || true
   done
   cp "$WORK"/*.log "$OUT"/ 2>/dev/null || true
   rm -rf "$WORK"
@@ -251,7 +268,13 @@ wait_http "http://$HOST:$PROXY_PORT/json/v1/messages" nginx
 #    upstream's base URL carries the mode (/json or /stream), so a gateway is started per mode,
 #    on the same database.
 setup_gateway() { # name binary
-  local name=$1 bin=$2 db="sqlite://$WORK/$1.db" org
+  local name=$1 bin=$2 db org
+  db=$(database_of "$name")
+  log "$name: its ledger in ${db%%:*}"
+  if [ -n "${BENCH_POSTGRES_URL:-}" ]; then
+    PG_DATABASES+=("${db##*/}")
+    psql "$BENCH_POSTGRES_URL" -qc "CREATE DATABASE ${db##*/}" >/dev/null
+  fi
   org=$(json_field "$("$bin" --database "$db" org create --name bench --json)" id)
   "$bin" --database "$db" credits grant --org "$org" --amount "$ORG_CREDITS" --json >/dev/null
   json_field "$("$bin" --database "$db" keys create --org "$org" --name bench --json)" secret >"$WORK/$name.key"
@@ -263,7 +286,7 @@ start_gateway() { # name binary mode
   cat >"$WORK/$name-$mode.toml" <<EOF
 credit_lease = $lease
 listen = "$HOST:0"
-database_url = "sqlite://$WORK/$name.db"
+database_url = "$(database_of "$name")"
 admin_key = "bench-admin-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 [upstream]
 base_url = "$UP_URL/$mode"

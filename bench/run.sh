@@ -287,6 +287,7 @@ start_gateway() { # name binary mode
 credit_lease = $lease
 listen = "$HOST:0"
 database_url = "$(database_of "$name")"
+spool_path = "$WORK/$name.spool"
 admin_key = "bench-admin-$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
 [upstream]
 base_url = "$UP_URL/$mode"

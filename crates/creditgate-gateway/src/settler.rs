@@ -39,22 +39,21 @@ impl Settler {
         }
     }
 
-    /// Posts a leased settlement with whatever others are queued; returns its own result.
+    /// Posts a settlement and returns its own result: a leased one with whatever other leased
+    /// ones are queued, any other directly.
     pub async fn settle(self: &Arc<Self>, req: SettleRequest) -> LedgerResult<Settlement> {
+        if req.leased.is_none() {
+            return self.db.settle(req).await;
+        }
         let queue = self.queue.get_or_init(|| {
             let (tx, rx) = mpsc::unbounded_channel();
             tokio::spawn(post_forever(Arc::downgrade(self), rx));
             tx
         });
         let (reply, answer) = oneshot::channel();
-        queue
-            .send((req, reply))
-            .map_err(|_| LedgerError::Unavailable("the settlement queue stopped".to_owned()))?;
-        answer.await.unwrap_or_else(|_| {
-            Err(LedgerError::Unavailable(
-                "the settlement queue stopped".to_owned(),
-            ))
-        })
+        let stopped = || LedgerError::Unavailable("the settlement queue stopped".to_owned());
+        queue.send((req, reply)).map_err(|_| stopped())?;
+        answer.await.unwrap_or_else(|_| Err(stopped()))
     }
 
     /// Posts one group and answers each of its requests.
@@ -122,7 +121,7 @@ async fn post_forever(
 mod tests {
     use super::*;
     use creditgate_core::ids::{OrganizationId, TransferId};
-    use creditgate_core::ledger::{HoldRequest, LeasedHold, Settlement};
+    use creditgate_core::ledger::{LeasedHold, Settlement};
     use creditgate_core::money::NanoCredits;
 
     fn leased(n: u32, hold: &str) -> SettleRequest {
@@ -153,17 +152,7 @@ mod tests {
     async fn a_group_is_posted_together_and_a_refused_one_one_by_one() {
         let dir = crate::testing::temp_dir("settler");
         let (db, org) = crate::testing::funded_ledger(&dir).await;
-        db.reserve(HoldRequest {
-            transfer_id: TransferId::parse("req_own").unwrap(),
-            org: org.clone(),
-            amount: NanoCredits::from_nanos(10),
-            timeout_ms: 60_000,
-            scope: None,
-            limits: vec![],
-            memo: None,
-        })
-        .await
-        .unwrap();
+        crate::testing::hold(&db, &org, TransferId::parse("req_own").unwrap(), 10).await;
         let counts = crate::metrics::SettleCounts::default();
         let settler = Arc::new(Settler::new(db.clone(), counts.clone()));
 

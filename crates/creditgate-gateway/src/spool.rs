@@ -392,21 +392,10 @@ mod tests {
     /// recording it) is a replay; the file is emptied once nothing is pending.
     #[tokio::test]
     async fn apply_settles_each_pending_charge_exactly_once() {
-        use creditgate_core::ledger::HoldRequest;
         let d = dir();
         let (db, org) = crate::testing::funded_ledger(&d).await;
         for n in 1..=2 {
-            db.reserve(HoldRequest {
-                transfer_id: spooled(n).settle.hold,
-                org: org.clone(),
-                amount: NanoCredits::from_nanos(5_000),
-                timeout_ms: 60_000,
-                scope: None,
-                limits: vec![],
-                memo: None,
-            })
-            .await
-            .unwrap();
+            crate::testing::hold(&db, &org, spooled(n).settle.hold, 5_000).await;
         }
         let path = d.join("s.spool");
         let spool = Spool::open(&path).unwrap();

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use creditgate_core::clock::SystemClock;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource};
+use creditgate_core::ledger::{GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource};
 use creditgate_core::money::NanoCredits;
 use creditgate_storage::Database;
 
@@ -40,4 +40,19 @@ pub(crate) async fn funded_ledger(dir: &std::path::Path) -> (Database, Organizat
     .await
     .unwrap();
     (db, org)
+}
+
+/// Places a hold of `nanos` nano-credits for `org` (a minute's timeout, no scope or limits).
+pub(crate) async fn hold(db: &Database, org: &OrganizationId, id: TransferId, nanos: i64) {
+    db.reserve(HoldRequest {
+        transfer_id: id,
+        org: org.clone(),
+        amount: NanoCredits::from_nanos(nanos),
+        timeout_ms: 60_000,
+        scope: None,
+        limits: vec![],
+        memo: None,
+    })
+    .await
+    .unwrap();
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use creditgate_core::ledger::{LeasedHold, LedgerError, LedgerStore, SettleRequest, Settlement};
+use creditgate_core::ledger::{LeasedHold, LedgerError, SettleRequest, Settlement};
 use creditgate_core::metering;
 use creditgate_core::money::NanoCredits;
 use creditgate_core::usage::{ReceiptStatus, ReportedUsage};
@@ -129,20 +129,15 @@ impl Admitted {
         loop {
             attempt += 1;
             // Boxed, as every database call of the pump: a stream's resting task stays small.
-            // A leased settlement is posted with whatever other leased ones are queued.
-            let attempt_result = if req.leased.is_some() {
-                let settling = Box::pin(self.app.settler.settle(req.clone()));
-                tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, settling).await
-            } else {
-                let settling = Box::pin(self.app.db.settle(req.clone()));
-                tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, settling).await
-            }
-            .unwrap_or_else(|_| {
-                Err(LedgerError::Unavailable(format!(
-                    "no answer within {} s",
-                    SETTLE_ATTEMPT_TIMEOUT.as_secs()
-                )))
-            });
+            let settling = Box::pin(self.app.settler.settle(req.clone()));
+            let attempt_result = tokio::time::timeout(SETTLE_ATTEMPT_TIMEOUT, settling)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(LedgerError::Unavailable(format!(
+                        "no answer within {} s",
+                        SETTLE_ATTEMPT_TIMEOUT.as_secs()
+                    )))
+                });
             match attempt_result {
                 Ok(s) => return Posted::Ledger(s),
                 Err(LedgerError::Unavailable(e))

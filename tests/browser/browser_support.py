@@ -28,7 +28,6 @@ from selenium.common.exceptions import (  # noqa: E402
 from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 CHROMIUM = os.environ.get("CREDITGATE_CHROMIUM", "/usr/bin/chromium")
@@ -116,9 +115,7 @@ class Browser:
         except StaleElementReferenceException:
             raise
         except WebDriverException as err:
-            # Chromium reports a body replaced between finding it and reading it (a form's
-            # answer loading) as an inspector error rather than a stale element.
-            if "does not belong to the document" in str(err):
+            if replaced(err):
                 raise StaleElementReferenceException(str(err)) from err
             raise
 
@@ -127,10 +124,17 @@ class Browser:
         being replaced (a form's answer loading) finds a stale or missing element: that poll
         counts as not yet, not as a failure."""
         ignored = (StaleElementReferenceException, NoSuchElementException)
+
+        def poll(_: Any) -> Any:
+            try:
+                return found()
+            except WebDriverException as err:
+                if isinstance(err, ignored) or replaced(err):
+                    return False
+                raise
+
         try:
-            return WebDriverWait(
-                self.driver, timeout, poll_frequency=0.05, ignored_exceptions=ignored
-            ).until(lambda _: found())
+            return WebDriverWait(self.driver, timeout, poll_frequency=0.05).until(poll)
         except TimeoutException:
             raise AssertionError(
                 f"waited {timeout}s for {what}; at {self.driver.current_url}:\n{self.text()[:2000]}"
@@ -142,7 +146,7 @@ class Browser:
         the same elements, and goes stale while they are read)."""
         old = self.driver.find_element(By.TAG_NAME, "html")
         action()
-        self.wait_for(lambda: staleness_of(old)(self.driver), "the form's answer")
+        self.wait_for(lambda: gone(old), "the form's answer")
 
     def wait_text(self, text: str, timeout: float = WAIT) -> None:
         self.wait_for(lambda: text in self.text(), f"the text {text!r}", timeout)
@@ -161,6 +165,26 @@ class Browser:
         self.driver.set_window_size(size["width"], min(max(int(height) + 120, 600), 2400))
         self.driver.save_screenshot(str(SCREENSHOTS / f"{name}.png"))
         self.driver.set_window_size(size["width"], size["height"])
+
+
+def replaced(err: WebDriverException) -> bool:
+    """Chromium reports an element whose page was replaced while it was being read (a form's
+    answer loading) as an inspector error rather than as a stale element."""
+    return "does not belong to the document" in str(err)
+
+
+def gone(element: WebElement) -> bool:
+    """Whether `element`'s page has been replaced: reading it fails as stale (or as the
+    inspector's version of stale)."""
+    try:
+        element.is_enabled()
+    except StaleElementReferenceException:
+        return True
+    except WebDriverException as err:
+        if replaced(err):
+            return True
+        raise
+    return False
 
 
 def local(url: str) -> bool:

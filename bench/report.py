@@ -27,11 +27,13 @@ RUN_NAME = re.compile(r"^wrk-(json|stream)-(load|paced)-c(\d+)-(\w+)\.txt$")
 def read_run(path: Path, target: str) -> dict | None:
     text = path.read_text(errors="replace").splitlines()
     tagged = {line.split(" ", 1)[0]: line.split(" ", 1)[1] for line in text if line[:4] in ("CPU_", "LOAD")}
-    cpu_ms = None
+    cpu_ms = switched = None
     if "CPU_BEFORE" in tagged and "CPU_AFTER" in tagged:
         before, after = json.loads(tagged["CPU_BEFORE"]), json.loads(tagged["CPU_AFTER"])
         proc = "upstream" if target == "direct" else target
         cpu_ms = after[proc] - before[proc]
+        if f"{proc}_switches" in after:
+            switched = after[f"{proc}_switches"] - before[f"{proc}_switches"]
     for line in text:
         if line.startswith("BENCH_RESULT "):
             r = json.loads(line.removeprefix("BENCH_RESULT "))
@@ -49,6 +51,8 @@ def read_run(path: Path, target: str) -> dict | None:
                 "error_detail": r["errors"],
                 # CPU of the target's own process tree per request (the upstream's for direct).
                 "cpu_us_per_req": cpu_ms * 1000 / r["requests"] if cpu_ms is not None and r["requests"] else None,
+                # Its threads' context switches per request (each a sleep and a wake-up).
+                "switches_per_req": switched / r["requests"] if switched is not None and r["requests"] else None,
                 "load_before": tagged.get("LOAD_BEFORE"),
             }
     return None
@@ -76,15 +80,16 @@ def fmt(v: float | None, spec: str) -> str:
 
 
 def table(runs: dict, w) -> None:
-    w("| mode | phase | conns | target | req/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/req | non-2xx/errors |")
-    w("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
+    w("| mode | phase | conns | target | req/s | p50 ms | p99 ms | p99.9 ms | max ms | CPU µs/req | switches/req | non-2xx/errors |")
+    w("|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (mode, phase, conns), by_target in sorted(runs.items(), key=lambda kv: (MODES.index(kv[0][0]), kv[0][1], kv[0][2])):
         for t in TARGETS:
             r = by_target.get(t)
             if r:
                 w(
                     f"| {mode} | {phase} | {conns} | {t} | {r['rps']:,.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | "
-                    f"{r['p999_ms']:.2f} | {r['max_ms']:.1f} | {fmt(r['cpu_us_per_req'], ',.0f')} | {r['errors']} |"
+                    f"{r['p999_ms']:.2f} | {r['max_ms']:.1f} | {fmt(r['cpu_us_per_req'], ',.0f')} | "
+                    f"{fmt(r.get('switches_per_req'), '.1f')} | {r['errors']} |"
                 )
 
 

@@ -161,6 +161,27 @@ pub struct GrantRequest {
 }
 
 impl GrantRequest {
+    /// A paid lot from a purchase, at no recorded price, never expiring, without a memo: the
+    /// plainest grant, what tests, benchmarks and fixtures fund an organization with.
+    pub fn purchase(
+        transfer_id: TransferId,
+        org: OrganizationId,
+        lot_id: LotId,
+        amount: NanoCredits,
+    ) -> Self {
+        Self {
+            transfer_id,
+            org,
+            lot_id,
+            amount,
+            category: LotCategory::Paid,
+            source: LotSource::Purchase,
+            price_per_credit: None,
+            expires_at: None,
+            memo: None,
+        }
+    }
+
     /// The rules every grant a person or a payment asks for obeys (the billing service and the
     /// payment service check them): a positive amount, an expiry (if any) after `now`, and a
     /// price per credit (if any) that is not negative. The ledger itself also records lots that

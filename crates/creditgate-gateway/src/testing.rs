@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use creditgate_core::clock::SystemClock;
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource};
+use creditgate_core::ledger::{GrantRequest, HoldRequest, LedgerStore};
 use creditgate_core::money::NanoCredits;
 use creditgate_storage::Database;
 
@@ -26,17 +26,12 @@ pub(crate) async fn funded_ledger(dir: &std::path::Path) -> (Database, Organizat
     db.create_organization(org.clone(), "a".into())
         .await
         .unwrap();
-    db.grant(GrantRequest {
-        transfer_id: TransferId::parse("g").unwrap(),
-        org: org.clone(),
-        lot_id: LotId::parse("lot_g").unwrap(),
-        amount: NanoCredits::from_nanos(1_000_000),
-        category: LotCategory::Paid,
-        source: LotSource::Purchase,
-        price_per_credit: None,
-        expires_at: None,
-        memo: None,
-    })
+    db.grant(GrantRequest::purchase(
+        TransferId::parse("g").unwrap(),
+        org.clone(),
+        LotId::parse("lot_g").unwrap(),
+        NanoCredits::from_nanos(1_000_000),
+    ))
     .await
     .unwrap();
     (db, org)

@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 use creditgate_core::clock::{SystemClock, Timestamp};
 use creditgate_core::ids::{ApiKeyId, LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    GrantRequest, HoldRequest, LeasedHold, LedgerStore, LotCategory, LotSource, SettleRequest,
-    DEFAULT_HOLD_TIMEOUT_MS,
+    GrantRequest, HoldRequest, LeasedHold, LedgerStore, SettleRequest, DEFAULT_HOLD_TIMEOUT_MS,
 };
 use creditgate_core::money::NanoCredits;
 use creditgate_core::usage::{
@@ -291,17 +290,12 @@ async fn run_case(dbs: &[Database], case_no: usize, case: &Case, duration: Durat
         db.create_organization(org.clone(), "bench".into())
             .await
             .expect("org");
-        db.grant(GrantRequest {
-            transfer_id: TransferId::parse(&format!("fund-{org}")).unwrap(),
-            org: org.clone(),
-            lot_id: LotId::parse(&format!("lot-{org}")).unwrap(),
-            amount: NanoCredits::from_nanos(FUNDS),
-            category: LotCategory::Paid,
-            source: LotSource::Purchase,
-            price_per_credit: None,
-            expires_at: None,
-            memo: None,
-        })
+        db.grant(GrantRequest::purchase(
+            TransferId::parse(&format!("fund-{org}")).unwrap(),
+            org.clone(),
+            LotId::parse(&format!("lot-{org}")).unwrap(),
+            NanoCredits::from_nanos(FUNDS),
+        ))
         .await
         .expect("fund");
     }

@@ -9,9 +9,7 @@ use std::sync::Arc;
 
 use creditgate_core::clock::{ManualClock, Timestamp};
 use creditgate_core::ids::{ApiKeyId, LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{
-    account, GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource, SettleRequest,
-};
+use creditgate_core::ledger::{account, GrantRequest, HoldRequest, LedgerStore, SettleRequest};
 use creditgate_core::money::{CreditUnit, Decimal, NanoCredits};
 use creditgate_core::reports::{usd_cents, BucketWidth};
 use creditgate_core::usage::{
@@ -130,17 +128,12 @@ pub async fn funded_org(db: &Database, name: &str) -> OrganizationId {
     db.create_organization(org.clone(), name.into())
         .await
         .unwrap();
-    db.grant(GrantRequest {
-        transfer_id: TransferId::parse(&format!("fund-{org}")).unwrap(),
-        org: org.clone(),
-        lot_id: LotId::parse(&format!("lot-{org}")).unwrap(),
-        amount: NanoCredits::from_credits(1_000_000_000).unwrap(),
-        category: LotCategory::Paid,
-        source: LotSource::Purchase,
-        price_per_credit: None,
-        expires_at: None,
-        memo: None,
-    })
+    db.grant(GrantRequest::purchase(
+        TransferId::parse(&format!("fund-{org}")).unwrap(),
+        org.clone(),
+        LotId::parse(&format!("lot-{org}")).unwrap(),
+        NanoCredits::from_credits(1_000_000_000).unwrap(),
+    ))
     .await
     .unwrap();
     org

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use creditgate_core::clock::{Clock, SystemClock};
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{GrantRequest, LedgerStore, LotCategory, LotSource};
+use creditgate_core::ledger::{GrantRequest, LedgerStore};
 use creditgate_core::money::NanoCredits;
 use creditgate_core::pricing::{cost, hold_estimate, CostOptions, Usage};
 use creditgate_gateway::config::Config;
@@ -262,17 +262,12 @@ disconnect_policy = "drain"
     let granted = hold.checked_mul(COVERED).unwrap();
     local
         .db
-        .grant(GrantRequest {
-            transfer_id: TransferId::parse("replicas-grant").unwrap(),
-            org: org.clone(),
-            lot_id: LotId::parse("lot_replicas").unwrap(),
-            amount: granted,
-            category: LotCategory::Paid,
-            source: LotSource::Purchase,
-            price_per_credit: None,
-            expires_at: None,
-            memo: None,
-        })
+        .grant(GrantRequest::purchase(
+            TransferId::parse("replicas-grant").unwrap(),
+            org.clone(),
+            LotId::parse("lot_replicas").unwrap(),
+            granted,
+        ))
         .await
         .unwrap();
 

@@ -8,9 +8,7 @@ use std::sync::Arc;
 
 use creditgate_core::clock::{ManualClock, Timestamp};
 use creditgate_core::ids::{ApiKeyId, LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{
-    GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource, SettleRequest,
-};
+use creditgate_core::ledger::{GrantRequest, HoldRequest, LedgerStore, SettleRequest};
 use creditgate_core::money::NanoCredits;
 use creditgate_core::usage::{
     DisconnectPolicy, Lines, PicoUsd, ReceiptStatus, Service, Tokens, UsageRecord,
@@ -66,17 +64,12 @@ async fn org_with_usage(db: &Database, clock: &ManualClock, name: &str, charges:
     db.create_organization(org.clone(), name.into())
         .await
         .unwrap();
-    db.grant(GrantRequest {
-        transfer_id: TransferId::parse(&format!("fund-{name}")).unwrap(),
-        org: org.clone(),
-        lot_id: LotId::parse(&format!("lot-{name}")).unwrap(),
-        amount: NanoCredits::from_credits(1000).unwrap(),
-        category: LotCategory::Paid,
-        source: LotSource::Purchase,
-        price_per_credit: None,
-        expires_at: None,
-        memo: None,
-    })
+    db.grant(GrantRequest::purchase(
+        TransferId::parse(&format!("fund-{name}")).unwrap(),
+        org.clone(),
+        LotId::parse(&format!("lot-{name}")).unwrap(),
+        NanoCredits::from_credits(1000).unwrap(),
+    ))
     .await
     .unwrap();
     for (i, nanos) in charges.iter().enumerate() {

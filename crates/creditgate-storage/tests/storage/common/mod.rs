@@ -10,8 +10,7 @@ use std::sync::Arc;
 use creditgate_core::clock::{ManualClock, Timestamp};
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
 use creditgate_core::ledger::{
-    GrantRequest, HoldRequest, LedgerStore, LotCategory, LotSource, ReleaseRequest, SettleRequest,
-    DEFAULT_HOLD_TIMEOUT_MS,
+    GrantRequest, HoldRequest, LedgerStore, ReleaseRequest, SettleRequest, DEFAULT_HOLD_TIMEOUT_MS,
 };
 use creditgate_core::money::NanoCredits;
 use creditgate_storage::Database;
@@ -201,17 +200,12 @@ pub fn nc(n: i64) -> NanoCredits {
 }
 
 pub fn grant_req(org_id: &str, id: &str, amount: i64) -> GrantRequest {
-    GrantRequest {
-        transfer_id: tid(&format!("grant-{id}")),
-        org: org(org_id),
-        lot_id: lot(&format!("lot-{id}")),
-        amount: nc(amount),
-        category: LotCategory::Paid,
-        source: LotSource::Purchase,
-        price_per_credit: None,
-        expires_at: None,
-        memo: None,
-    }
+    GrantRequest::purchase(
+        tid(&format!("grant-{id}")),
+        org(org_id),
+        lot(&format!("lot-{id}")),
+        nc(amount),
+    )
 }
 
 pub fn hold_req(org_id: &str, id: &str, amount: i64) -> HoldRequest {

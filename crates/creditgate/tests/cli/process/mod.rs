@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use creditgate_core::clock::{Clock, SystemClock, Timestamp};
 use creditgate_core::ids::{LotId, OrganizationId, TransferId};
-use creditgate_core::ledger::{Balance, GrantRequest, LedgerStore, LotCategory, LotSource};
+use creditgate_core::ledger::{Balance, GrantRequest, LedgerStore};
 use creditgate_core::money::{CreditUnit, Decimal, NanoCredits};
 use creditgate_core::pricing::{cost, hold_estimate, CostOptions, PriceBook, PricingConfig, Usage};
 use creditgate_core::receipt::Receipt;
@@ -189,17 +189,12 @@ disconnect_policy = "drain"
     pub async fn grant(&self, amount: NanoCredits) {
         let id = random_hex(6);
         self.db
-            .grant(GrantRequest {
-                transfer_id: TransferId::parse(&format!("grant-{id}")).unwrap(),
-                org: self.org.clone(),
-                lot_id: LotId::parse(&format!("lot-{id}")).unwrap(),
+            .grant(GrantRequest::purchase(
+                TransferId::parse(&format!("grant-{id}")).unwrap(),
+                self.org.clone(),
+                LotId::parse(&format!("lot-{id}")).unwrap(),
                 amount,
-                category: LotCategory::Paid,
-                source: LotSource::Purchase,
-                price_per_credit: None,
-                expires_at: None,
-                memo: None,
-            })
+            ))
             .await
             .unwrap();
     }

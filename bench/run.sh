@@ -34,7 +34,8 @@
 # (another creditgate binary), BENCH_SKIP_LEDGER=1, BENCH_BASELINE_BIN, BENCH_LITELLM=1,
 # BENCH_LEASE=true and BENCH_BASELINE_LEASE=true (admit against a credit lease, docs/ledger.md),
 # BENCH_PERF=<connections> (perf record -g of the gateway during its load run at that many
-# connections: perf-<mode>-c<connections>.data in the raw outputs; needs linux-perf).
+# connections: perf-<mode>-c<connections>.data in the raw outputs; needs linux-perf;
+# BENCH_PERF_CALL_GRAPH=dwarf follows calls through libc and the allocator, at a higher cost).
 # BENCH_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/postgres: the gateways' ledgers in
 # Postgres databases of their own instead of SQLite files).
 set -euo pipefail
@@ -366,7 +367,7 @@ run_wrk() { # mode phase connections target seconds delay_ms outfile
   local perf_pid=""
   if [ "$target" = gateway ] && [ "$phase" = load ] && [ "$conns" = "${BENCH_PERF:-}" ] \
     && [[ $outfile != *warmup* ]]; then
-    perf record -q -F 499 -g -p "${PIDS[gateway]}" -o "$OUT/perf-$mode-c$conns.data" \
+    perf record -q -F 499 --call-graph "${BENCH_PERF_CALL_GRAPH:-fp}" -p "${PIDS[gateway]}" -o "$OUT/perf-$mode-c$conns.data" \
       -- sleep "$secs" >/dev/null 2>&1 &
     perf_pid=$!
   fi

@@ -18,25 +18,35 @@ pub const MAX_EVENT_BYTES: usize = 16 * 1024 * 1024;
 #[derive(Debug, Clone)]
 pub struct SseEvent {
     pub raw: Bytes,
-    pub name: Option<String>,
-    data: Option<Data>,
+    name: Option<Text>,
+    data: Option<Text>,
 }
 
-/// Where an event's data is: the one `data:` line of a valid UTF-8 event, in place; otherwise its
-/// lines joined (and any invalid UTF-8 replaced), as a copy.
+/// Where a field of an event is: in place in its raw bytes (valid UTF-8, one trimmed line),
+/// otherwise a copy (several `data:` lines joined, invalid UTF-8 replaced, a name read from the
+/// data's `type`).
 #[derive(Debug, Clone)]
-enum Data {
+enum Text {
     InPlace(std::ops::Range<usize>),
-    Joined(String),
+    Owned(String),
 }
 
 impl SseEvent {
+    /// The event's name: its last `event:` line, else its data's `type`.
+    pub fn name(&self) -> Option<&str> {
+        self.text(self.name.as_ref()?)
+    }
+
     /// The event's data: its `data:` lines, each trimmed, joined by line breaks.
     pub fn data(&self) -> Option<&str> {
-        match self.data.as_ref()? {
-            // In place only when `raw` is valid UTF-8 and the range one trimmed line of it.
-            Data::InPlace(range) => std::str::from_utf8(&self.raw[range.clone()]).ok(),
-            Data::Joined(text) => Some(text),
+        self.text(self.data.as_ref()?)
+    }
+
+    fn text<'a>(&'a self, text: &'a Text) -> Option<&'a str> {
+        match text {
+            // In place only when `raw` is valid UTF-8 and the range within one line of it.
+            Text::InPlace(range) => std::str::from_utf8(&self.raw[range.clone()]).ok(),
+            Text::Owned(text) => Some(text),
         }
     }
 }
@@ -105,32 +115,66 @@ fn parse_event(raw: Bytes) -> SseEvent {
         event.name = event
             .data()
             .and_then(|d| serde_json::from_str::<Value>(d).ok())
-            .and_then(|d| d.get("type")?.as_str().map(str::to_owned));
+            .and_then(|d| d.get("type")?.as_str().map(|t| Text::Owned(t.to_owned())));
     }
     event
 }
 
-/// An event's name (its last `event:` line) and where its data is.
-fn read_fields(raw: &[u8]) -> (Option<String>, Option<Data>) {
-    let text = String::from_utf8_lossy(raw);
-    let mut name = None;
-    let mut lines: Vec<&str> = Vec::new();
-    for line in text.lines() {
-        if let Some(v) = line.strip_prefix("event:") {
-            name = Some(v.trim().to_owned());
-        } else if let Some(v) = line.strip_prefix("data:") {
-            // Real recordings pad `data:` lines with trailing spaces.
-            lines.push(v.trim());
+/// An event's name (its last `event:` line) and where its data is. A valid UTF-8 event, every
+/// event a real stream sends, is read without a copy or an allocation unless it has several
+/// `data:` lines.
+fn read_fields(raw: &[u8]) -> (Option<Text>, Option<Text>) {
+    let Ok(text) = std::str::from_utf8(raw) else {
+        let text = String::from_utf8_lossy(raw);
+        let owned = |field: &str| Text::Owned(field.to_owned());
+        let (name, data) = fields(&text);
+        return (name.map(owned), data.map(|d| d.into_text(owned)));
+    };
+    let at = |field: &str| {
+        let start = field.as_ptr() as usize - text.as_ptr() as usize;
+        Text::InPlace(start..start + field.len())
+    };
+    let (name, data) = fields(text);
+    (name.map(at), data.map(|d| d.into_text(at)))
+}
+
+/// An event's `data:` lines, each trimmed.
+enum DataLines<'a> {
+    One(&'a str),
+    Joined(String),
+}
+
+impl DataLines<'_> {
+    /// Where the data is: `one` says where a single line is; lines joined are a copy.
+    fn into_text(self, one: impl FnOnce(&str) -> Text) -> Text {
+        match self {
+            DataLines::One(line) => one(line),
+            DataLines::Joined(joined) => Text::Owned(joined),
         }
     }
-    let data = match (lines.as_slice(), &text) {
-        ([], _) => None,
-        ([line], std::borrow::Cow::Borrowed(whole)) => {
-            let start = line.as_ptr() as usize - whole.as_ptr() as usize;
-            Some(Data::InPlace(start..start + line.len()))
+}
+
+/// An event's last `event:` line and its `data:` lines, each trimmed (real recordings pad
+/// `data:` lines with trailing spaces).
+fn fields(text: &str) -> (Option<&str>, Option<DataLines<'_>>) {
+    let mut name = None;
+    let mut data = None;
+    for line in text.lines() {
+        if let Some(v) = line.strip_prefix("event:") {
+            name = Some(v.trim());
+        } else if let Some(v) = line.strip_prefix("data:") {
+            let v = v.trim();
+            data = Some(match data {
+                None => DataLines::One(v),
+                Some(DataLines::One(first)) => DataLines::Joined(format!("{first}\n{v}")),
+                Some(DataLines::Joined(mut joined)) => {
+                    joined.push('\n');
+                    joined.push_str(v);
+                    DataLines::Joined(joined)
+                }
+            });
         }
-        _ => Some(Data::Joined(lines.join("\n"))),
-    };
+    }
     (name, data)
 }
 
@@ -162,48 +206,168 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
 /// except its type and the signature. `None` if the data is not valid JSON.
 ///
 /// The same answer as reading the data into a `Value` (a repeated field counts once, its last
-/// value, as there), without building one: the two objects are read as maps of raw values, and
-/// only the text fields are decoded. Anything that reading cannot take (an escaped key, data that
-/// is not an object) is read whole instead.
+/// value, as there), without building one or any map: one pass over the data in place
+/// ([`in_place::EventSeed`]), which gives up on anything it does not expect (a repeated field, an
+/// escaped key, data that is not an object, a number with a fraction), and then the data is read
+/// whole instead.
 fn delta_estimate(data: &str) -> Option<u64> {
-    type Fields<'a> = std::collections::BTreeMap<&'a str, &'a serde_json::value::RawValue>;
-    let in_place = || -> Option<u64> {
-        let event: Fields = serde_json::from_str(data).ok()?;
-        let Some(delta) = event.get("delta").map(|d| d.get()) else {
-            return Some(0);
-        };
-        if !delta.starts_with('{') {
-            return Some(0);
-        }
-        let mut tokens = 0u64;
-        for (field, value) in serde_json::from_str::<Fields>(delta).ok()? {
-            if counted(field) && value.get().starts_with('"') {
-                // Decoded in place unless it has escapes.
-                let text = match serde_json::from_str::<&str>(value.get()) {
-                    Ok(text) => estimate_text_tokens(text),
-                    Err(_) => {
-                        estimate_text_tokens(&serde_json::from_str::<String>(value.get()).ok()?)
-                    }
-                };
-                tokens = tokens.saturating_add(text);
-            }
-        }
-        Some(tokens)
+    let mut de = serde_json::Deserializer::from_str(data);
+    let read = serde::de::DeserializeSeed::deserialize(in_place::EventSeed, &mut de);
+    if let (Ok(tokens), Ok(())) = (read, de.end()) {
+        return Some(tokens);
+    }
+    let data: Value = serde_json::from_str(data).ok()?;
+    let Some(delta) = data.get("delta").and_then(Value::as_object) else {
+        return Some(0);
     };
-    in_place().or_else(|| {
-        let data: Value = serde_json::from_str(data).ok()?;
-        let Some(delta) = data.get("delta").and_then(Value::as_object) else {
-            return Some(0);
-        };
-        Some(
-            delta
-                .iter()
-                .filter(|(field, _)| counted(field))
-                .filter_map(|(_, value)| value.as_str())
-                .map(estimate_text_tokens)
-                .fold(0u64, u64::saturating_add),
-        )
-    })
+    Some(
+        delta
+            .iter()
+            .filter(|(field, _)| counted(field))
+            .filter_map(|(_, value)| value.as_str())
+            .map(estimate_text_tokens)
+            .fold(0u64, u64::saturating_add),
+    )
+}
+
+/// [`delta_estimate`]'s pass over a delta event in place: serde visitors that count as they read
+/// and keep nothing. Each refuses (an error, so the caller reads the data whole) what the
+/// answer of a `Value` would not be sure to match.
+mod in_place {
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::fmt;
+
+    use super::{counted, estimate_text_tokens};
+
+    /// Fields of a delta counted at most; a delta with more is read whole.
+    const MAX_COUNTED: usize = 4;
+
+    /// The event: an object whose `delta` (once) is counted.
+    pub(super) struct EventSeed;
+
+    impl<'de> DeserializeSeed<'de> for EventSeed {
+        type Value = u64;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_map(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for EventSeed {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a delta event")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+            let mut tokens = None;
+            while let Some(key) = map.next_key::<&'de str>()? {
+                if key != "delta" {
+                    map.next_value::<IgnoredAny>()?;
+                } else if tokens.is_some() {
+                    return Err(de::Error::custom("a repeated delta"));
+                } else {
+                    tokens = Some(map.next_value_seed(DeltaSeed)?);
+                }
+            }
+            Ok(tokens.unwrap_or(0))
+        }
+    }
+
+    /// The `delta`: an object's text fields counted; anything else counts nothing.
+    struct DeltaSeed;
+
+    impl<'de> DeserializeSeed<'de> for DeltaSeed {
+        type Value = u64;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for DeltaSeed {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a delta")
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+            let mut seen: [&str; MAX_COUNTED] = [""; MAX_COUNTED];
+            let (mut fields, mut tokens) = (0, 0u64);
+            while let Some(key) = map.next_key::<&'de str>()? {
+                if !counted(key) {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                if fields == MAX_COUNTED || seen[..fields].contains(&key) {
+                    return Err(de::Error::custom("a repeated or unexpected field"));
+                }
+                seen[fields] = key;
+                fields += 1;
+                tokens = tokens.saturating_add(map.next_value_seed(TextSeed)?);
+            }
+            Ok(tokens)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<u64, A::Error> {
+            nothing_in_seq(seq)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u64, E> {
+            Ok(0)
+        }
+    }
+
+    /// A field of the delta: a string's estimated tokens; anything else counts nothing.
+    struct TextSeed;
+
+    impl<'de> DeserializeSeed<'de> for TextSeed {
+        type Value = u64;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    impl<'de> Visitor<'de> for TextSeed {
+        type Value = u64;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a field of a delta")
+        }
+        /// Borrowed in place, or decoded (escapes) into serde_json's scratch buffer.
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
+            Ok(estimate_text_tokens(text))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
+            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+            Ok(0)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<u64, A::Error> {
+            nothing_in_seq(seq)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u64, E> {
+            Ok(0)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u64, E> {
+            Ok(0)
+        }
+    }
+
+    fn nothing_in_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<u64, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(0)
+    }
 }
 
 /// Whether a field of a delta is text the model produced: all but its type and signature.
@@ -234,7 +398,7 @@ impl UsageTally {
     /// (`delta_estimate`), and events metering does not read are not parsed at all.
     pub fn observe(&mut self, ev: &SseEvent) {
         let Some(text) = ev.data() else { return };
-        match ev.name.as_deref() {
+        match ev.name() {
             Some("content_block_delta") => {
                 self.output_estimate += delta_estimate(text).unwrap_or(0);
             }
@@ -244,7 +408,7 @@ impl UsageTally {
             }
             Some("message_start" | "message_delta" | "error") => {
                 if let Ok(data) = serde_json::from_str::<Value>(text) {
-                    self.observe_parsed(ev.name.as_deref(), &data);
+                    self.observe_parsed(ev.name(), &data);
                 }
             }
             _ => {}
@@ -462,7 +626,7 @@ mod tests {
         scanner.push(one.repeat(3).as_bytes()).unwrap();
         for left in [2, 1, 0] {
             let ev = scanner.next_event().unwrap();
-            assert_eq!(ev.name.as_deref(), Some("ping"));
+            assert_eq!(ev.name(), Some("ping"));
             assert_eq!(
                 scanner.remainder().len(),
                 one.len() * left,
@@ -534,6 +698,12 @@ mod tests {
             r#"{"delta":{"text":"first one"},"delta":{"text":"second"}}"#,
             r#"{"delta":{"text":"first one"},"delta":7}"#,
             r#"{"delta":{"text":"first one","text":"2"}}"#,
+            r#"{"delta":"x","delta":{"text":"the last one counts"}}"#,
+            r#"{"delta":{"a":"one","b":"two","c":"three","d":"four","e":"five six"}}"#,
+            r#"{"delta":{"text":"x y","n":1.5,"m":-3,"t":true,"f":false,"z":null}}"#,
+            r#"{"delta":1.25}"#,
+            r#"{"delta":-7}"#,
+            r#"{"type":"content_block_delta","delta":{"type":"citations_delta","citation":{"type":"char_location","cited_text":"some words"}}}"#,
             r#"{"del\u0074a":{"text":"escaped key"}}"#,
             r#"{"delta":{"te\u0078t":"escaped field","type":"x"}}"#,
             r#"{"delta":{"type":"text_delta","text":"日本語のテキスト"}}"#,

@@ -207,12 +207,12 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
 ///
 /// The same answer as reading the data into a `Value` (a repeated field counts once, its last
 /// value, as there), without building one or any map: one pass over the data in place
-/// ([`in_place::EventSeed`]), which gives up on anything it does not expect (a repeated field, an
-/// escaped key, data that is not an object, a number with a fraction), and then the data is read
+/// ([`in_place::Part`]), which gives up on anything it does not expect (a repeated field, an
+/// escaped key, a number with a fraction), and then the data is read
 /// whole instead.
 fn delta_estimate(data: &str) -> Option<u64> {
     let mut de = serde_json::Deserializer::from_str(data);
-    let read = serde::de::DeserializeSeed::deserialize(in_place::EventSeed, &mut de);
+    let read = serde::de::DeserializeSeed::deserialize(in_place::Part::Event, &mut de);
     if let (Ok(tokens), Ok(())) = (read, de.end()) {
         return Some(tokens);
     }
@@ -242,113 +242,48 @@ mod in_place {
     /// Fields of a delta counted at most; a delta with more is read whole.
     const MAX_COUNTED: usize = 4;
 
-    /// The event: an object whose `delta` (once) is counted.
-    pub(super) struct EventSeed;
-
-    impl<'de> DeserializeSeed<'de> for EventSeed {
-        type Value = u64;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-            d.deserialize_map(self)
-        }
+    /// A part of the event read with [`deserialize_any`](de::Deserializer::deserialize_any):
+    /// the event (an object's `delta` counted), the `delta` (an object's text fields counted) or
+    /// one of its fields (a string's tokens); anything else counts nothing, as in a `Value`.
+    #[derive(Clone, Copy)]
+    pub(super) enum Part {
+        Event,
+        Delta,
+        Field,
     }
 
-    impl<'de> Visitor<'de> for EventSeed {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a delta event")
-        }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-            let mut tokens = None;
-            while let Some(key) = map.next_key::<&'de str>()? {
-                if key != "delta" {
-                    map.next_value::<IgnoredAny>()?;
-                } else if tokens.is_some() {
-                    return Err(de::Error::custom("a repeated delta"));
-                } else {
-                    tokens = Some(map.next_value_seed(DeltaSeed)?);
-                }
-            }
-            Ok(tokens.unwrap_or(0))
-        }
-    }
-
-    /// The `delta`: an object's text fields counted; anything else counts nothing.
-    struct DeltaSeed;
-
-    impl<'de> DeserializeSeed<'de> for DeltaSeed {
+    impl<'de> DeserializeSeed<'de> for Part {
         type Value = u64;
         fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
             d.deserialize_any(self)
         }
     }
 
-    impl<'de> Visitor<'de> for DeltaSeed {
+    impl<'de> Visitor<'de> for Part {
         type Value = u64;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a delta")
+            f.write_str("a delta or a field of one")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-            let mut seen: [&str; MAX_COUNTED] = [""; MAX_COUNTED];
-            let (mut fields, mut tokens) = (0, 0u64);
-            while let Some(key) = map.next_key::<&'de str>()? {
-                if !counted(key) {
-                    map.next_value::<IgnoredAny>()?;
-                    continue;
+            match self {
+                Part::Event => delta(map),
+                Part::Delta => text_fields(map),
+                Part::Field => {
+                    while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                    Ok(0)
                 }
-                if fields == MAX_COUNTED || seen[..fields].contains(&key) {
-                    return Err(de::Error::custom("a repeated or unexpected field"));
-                }
-                seen[fields] = key;
-                fields += 1;
-                tokens = tokens.saturating_add(map.next_value_seed(TextSeed)?);
             }
-            Ok(tokens)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<u64, A::Error> {
-            nothing_in_seq(seq)
-        }
-        fn visit_str<E: de::Error>(self, _: &str) -> Result<u64, E> {
-            Ok(0)
-        }
-        fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
-            Ok(0)
-        }
-        fn visit_bool<E: de::Error>(self, _: bool) -> Result<u64, E> {
-            Ok(0)
-        }
-        fn visit_i64<E: de::Error>(self, _: i64) -> Result<u64, E> {
-            Ok(0)
-        }
-        fn visit_u64<E: de::Error>(self, _: u64) -> Result<u64, E> {
-            Ok(0)
-        }
-    }
-
-    /// A field of the delta: a string's estimated tokens; anything else counts nothing.
-    struct TextSeed;
-
-    impl<'de> DeserializeSeed<'de> for TextSeed {
-        type Value = u64;
-        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<u64, D::Error> {
-            d.deserialize_any(self)
-        }
-    }
-
-    impl<'de> Visitor<'de> for TextSeed {
-        type Value = u64;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a field of a delta")
         }
         /// Borrowed in place, or decoded (escapes) into serde_json's scratch buffer.
         fn visit_str<E: de::Error>(self, text: &str) -> Result<u64, E> {
-            Ok(estimate_text_tokens(text))
+            Ok(match self {
+                Part::Event | Part::Delta => 0,
+                Part::Field => estimate_text_tokens(text),
+            })
         }
-        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
-            while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<u64, A::Error> {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
             Ok(0)
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<u64, A::Error> {
-            nothing_in_seq(seq)
         }
         fn visit_unit<E: de::Error>(self) -> Result<u64, E> {
             Ok(0)
@@ -364,9 +299,39 @@ mod in_place {
         }
     }
 
-    fn nothing_in_seq<'de, A: SeqAccess<'de>>(mut seq: A) -> Result<u64, A::Error> {
-        while seq.next_element::<IgnoredAny>()?.is_some() {}
-        Ok(0)
+    /// The event's `delta`, once.
+    fn delta<'de, A: MapAccess<'de>>(mut map: A) -> Result<u64, A::Error> {
+        let mut tokens = None;
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if key != "delta" {
+                map.next_value::<IgnoredAny>()?;
+            } else if tokens.is_some() {
+                return Err(de::Error::custom("a repeated delta"));
+            } else {
+                tokens = Some(map.next_value_seed(Part::Delta)?);
+            }
+        }
+        Ok(tokens.unwrap_or(0))
+    }
+
+    /// The delta's fields but its type and signature, each at most once, their text's tokens
+    /// summed.
+    fn text_fields<'de, A: MapAccess<'de>>(mut map: A) -> Result<u64, A::Error> {
+        let mut seen: [&str; MAX_COUNTED] = [""; MAX_COUNTED];
+        let (mut fields, mut tokens) = (0, 0u64);
+        while let Some(key) = map.next_key::<&'de str>()? {
+            if !counted(key) {
+                map.next_value::<IgnoredAny>()?;
+                continue;
+            }
+            if fields == MAX_COUNTED || seen[..fields].contains(&key) {
+                return Err(de::Error::custom("a repeated or unexpected field"));
+            }
+            seen[fields] = key;
+            fields += 1;
+            tokens = tokens.saturating_add(map.next_value_seed(Part::Field)?);
+        }
+        Ok(tokens)
     }
 }
 

@@ -208,8 +208,7 @@ pub fn estimate_text_tokens(text: &str) -> u64 {
 /// The same answer as reading the data into a `Value` (a repeated field counts once, its last
 /// value, as there), without building one or any map: one pass over the data in place
 /// ([`in_place::Part`]), which gives up on anything it does not expect (a repeated field, an
-/// escaped key, a number with a fraction), and then the data is read
-/// whole instead.
+/// escaped key, a number with a fraction), and then the data is read whole instead.
 fn delta_estimate(data: &str) -> Option<u64> {
     let mut de = serde_json::Deserializer::from_str(data);
     let read = serde::de::DeserializeSeed::deserialize(in_place::Part::Event, &mut de);
@@ -262,7 +261,7 @@ mod in_place {
     impl<'de> Visitor<'de> for Part {
         type Value = u64;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a delta or a field of one")
+            f.write_str("a delta event or a part of one")
         }
         fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<u64, A::Error> {
             match self {
